@@ -1,0 +1,31 @@
+# Two commands: `make demo` and `make test`. Both create .venv once (a stamp
+# file records it) with the pinned dependencies and ffl_mm installed
+# editable, so later runs start at once.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ffl_mm-installed
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
+WORK_DIR ?= work_dirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/constraints.txt setup.py
+	@echo ">> creating $(VENV) with $(PYTHON) (first run: a few minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/python tools/train.py configs/baselines/resnet18-cifar-w16_digits.py --work-dir $(WORK_DIR)/stock
+	$(BIN)/python tools/test.py configs/baselines/resnet18-cifar-w16_digits.py $(WORK_DIR)/stock/epoch_15.pth --work-dir $(WORK_DIR)/stock
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) work_dirs ffl_mm/.mim *.egg-info

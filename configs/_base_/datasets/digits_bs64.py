@@ -1,0 +1,35 @@
+# The embedded default data set: scikit-learn's handwritten digits
+# (1,347 train / 450 test images, 10 classes), served at 32x32x3.
+# See ffl_mm.datasets.Digits for the fixed split.
+dataset_type = 'Digits'
+data_preprocessor = dict(
+    num_classes=10,
+    # statistics of the 32x32 train split, 0-255 scale (grey in 3 channels)
+    mean=[77.77, 77.77, 77.77],
+    std=[82.44, 82.44, 82.44],
+    to_rgb=False)
+
+train_pipeline = [
+    dict(type='RandomCrop', crop_size=32, padding=2, padding_mode='reflect'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [dict(type='PackInputs')]
+
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(type=dataset_type, split='train', pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True),
+)
+val_dataloader = dict(
+    batch_size=128,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(type=dataset_type, split='test', pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+)
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator

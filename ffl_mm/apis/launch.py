@@ -1,0 +1,93 @@
+# Copyright (c) ffl_mm contributors.
+"""What ``tools/train.py`` and ``tools/test.py`` do before building the
+Runner: distributed set-up that also works without CUDA, and data-loader
+settings that PyTorch would reject."""
+import datetime
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def setup_launcher(cfg: Config, launcher: str) -> None:
+    """Record the launcher in ``cfg``; on a machine without CUDA, start the
+    process group with gloo first.
+
+    With CUDA (or ``launcher='none'``) nothing else changes: the Runner calls
+    MMEngine's ``init_dist`` with ``env_cfg.dist_cfg`` (NCCL by default),
+    exactly as in MMPretrain. Without CUDA, ``init_dist('pytorch')`` would
+    crash in ``torch.cuda.set_device``, so this function initialises the
+    ``gloo`` process group from the ``torchrun`` environment itself (the
+    Runner then sees an initialised group and skips ``init_dist``), and
+    makes the DDP wrapper keep the model on the CPU (``device_ids=None``).
+
+    Args:
+        cfg (Config): The config; ``cfg.launcher`` and, on CPU,
+            ``cfg.model_wrapper_cfg`` are set in place.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+
+    Raises:
+        ValueError: A launcher other than ``'pytorch'`` without CUDA, or
+            a ``dist_cfg.backend`` that cannot run on the CPU.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(
+            f'--launcher {launcher} needs CUDA, which this machine lacks. '
+            'Use tools/dist_train.sh (torchrun, --launcher pytorch) for CPU '
+            'runs.')
+    dist_cfg = cfg.get('env_cfg', {}).get('dist_cfg', {})
+    backend = dist_cfg.get('backend', 'nccl')
+    if backend not in ('nccl', 'gloo'):
+        raise ValueError(f'env_cfg.dist_cfg.backend={backend!r} cannot run '
+                         "on the CPU; use 'gloo'.")
+    if not torch_dist.is_initialized():
+        timeout = dist_cfg.get('timeout', None)
+        kwargs = {}
+        if timeout is not None:
+            kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
+        print_log(
+            f'No CUDA: initialised the gloo process group (rank '
+            f'{torch_dist.get_rank()}/{torch_dist.get_world_size()}).',
+            logger='current')
+    wrapper = cfg.get('model_wrapper_cfg', None) or ConfigDict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def sanitize_dataloaders(cfg: Config,
+                         pin_memory: bool = True,
+                         persistent_workers: bool = True) -> None:
+    """Adjust data-loader settings in place.
+
+    Args:
+        cfg (Config): The config.
+        pin_memory (bool): False turns pinned memory off everywhere.
+        persistent_workers (bool): False turns persistent workers off.
+
+    ``persistent_workers=True`` with ``num_workers=0`` makes PyTorch raise
+    a ValueError; such loaders get ``persistent_workers=False``.
+    """
+    for key in DATALOADER_KEYS:
+        loader = cfg.get(key, None)
+        if not loader:
+            continue
+        if not pin_memory:
+            loader['pin_memory'] = False
+        if not persistent_workers or loader.get('num_workers', 0) == 0:
+            if 'persistent_workers' in loader:
+                loader['persistent_workers'] = False

@@ -1,0 +1,2 @@
+# Copyright (c) ffl_mm contributors.
+from . import metrics  # noqa: F401

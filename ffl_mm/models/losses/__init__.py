@@ -1,0 +1,1 @@
+# Copyright (c) ffl_mm contributors.

@@ -1,0 +1,95 @@
+# Copyright (c) ffl_mm contributors.
+"""Installation, registration and the configs that ship with the package."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmpretrain.registry import DATASETS, MODELS
+
+import ffl_mm
+from conftest import REPO
+
+CONFIGS = sorted(
+    p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                         recursive=True) if '_base_' not in p)
+
+
+def test_version():
+    assert isinstance(ffl_mm.__version__, str)
+    assert ffl_mm.version_info[:2] == tuple(
+        int(x) for x in ffl_mm.__version__.split('.')[:2])
+
+
+def test_components_live_in_mmpretrain_registries():
+    assert DATASETS.get('Digits') is ffl_mm.datasets.Digits
+    # one registry: no ffl_mm scope of its own
+    assert DATASETS.scope == 'mmpretrain' and MODELS.scope == 'mmpretrain'
+
+
+def test_safe_loader_is_mmengines_local_loader():
+    from ffl_mm.engine import load_from_safe_local
+    assert CheckpointLoader._get_checkpoint_loader('work_dirs/a.pth') is \
+        load_from_safe_local
+
+
+def test_configs_and_tools_ship_under_mim():
+    mim = osp.join(osp.dirname(ffl_mm.__file__), '.mim')
+    assert osp.isfile(osp.join(mim, 'tools', 'train.py'))
+    assert osp.isfile(osp.join(mim, 'tools', 'dist_train.sh'))
+    assert osp.isfile(
+        osp.join(mim, 'configs', 'baselines', 'resnet18-cifar-w16_digits.py'))
+
+
+def test_package_scoped_base_config(tmp_path):
+    cfg_file = tmp_path / 'mine.py'
+    cfg_file.write_text(
+        "_base_ = ['ffl_mm::baselines/resnet18-cifar-w16_digits.py']\n"
+        'train_cfg = dict(max_epochs=3)\n')
+    cfg = Config.fromfile(str(cfg_file))
+    assert cfg.train_cfg.max_epochs == 3
+    assert cfg.model.backbone.type == 'ResNet_CIFAR'
+
+
+@pytest.mark.parametrize(
+    'path', CONFIGS, ids=[osp.relpath(p, REPO) for p in CONFIGS])
+def test_every_config_loads_and_builds(path):
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports['imports'] == ['ffl_mm']
+    model = MODELS.build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_wheel_carries_configs_and_tools(tmp_path):
+    """A non-editable build copies configs/ and tools/ into ffl_mm/.mim."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    src = tmp_path / 'src'
+    for item in ('ffl_mm', 'configs', 'tools', 'requirements'):
+        shutil.copytree(
+            osp.join(REPO, item),
+            src / item,
+            symlinks=False,
+            ignore=shutil.ignore_patterns('.mim', '__pycache__', '*.egg-info'))
+    for item in ('setup.py', 'model-index.yml', 'README.md'):
+        if osp.exists(osp.join(REPO, item)):
+            shutil.copy(osp.join(REPO, item), src / item)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+        '--no-build-isolation', '-q', '-w',
+        str(tmp_path / 'dist'),
+        str(src)
+    ],
+                   check=True,
+                   capture_output=True)
+    wheel, = (tmp_path / 'dist').glob('ffl_mm-*.whl')
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert 'ffl_mm/.mim/tools/train.py' in names
+    assert 'ffl_mm/.mim/tools/dist_train.sh' in names
+    assert 'ffl_mm/.mim/model-index.yml' in names
+    assert 'ffl_mm/.mim/configs/_base_/default_runtime.py' in names
+    assert 'ffl_mm/.mim/configs/baselines/resnet18-cifar-w16_digits.py' in \
+        names

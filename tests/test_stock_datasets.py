@@ -1,0 +1,148 @@
+# Copyright (c) ffl_mm contributors.
+"""The plugin's runtime trains a stock MMPretrain classifier through
+MMPretrain's real CIFAR10/CIFAR100/ImageNet/CustomDataset classes on tiny
+files that the tests write (no download)."""
+import hashlib
+import os
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmpretrain.datasets import CIFAR10, CIFAR100
+from mmpretrain.registry import DATASETS
+from PIL import Image
+
+import ffl_mm  # noqa: F401
+from conftest import REPO
+
+STOCK = osp.join(REPO, 'configs/baselines/resnet18-cifar-w16_digits.py')
+
+
+def _md5(path):
+    with open(path, 'rb') as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def _write_cifar(root, base, num_classes, n_per_file=16, seed=0):
+    """Write CIFAR-format pickles under ``root/<base.base_folder>`` and
+    register a test-only subclass of ``base`` whose md5 table lists them.
+
+    MMPretrain's parsing code and its md5 check both still run.
+    """
+    rng = np.random.default_rng(seed)
+    folder = osp.join(root, base.base_folder)
+    os.makedirs(folder, exist_ok=True)
+    label_key = 'labels' if base is CIFAR10 else 'fine_labels'
+    table = {}
+    for name, _ in base.train_list + base.test_list:
+        entry = {
+            'data':
+            rng.integers(0, 256, (n_per_file, 3 * 32 * 32), dtype=np.uint8),
+            label_key: rng.integers(0, num_classes, n_per_file).tolist(),
+        }
+        path = osp.join(folder, name)
+        with open(path, 'wb') as f:
+            pickle.dump(entry, f)
+        table[name] = _md5(path)
+    meta_path = osp.join(folder, base.meta['filename'])
+    with open(meta_path, 'wb') as f:
+        pickle.dump({base.meta['key']: [f'c{i}' for i in range(num_classes)]},
+                    f)
+    name = f'Tiny{base.__name__}'
+    subclass = type(
+        name, (base, ), {
+            'train_list': [[n, table[n]] for n, _ in base.train_list],
+            'test_list': [[n, table[n]] for n, _ in base.test_list],
+            'meta': {
+                **base.meta, 'md5': _md5(meta_path)
+            },
+        })
+    DATASETS.register_module(name=name, module=subclass, force=True)
+    return name
+
+
+def _write_image_folder(root, classes=('cat', 'dog'), per_class=8):
+    rng = np.random.default_rng(0)
+    for split in ('train', 'val'):
+        for cls in classes:
+            folder = osp.join(root, split, cls)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(osp.join(folder, f'{i}.png'))
+
+
+def _train_briefly(tmp_path, name, train_dataset, val_dataset, num_classes,
+                   pipeline_prefix=()):
+    cfg = Config.fromfile(STOCK)
+    cfg.work_dir = str(tmp_path / name)
+    cfg.experiment_name = f'stock_{name}'
+    cfg.model.head.num_classes = num_classes
+    cfg.data_preprocessor.num_classes = num_classes
+    cfg.model.head.topk = (1, )
+    cfg.train_cfg.max_epochs = 1
+    train_pipeline = [*pipeline_prefix, dict(type='PackInputs')]
+    for key, dataset in (('train_dataloader', train_dataset),
+                         ('val_dataloader', val_dataset),
+                         ('test_dataloader', val_dataset)):
+        cfg[key].dataset = dict(**dataset, pipeline=train_pipeline)
+        cfg[key].batch_size = 8
+        cfg[key].num_workers = 0
+        cfg[key].persistent_workers = False
+    cfg.val_evaluator = cfg.test_evaluator = dict(
+        type='Accuracy', topk=(1, ))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == len(runner.train_dataloader) > 0
+    assert osp.isfile(osp.join(cfg.work_dir, 'epoch_1.pth'))
+    metrics = runner.test()
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    return runner
+
+
+@pytest.mark.parametrize('base, num_classes', [(CIFAR10, 10),
+                                               (CIFAR100, 100)])
+def test_cifar_classes_train(tmp_path, base, num_classes):
+    root = str(tmp_path / 'cifar')
+    name = _write_cifar(root, base, num_classes)
+    dataset = DATASETS.build(dict(type=name, data_root=root, split='train'))
+    # CIFAR10 has 5 train files, CIFAR100 one; each holds 16 images
+    assert len(dataset) == 16 * len(base.train_list)
+    assert dataset.get_data_info(0)['img'].shape == (32, 32, 3)
+    _train_briefly(
+        tmp_path,
+        base.__name__,
+        dict(type=name, data_root=root, split='train', download=False),
+        dict(type=name, data_root=root, split='test', download=False),
+        num_classes)
+
+
+def test_cifar_md5_check_still_runs(tmp_path):
+    root = str(tmp_path / 'cifar')
+    name = _write_cifar(root, CIFAR10, 10)
+    with open(osp.join(root, CIFAR10.base_folder, 'test_batch'), 'ab') as f:
+        f.write(b'tampered')
+    with pytest.raises(RuntimeError, match='Cannot find TinyCIFAR10'):
+        DATASETS.build(
+            dict(type=name, data_root=root, split='test', download=False))
+
+
+def test_image_folder_classes_train(tmp_path):
+    root = str(tmp_path / 'imagenet')
+    _write_image_folder(root)
+    resize = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=32)]
+    imagenet = dict(
+        type='ImageNet', data_root=root, split='train', classes=['cat', 'dog'])
+    dataset = DATASETS.build(imagenet)
+    assert len(dataset) == 16
+    assert dataset.get_data_info(15)['gt_label'] == 1
+    _train_briefly(
+        tmp_path,
+        'ImageNet',
+        imagenet,
+        dict(type='CustomDataset', data_root=root, data_prefix='val'),
+        num_classes=2,
+        pipeline_prefix=resize)

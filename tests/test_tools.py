@@ -1,0 +1,110 @@
+# Copyright (c) ffl_mm contributors.
+"""End-to-end runs of tools/train.py, tools/test.py and the dist scripts."""
+import os.path as osp
+import random
+import re
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY_DIGITS, run_cmd, run_tool
+
+STOCK = 'configs/baselines/resnet18-cifar-w16_digits.py'
+
+
+def _free_port():
+    return str(random.randint(20000, 40000))
+
+
+def test_train_resume_and_test(tmp_path):
+    work = str(tmp_path / 'work')
+    # 64 images, batch 16: 4 iterations an epoch
+    _, out = run_tool('train.py', STOCK, '--work-dir', work, '--cfg-options',
+                      *TINY_DIGITS, 'train_cfg.max_epochs=1')
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert re.search(r'Epoch\(train\) \[1\]\[4/4\]', out)
+
+    _, out = run_tool('train.py', STOCK, '--work-dir', work, '--resume',
+                      '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=2')
+    assert 'Auto resumed from the latest checkpoint' in out
+    assert 'resumed epoch: 1, iter: 4' in out
+    # continues at the next iteration, not from scratch
+    assert re.search(r'Epoch\(train\) \[2\]\[4/4\]', out)
+    assert not re.search(r'Epoch\(train\) \[1\]', out)
+    ckpt = torch.load(
+        osp.join(work, 'epoch_2.pth'), map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 8 and ckpt['meta']['epoch'] == 2
+
+    preds = str(tmp_path / 'preds.pkl')
+    _, out = run_tool('test.py', STOCK, osp.join(work, 'epoch_2.pth'),
+                      '--work-dir', str(tmp_path / 'test'), '--out', preds,
+                      '--cfg-options', *TINY_DIGITS)
+    top1 = re.search(r'Epoch\(test\).*accuracy/top1: ([\d.]+)', out)
+    assert top1 and 0.0 <= float(top1.group(1)) <= 100.0
+    import mmengine
+    results = mmengine.load(preds)
+    assert len(results) == 40
+    assert {'pred_score', 'pred_label', 'gt_label'} <= set(results[0])
+
+
+def test_test_rejects_checkpoint_of_another_model(tmp_path):
+    from mmpretrain.registry import MODELS
+    other = MODELS.build(
+        dict(type='ResNet_CIFAR', depth=18, base_channels=8))
+    path = str(tmp_path / 'other.pth')
+    torch.save({'state_dict': other.state_dict()}, path)
+    code, out = run_tool(
+        'test.py',
+        STOCK,
+        path,
+        '--work-dir',
+        str(tmp_path / 'test'),
+        '--cfg-options',
+        *TINY_DIGITS,
+        check=False)
+    assert code != 0
+    assert 'missing keys' in out or 'size mismatch' in out
+    assert 'Epoch(test)' not in out
+
+
+def test_amp_without_cuda_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    code, out = run_tool(
+        'train.py',
+        STOCK,
+        '--amp',
+        '--work-dir',
+        str(tmp_path),
+        check=False)
+    assert code != 0 and '--amp needs a CUDA device' in out
+
+
+def test_dist_train_on_cpu_two_processes(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('the gloo path is for machines without CUDA')
+    work = str(tmp_path / 'work')
+    _, out = run_cmd(
+        [
+            'bash', 'tools/dist_train.sh', STOCK, '2', '--work-dir', work,
+            '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=1'
+        ],
+        env=dict(PYTHON=sys.executable, PORT=_free_port()))
+    assert 'initialised the gloo process group (rank 0/2)' in out
+    # 64 images over 2 ranks of batch 16: 2 iterations an epoch
+    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out)
+    assert out.count('Saving checkpoint at 1 epochs') == 1
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    ckpt = torch.load(
+        osp.join(work, 'epoch_1.pth'), map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 2
+    # keys without DDP's "module." prefix: loadable by a single process
+    assert not any(k.startswith('module.') for k in ckpt['state_dict'])
+
+
+def test_dist_scripts_usage():
+    code, out = run_cmd(['bash', 'tools/dist_train.sh'], check=False)
+    assert code == 2 and 'usage' in out
+    code, out = run_cmd(['bash', 'tools/dist_test.sh', 'a.py'], check=False)
+    assert code == 2 and 'usage' in out
