@@ -1,6 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """Installation, registration and the configs that ship with the package."""
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -40,16 +41,6 @@ def test_configs_and_tools_ship_under_mim():
     assert osp.isfile(osp.join(mim, 'tools', 'dist_train.sh'))
     assert osp.isfile(
         osp.join(mim, 'configs', 'baselines', 'resnet18-cifar-w16_digits.py'))
-
-
-def test_package_scoped_base_config(tmp_path):
-    cfg_file = tmp_path / 'mine.py'
-    cfg_file.write_text(
-        "_base_ = ['ffl_mm::baselines/resnet18-cifar-w16_digits.py']\n"
-        'train_cfg = dict(max_epochs=3)\n')
-    cfg = Config.fromfile(str(cfg_file))
-    assert cfg.train_cfg.max_epochs == 3
-    assert cfg.model.backbone.type == 'ResNet_CIFAR'
 
 
 @pytest.mark.parametrize(
@@ -93,3 +84,31 @@ def test_wheel_carries_configs_and_tools(tmp_path):
     assert 'ffl_mm/.mim/configs/_base_/default_runtime.py' in names
     assert 'ffl_mm/.mim/configs/baselines/resnet18-cifar-w16_digits.py' in \
         names
+
+    # Installed from the wheel, a user config can inherit ours by package
+    # scope, as with `mmpretrain::`.
+    site = tmp_path / 'site'
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
+        str(site),
+        str(wheel)
+    ],
+                   check=True,
+                   capture_output=True)
+    user_cfg = tmp_path / 'mine.py'
+    user_cfg.write_text(
+        "_base_ = ['ffl_mm::baselines/resnet18-cifar-w16_digits.py']\n"
+        'train_cfg = dict(max_epochs=3)\n')
+    script = ('import ffl_mm; from mmengine.config import Config; '
+              f'cfg = Config.fromfile({str(user_cfg)!r}); '
+              'print(ffl_mm.__file__, cfg.train_cfg.max_epochs, '
+              'cfg.model.backbone.type)')
+    out = subprocess.run([sys.executable, '-c', script],
+                         cwd=str(tmp_path),
+                         env=dict(os.environ, PYTHONPATH=str(site)),
+                         check=True,
+                         capture_output=True,
+                         text=True).stdout
+    assert out.split()[-3:] == [
+        str(site / 'ffl_mm' / '__init__.py'), '3', 'ResNet_CIFAR'
+    ]
