@@ -1,1 +1,4 @@
 # Copyright (c) ffl_mm contributors.
+from .multi_branch_accuracy import MultiBranchAccuracy
+
+__all__ = ['MultiBranchAccuracy']

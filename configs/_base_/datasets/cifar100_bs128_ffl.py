@@ -1,0 +1,19 @@
+# CIFAR-100 as FFL trains on it: MMPretrain's CIFAR-100 settings (the
+# paper's normalisation, 129.3/124.1/112.4 and 68.2/65.4/70.4), batch 128,
+# 4-pixel *reflect* padding, random 32x32 crop and horizontal flip.
+_base_ = ['mmpretrain::_base_/datasets/cifar100_bs16.py']
+
+train_pipeline = [
+    dict(type='RandomCrop', crop_size=32, padding=4, padding_mode='reflect'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=4,
+    persistent_workers=True,
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=128, num_workers=4, persistent_workers=True)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
+test_evaluator = val_evaluator

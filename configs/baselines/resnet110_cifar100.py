@@ -1,0 +1,2 @@
+_base_ = ['./resnet32_cifar100.py']
+model = dict(backbone=dict(depth=110))

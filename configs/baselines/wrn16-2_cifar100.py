@@ -1,0 +1,4 @@
+_base_ = ['./resnet32_cifar100.py']
+model = dict(
+    backbone=dict(_delete_=True, type='WideResNet', depth=16, widen_factor=2),
+    head=dict(in_channels=128))

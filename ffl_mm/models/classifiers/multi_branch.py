@@ -1,0 +1,359 @@
+# Copyright (c) ffl_mm contributors.
+"""Several branches, a fusion module and mutual distillation in one
+MMPretrain classifier."""
+import copy
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import ModuleList
+from mmpretrain.models.classifiers import BaseClassifier
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from ..utils import TrunkSplit
+
+ConfigType = Union[dict, nn.Module]
+
+
+def _per_branch(cfg: Union[None, dict, Sequence[dict]], num_branches: int,
+                name: str) -> List[Optional[dict]]:
+    """One config for each branch: a single config is deep-copied."""
+    if cfg is None or isinstance(cfg, dict):
+        return [copy.deepcopy(cfg) for _ in range(num_branches)]
+    cfg = list(cfg)
+    if len(cfg) != num_branches:
+        raise ValueError(
+            f'MultiBranchClassifier: {name} is a list of {len(cfg)} '
+            f'configs but there are {num_branches} branches; give one '
+            'config (shared) or one per branch.')
+    return [copy.deepcopy(c) for c in cfg]
+
+
+def _build(cfg: Optional[ConfigType]) -> Optional[nn.Module]:
+    if cfg is None or isinstance(cfg, nn.Module):
+        return cfg
+    return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class MultiBranchClassifier(BaseClassifier):
+    """N branches trained together with a fused classifier (FFL, MFEF).
+
+    ::
+
+        images -> [trunk] -> branch i -> f_i -> neck_i -> head_i -> z_i
+        [f_1 .. f_N] -> fusion_neck -> fusion_head -> z_f
+        loss = Σ CE(z_i) + CE(z_f) + distill_loss(z_1..z_N, z_f)
+
+    ``f_i`` is the last output of branch i's backbone (``(B, C_i, H, W)``).
+
+    Args:
+        backbone (dict | list[dict]): One backbone config, copied for every
+            branch, or one config per branch (heterogeneous branches).
+        num_branches (int, optional): N >= 2. Needed with a single
+            backbone config; with a list it defaults to the list's length.
+        shared_stages (int): k. With k >= 1 the stem and the first k stages
+            are computed once and shared (FFL-S); every branch keeps its
+            own later stages. Needs identical backbones of MMPretrain's
+            ResNet family or ffl_mm's CIFARResNet/WideResNet. 0 (default)
+            gives fully independent branches and works with any backbone.
+        neck (dict | list[dict], optional): Per-branch neck. Defaults to
+            ``GlobalAveragePooling``.
+        head (dict | list[dict]): Per-branch head, an MMPretrain
+            ``ClsHead`` (e.g. ``LinearClsHead`` with ``CrossEntropyLoss``).
+        fusion_neck (dict, optional): Fuses the branch maps, e.g.
+            ``FFLFusionNeck``; None trains the branches with cross-entropy
+            only (no fused classifier, no distillation).
+        fusion_head (dict, optional): Head of the fused classifier; needed
+            with ``fusion_neck``.
+        distill_loss (dict, optional): Distillation between the branches
+            and the fused classifier, e.g. ``MutualKDLoss``. None: no KD.
+        train_cfg (dict, optional): As ``ImageClassifier``'s: batch
+            augmentations such as Mixup go in ``augments``.
+        test_cfg (dict, optional): ``predict`` selects the output behind
+            ``pred_score``/``pred_label``: ``'fused'`` (default with a
+            fusion neck), ``'ensemble'`` (mean of the branch logits,
+            default without one) or ``'branch{i}'``.
+        data_preprocessor (dict, optional): Defaults to
+            ``ClsDataPreprocessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: Union[dict, Sequence[dict]],
+                 num_branches: Optional[int] = None,
+                 shared_stages: int = 0,
+                 neck: Union[None, dict,
+                             Sequence[dict]] = dict(
+                                 type='GlobalAveragePooling'),
+                 head: Union[None, dict, Sequence[dict]] = None,
+                 fusion_neck: Optional[dict] = None,
+                 fusion_head: Optional[dict] = None,
+                 distill_loss: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        data_preprocessor = data_preprocessor or {}
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
+            data_preprocessor.setdefault('batch_augments', train_cfg)
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            init_cfg=init_cfg, data_preprocessor=data_preprocessor)
+
+        if isinstance(backbone, (list, tuple)):
+            if num_branches is not None and num_branches != len(backbone):
+                raise ValueError(
+                    f'MultiBranchClassifier: num_branches={num_branches} '
+                    f'but {len(backbone)} backbone configs; give one config '
+                    'per branch or drop num_branches.')
+            num_branches = len(backbone)
+        elif num_branches is None:
+            raise ValueError(
+                'MultiBranchClassifier: set num_branches (>= 2) or give a '
+                'list of backbone configs.')
+        if not isinstance(num_branches, int) or num_branches < 2:
+            raise ValueError(
+                f'MultiBranchClassifier: num_branches={num_branches!r}; '
+                'mutual learning needs at least 2 branches.')
+        if head is None:
+            raise ValueError('MultiBranchClassifier: a branch `head` config '
+                             'is required (e.g. LinearClsHead).')
+        self.num_branches = num_branches
+        self.shared_stages = shared_stages
+
+        self.backbones = ModuleList([
+            _build(cfg)
+            for cfg in _per_branch(backbone, num_branches, 'backbone')
+        ])
+        self.trunk = None
+        if shared_stages:
+            self.trunk = TrunkSplit(self.backbones, shared_stages)
+        self.necks = ModuleList([
+            _build(cfg) or nn.Identity()
+            for cfg in _per_branch(neck, num_branches, 'neck')
+        ])
+        self.heads = ModuleList(
+            [_build(cfg) for cfg in _per_branch(head, num_branches, 'head')])
+
+        if (fusion_neck is None) != (fusion_head is None):
+            raise ValueError(
+                'MultiBranchClassifier: fusion_neck and fusion_head go '
+                'together; give both (FFL/MFEF) or neither (cross-entropy '
+                'only).')
+        if distill_loss is not None and fusion_neck is None:
+            raise ValueError(
+                'MultiBranchClassifier: distill_loss needs the fused '
+                'classifier; add fusion_neck and fusion_head.')
+        self.fusion_neck = _build(fusion_neck)
+        self.fusion_head = _build(fusion_head)
+        self.distill_loss = _build(distill_loss)
+
+        self.test_cfg = dict(test_cfg or {})
+        default = 'fused' if self.with_fusion else 'ensemble'
+        self.predict_mode = self.test_cfg.setdefault('predict', default)
+        self._check_predict_mode(self.predict_mode)
+
+    @property
+    def with_fusion(self) -> bool:
+        return self.fusion_neck is not None
+
+    @property
+    def output_names(self) -> List[str]:
+        """Names of every output: ``branch{i}``, ``ensemble``, ``fused``."""
+        names = [f'branch{i}' for i in range(self.num_branches)]
+        names.append('ensemble')
+        if self.with_fusion:
+            names.append('fused')
+        return names
+
+    def _check_predict_mode(self, mode: str) -> None:
+        if mode not in self.output_names:
+            raise ValueError(
+                f"MultiBranchClassifier: unknown test_cfg predict={mode!r}; "
+                f"choose one of {self.output_names}.")
+
+    # ------------------------------------------------------------------
+    # forward passes
+    # ------------------------------------------------------------------
+    def forward_backbones(
+            self, inputs: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
+        """Every branch's backbone outputs.
+
+        Args:
+            inputs (Tensor): ``(B, 3, H, W)``.
+
+        Returns:
+            list[tuple[Tensor]]: N tuples, as each plain backbone returns.
+        """
+        if self.trunk is not None:
+            return self.trunk.forward(self.backbones, inputs)
+        outs = []
+        for backbone in self.backbones:
+            out = backbone(inputs)
+            outs.append(tuple(out) if isinstance(out, (list, tuple)) else
+                        (out, ))
+        return outs
+
+    def _forward_all(self, inputs: torch.Tensor):
+        """Branch logits and fused logits (None without fusion)."""
+        maps = self.forward_backbones(inputs)
+        branch_logits = [
+            head(neck(feats))
+            for feats, neck, head in zip(maps, self.necks, self.heads)
+        ]
+        fused_logits = None
+        if self.with_fusion:
+            fused = self.fusion_neck([feats[-1] for feats in maps])
+            fused_logits = self.fusion_head(fused)
+        return branch_logits, fused_logits
+
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        """MMPretrain's three modes.
+
+        * ``'tensor'``: a dict of logits ``(B, num_classes)``:
+          ``branch{i}``, ``ensemble`` and (with fusion) ``fused``.
+        * ``'loss'``: a dict of named losses (see :meth:`loss`).
+        * ``'predict'``: a list of :obj:`DataSample` (see :meth:`predict`).
+        """
+        if mode == 'tensor':
+            branch_logits, fused_logits = self._forward_all(inputs)
+            return self._named_logits(branch_logits, fused_logits)
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}".')
+
+    def _named_logits(self, branch_logits, fused_logits):
+        logits = {f'branch{i}': z for i, z in enumerate(branch_logits)}
+        logits['ensemble'] = torch.stack(branch_logits).mean(dim=0)
+        if fused_logits is not None:
+            logits['fused'] = fused_logits
+        return logits
+
+    def extract_feat(self,
+                     inputs: torch.Tensor,
+                     stage: str = 'neck') -> Tuple[torch.Tensor, ...]:
+        """Features of the output that ``test_cfg.predict`` selects.
+
+        Follows ``ImageClassifier.extract_feat``: ``stage`` is
+        ``'backbone'``, ``'neck'`` or ``'pre_logits'``.
+
+        * ``branch{i}``: that branch's backbone outputs, neck outputs or
+          head pre-logits.
+        * ``fused``: the branches' last maps (``'backbone'``), the fusion
+          neck's output (``'neck'``) or the fused head's pre-logits.
+        * ``ensemble``: a tuple with each branch's feature at ``stage``
+          (the last one of each branch for ``'backbone'``/``'neck'``).
+
+        Returns:
+            tuple[Tensor]: As described above.
+        """
+        if stage not in ('backbone', 'neck', 'pre_logits'):
+            raise ValueError(f'Invalid output stage "{stage}", please choose '
+                             'from "backbone", "neck" and "pre_logits"')
+        maps = self.forward_backbones(inputs)
+        mode = self.predict_mode
+        if mode == 'fused':
+            last = [feats[-1] for feats in maps]
+            if stage == 'backbone':
+                return tuple(last)
+            fused = self.fusion_neck(last)
+            if stage == 'neck':
+                return fused
+            return (self.fusion_head.pre_logits(fused), )
+
+        def branch_feat(i):
+            if stage == 'backbone':
+                return maps[i]
+            feats = self.necks[i](maps[i])
+            if stage == 'neck':
+                return feats
+            return (self.heads[i].pre_logits(feats), )
+
+        if mode == 'ensemble':
+            return tuple(
+                branch_feat(i)[-1] for i in range(self.num_branches))
+        return branch_feat(int(re.fullmatch(r'branch(\d+)', mode).group(1)))
+
+    # ------------------------------------------------------------------
+    # training and inference
+    # ------------------------------------------------------------------
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+        """Cross-entropy of every classifier plus the distillation terms.
+
+        Args:
+            inputs (Tensor): ``(B, 3, H, W)``.
+            data_samples (list[DataSample]): With ``gt_label`` (or
+                ``gt_score`` after batch augmentation).
+
+        Returns:
+            dict[str, Tensor]: ``loss_ce_branch{i}``, ``loss_ce_fused``,
+            ``loss_kd_branch{i}``, ``loss_kd_fused`` and ``kd_weight``
+            (logged only), depending on what is configured.
+        """
+        branch_logits, fused_logits = self._forward_all(inputs)
+        losses = {}
+        for i, (head, logits) in enumerate(zip(self.heads, branch_logits)):
+            losses.update(
+                self._head_loss(head, logits, data_samples, f'branch{i}'))
+        if self.with_fusion:
+            losses.update(
+                self._head_loss(self.fusion_head, fused_logits, data_samples,
+                                'fused'))
+        if self.distill_loss is not None:
+            losses.update(self.distill_loss(branch_logits, fused_logits))
+        return losses
+
+    @staticmethod
+    def _head_loss(head, logits, data_samples, name):
+        """The head's own loss (MMPretrain's ``ClsHead._get_loss``) on
+        logits computed once, with the terms renamed for the log."""
+        named = {}
+        for key, value in head._get_loss(logits, data_samples).items():
+            key = 'loss_ce' if key == 'loss' else key
+            named[f'{key}_{name}'] = value
+        return named
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """Predict with the output that ``test_cfg.predict`` selects.
+
+        Each returned :obj:`DataSample` has ``pred_score`` ``(C, )`` and
+        ``pred_label`` from the selected output, and also
+        ``branch_scores`` ``(N, C)``, ``ensemble_score`` ``(C, )`` and
+        (with fusion) ``fused_score`` ``(C, )`` — softmax probabilities of
+        every output, for :class:`MultiBranchAccuracy`.
+
+        Args:
+            inputs (Tensor): ``(B, 3, H, W)``.
+            data_samples (list[DataSample], optional): Filled in place;
+                created when None.
+        """
+        branch_logits, fused_logits = self._forward_all(inputs)
+        logits = self._named_logits(branch_logits, fused_logits)
+        scores = {name: F.softmax(z, dim=1) for name, z in logits.items()}
+        branch_scores = torch.stack(
+            [scores[f'branch{i}'] for i in range(self.num_branches)], dim=1)
+        selected = scores[self.predict_mode]
+        labels = selected.argmax(dim=1, keepdim=True)
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(selected.size(0))]
+        for i, sample in enumerate(data_samples):
+            sample.set_pred_score(selected[i]).set_pred_label(labels[i])
+            sample.set_field(branch_scores[i], 'branch_scores')
+            sample.set_field(scores['ensemble'][i], 'ensemble_score')
+            if 'fused' in scores:
+                sample.set_field(scores['fused'][i], 'fused_score')
+        return data_samples
