@@ -108,3 +108,29 @@ def test_dist_scripts_usage():
     assert code == 2 and 'usage' in out
     code, out = run_cmd(['bash', 'tools/dist_test.sh', 'a.py'], check=False)
     assert code == 2 and 'usage' in out
+
+
+def test_ffl_demo_trains_tests_and_tabulates(tmp_path):
+    """tools/demo.py: FFL and its baseline through tools/train.py and
+    tools/test.py, then the table with every output."""
+    work = tmp_path / 'demo'
+    _, out = run_tool('demo.py', '--seeds', '0', '--work-dir', str(work),
+                      '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=1')
+    # tools/test.py printed every output of the FFL model
+    for key in ('accuracy/top1', 'accuracy/fused_top1',
+                'accuracy/ensemble_top1', 'accuracy/branch0_top1',
+                'accuracy/branch1_top1'):
+        assert re.search(rf'Epoch\(test\).*{key}: [\d.]+', out), key
+    # the FFL log shows every loss term and the ramp-up weight
+    for key in ('loss_ce_branch0', 'loss_ce_fused', 'loss_kd_branch1',
+                'loss_kd_fused', 'kd_weight'):
+        assert key in out
+    table = (work / 'results.md').read_text()
+    for row in ('FFL branch 0', 'FFL branch 1', 'FFL ensemble', 'FFL fused',
+                'baseline (single ResNet-32)'):
+        assert f'| {row} |' in table
+    import json
+    results = json.loads((work / 'results.json').read_text())
+    assert results['seeds'] == [0]
+    assert all(0 <= v[0] <= 100 for v in results['top1'].values())
+    assert osp.isfile(work / 'ffl_seed0' / 'epoch_1.pth')

@@ -1,0 +1,77 @@
+# Copyright (c) ffl_mm contributors.
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+
+import ffl_mm  # noqa: F401
+from ffl_mm.models.necks import FFLFusionNeck
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_equal_branches_shape_and_parameters():
+    neck = FFLFusionNeck(in_channels=64, num_branches=2, out_channels=64)
+    maps = [torch.randn(3, 64, 8, 8), torch.randn(3, 64, 8, 8)]
+    out = neck(maps)
+    assert isinstance(out, tuple) and out[0].shape == (3, 64)
+    # depthwise 128*9 + BN 2*128 + pointwise 128*64 + BN 2*64, no biases
+    assert _count(neck) == 128 * 9 + 256 + 128 * 64 + 128 == 9728
+    assert neck.depthwise.conv.groups == 128
+    assert neck.depthwise.conv.bias is None
+    assert neck.pointwise.conv.bias is None
+    assert neck.fuse(maps).shape == (3, 64, 8, 8)
+    # pooled output is the mean of the fused map
+    torch.testing.assert_close(out[0], neck.fuse(maps).mean(dim=(2, 3)))
+
+
+def test_three_branches_and_default_out_channels():
+    neck = MODELS.build(
+        dict(type='FFLFusionNeck', in_channels=[32, 32, 32]))
+    assert neck.out_channels == 32
+    out = neck([torch.randn(2, 32, 4, 4) for _ in range(3)])
+    assert out[0].shape == (2, 32)
+    assert neck.depthwise.conv.in_channels == 96
+
+
+def test_unequal_channels_and_sizes_are_aligned():
+    neck = FFLFusionNeck(in_channels=[64, 128], out_channels=96)
+    assert isinstance(neck.projections[1], torch.nn.Identity)
+    proj = neck.projections[0]
+    assert proj.conv.kernel_size == (1, 1) and proj.conv.out_channels == 128
+    maps = [torch.randn(2, 64, 8, 8), torch.randn(2, 128, 4, 4)]
+    assert neck.fuse(maps).shape == (2, 96, 4, 4)
+    assert neck(maps)[0].shape == (2, 96)
+    # the larger map is average-pooled to 4x4 before fusion
+    neck.eval()
+    captured = {}
+    handle = neck.depthwise.register_forward_hook(
+        lambda m, i, o: captured.setdefault('x', i[0]))
+    neck(maps)
+    handle.remove()
+    pooled = torch.nn.functional.avg_pool2d(maps[0], 2)
+    torch.testing.assert_close(captured['x'][:, :128], proj(pooled))
+    torch.testing.assert_close(captured['x'][:, 128:], maps[1])
+
+
+def test_gradient_reaches_every_branch_map():
+    neck = FFLFusionNeck(in_channels=16, num_branches=2, out_channels=8)
+    maps = [torch.randn(2, 16, 4, 4, requires_grad=True) for _ in range(2)]
+    neck(maps)[0].sum().backward()
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in maps)
+
+
+@pytest.mark.parametrize('kwargs, maps, match', [
+    (dict(in_channels=64), None, 'give num_branches'),
+    (dict(in_channels=[64]), None, 'at least 2 branches'),
+    (dict(in_channels=[64, 64], num_branches=3), None, 'num_branches=3'),
+    (dict(in_channels=64, num_branches=2), [(2, 32, 8, 8), (2, 64, 8, 8)],
+     r'branch 0 gives a map of shape \(2, 32, 8, 8\), expected \(B, 64'),
+    (dict(in_channels=64, num_branches=2), [(2, 64, 8, 8)],
+     'built for 2 branches, got 1'),
+])
+def test_errors(kwargs, maps, match):
+    with pytest.raises(ValueError, match=match):
+        neck = FFLFusionNeck(**kwargs)
+        neck([torch.randn(*shape) for shape in maps])

@@ -1,0 +1,134 @@
+# Copyright (c) ffl_mm contributors.
+import math
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmpretrain.registry import MODELS
+
+import ffl_mm  # noqa: F401
+from ffl_mm.models.losses import (KDLoss, MutualKDLoss, kd_kl_div,
+                                  sigmoid_rampup)
+
+
+def _softmax(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def _hand_kd(student, teacher, T):
+    """T² · mean over rows of Σ_c p_t log(p_t / p_s), written out."""
+    total = 0.0
+    for s_row, t_row in zip(student, teacher):
+        p_s = _softmax([v / T for v in s_row])
+        p_t = _softmax([v / T for v in t_row])
+        total += sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s))
+    return T * T * total / len(student)
+
+
+STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
+TEACHER = [[2.0, 0.0, 1.0], [1.0, 1.0, 1.0]]
+
+
+def test_kd_value_matches_hand_computation():
+    s = torch.tensor(STUDENT)
+    t = torch.tensor(TEACHER)
+    for T in (1.0, 3.0):
+        expected = _hand_kd(STUDENT, TEACHER, T)
+        assert kd_kl_div(s, t, T).item() == pytest.approx(expected, rel=1e-5)
+    # first row alone at T=1: worked by hand
+    # p_s = softmax(1, 2, .5) = (.2312, .6285, .1402)
+    # p_t = softmax(2, 0, 1)  = (.6652, .0900, .2447)
+    # KL = .6652 ln(.6652/.2312) + .0900 ln(.0900/.6285)
+    #      + .2447 ln(.2447/.1402) = .7031 - .1749 + .1363 = .6645
+    value = kd_kl_div(s[:1], t[:1], 1.0).item()
+    assert value == pytest.approx(0.6645, abs=2e-3)
+    assert kd_kl_div(s, s.clone(), 3.0).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_kd_gradient_and_detached_teacher():
+    T = 3.0
+    s = torch.tensor(STUDENT, requires_grad=True)
+    t = torch.tensor(TEACHER, requires_grad=True)
+    loss = KDLoss(temperature=T, loss_weight=2.0)(s, t)
+    assert loss.item() == pytest.approx(2.0 * _hand_kd(STUDENT, TEACHER, T),
+                                        rel=1e-5)
+    loss.backward()
+    # d/ds [w T² KL(p_t || p_s)] = w T (p_s - p_t) / B
+    with torch.no_grad():
+        p_s = torch.softmax(s / T, dim=1)
+        p_t = torch.softmax(t / T, dim=1)
+        expected = 2.0 * T * (p_s - p_t) / s.size(0)
+    torch.testing.assert_close(s.grad, expected)
+    assert t.grad is None
+
+
+def test_kd_errors():
+    with pytest.raises(ValueError, match='temperature must be > 0'):
+        KDLoss(temperature=0)
+    with pytest.raises(ValueError, match='one shape'):
+        kd_kl_div(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize('epoch, expected', [
+    (0, math.exp(-5)),
+    (40, math.exp(-1.25)),
+    (80, 1.0),
+    (200, 1.0),
+])
+def test_sigmoid_rampup(epoch, expected):
+    assert sigmoid_rampup(epoch, 80) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rampup_off_and_bad_length():
+    assert sigmoid_rampup(0, 0) == 1.0
+    assert sigmoid_rampup(3, None) == 1.0
+    with pytest.raises(ValueError):
+        sigmoid_rampup(1, -5)
+
+
+def test_mutual_kd_terms():
+    z0 = torch.tensor(STUDENT, requires_grad=True)
+    z1 = torch.tensor(TEACHER, requires_grad=True)
+    zf = torch.tensor([[0.5, 0.5, 0.0], [2.0, 0.0, -1.0]],
+                      requires_grad=True)
+    loss = MODELS.build(dict(type='MutualKDLoss', temperature=3.0,
+                             rampup=80))
+    out = loss([z0, z1], zf, progress=40)
+    w = math.exp(-1.25)
+    ens = ((torch.tensor(STUDENT) + torch.tensor(TEACHER)) / 2).tolist()
+    assert set(out) == {
+        'loss_kd_branch0', 'loss_kd_branch1', 'loss_kd_fused', 'kd_weight'
+    }
+    assert out['loss_kd_branch0'].item() == pytest.approx(
+        w * _hand_kd(STUDENT, zf.tolist(), 3.0), rel=1e-5)
+    assert out['loss_kd_branch1'].item() == pytest.approx(
+        w * _hand_kd(TEACHER, zf.tolist(), 3.0), rel=1e-5)
+    assert out['loss_kd_fused'].item() == pytest.approx(
+        w * _hand_kd(zf.tolist(), ens, 3.0), rel=1e-5)
+    assert out['kd_weight'].item() == pytest.approx(w)
+    # branch terms train only the branches, the fused term only the fused
+    out['loss_kd_fused'].backward(retain_graph=True)
+    assert z0.grad is None and zf.grad is not None
+    zf.grad = None
+    out['loss_kd_branch0'].backward()
+    assert z0.grad is not None and zf.grad is None
+
+
+def test_mutual_kd_weight_follows_message_hub():
+    loss = MutualKDLoss(rampup=80)
+    hub = MessageHub.get_current_instance()
+    old = hub.get_info('epoch')
+    try:
+        hub.update_info('epoch', 40)
+        assert loss.current_weight() == pytest.approx(math.exp(-1.25))
+        hub.update_info('epoch', 100)
+        assert loss.current_weight() == 1.0
+        by_iter = MutualKDLoss(rampup=1000, by_epoch=False)
+        hub.update_info('iter', 500)
+        assert by_iter.current_weight() == pytest.approx(math.exp(-1.25))
+    finally:
+        hub.update_info('epoch', old)
+    assert MutualKDLoss(rampup=0).current_weight(0) == 1.0
+    with pytest.raises(ValueError, match='rampup must be >= 0'):
+        MutualKDLoss(rampup=-1)

@@ -1,0 +1,246 @@
+# Copyright (c) ffl_mm contributors.
+import copy
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import ffl_mm  # noqa: F401
+from conftest import REPO
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def ffl_cfg(depth=20, num_classes=10, num_branches=2, shared_stages=2,
+            **kwargs):
+    cfg = dict(
+        type='MultiBranchClassifier',
+        num_branches=num_branches,
+        shared_stages=shared_stages,
+        backbone=dict(type='CIFARResNet', depth=depth),
+        head=dict(type='LinearClsHead', num_classes=num_classes,
+                  in_channels=64),
+        fusion_neck=dict(
+            type='FFLFusionNeck', in_channels=64,
+            num_branches=num_branches, out_channels=64),
+        fusion_head=dict(type='LinearClsHead', num_classes=num_classes,
+                         in_channels=64),
+        distill_loss=dict(type='MutualKDLoss', rampup=80))
+    cfg.update(kwargs)
+    return cfg
+
+
+def _batch(n=4, num_classes=10, size=32):
+    torch.manual_seed(0)
+    x = torch.randn(n, 3, size, size)
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
+    return x, samples
+
+
+@pytest.mark.parametrize('depth, num_classes, total, fusion', [
+    (32, 100, 849148, 16228),
+    (32, 10, 831598, None),
+    (110, 100, 3074748, None),
+])
+def test_parameter_counts_match_the_authors(depth, num_classes, total,
+                                            fusion):
+    model = MODELS.build(ffl_cfg(depth=depth, num_classes=num_classes))
+    assert _count(model) == total
+    if fusion is not None:
+        assert _count(model.fusion_neck) + _count(model.fusion_head) == \
+            fusion
+        # shared trunk + two stage-3 copies with classifiers: 832,920
+        assert total - fusion == 832920
+
+
+def test_trunk_is_shared_and_branches_are_not():
+    model = MODELS.build(ffl_cfg())
+    assert hasattr(model.backbones[0], 'layer1')
+    assert not hasattr(model.backbones[1], 'layer1')
+    assert not hasattr(model.backbones[1], 'conv1')
+    assert model.backbones[0].layer3 is not model.backbones[1].layer3
+    x, samples = _batch()
+    losses = model(x, samples, mode='loss')
+    # the trunk learns from both branches' cross-entropy
+    model.zero_grad()
+    losses['loss_ce_branch1'].backward(retain_graph=True)
+    assert model.backbones[0].layer1[0].conv1.weight.grad.abs().sum() > 0
+    assert model.backbones[0].layer3[0].conv1.weight.grad is None
+    # the fused CE trains the sub-networks through the (non-detached) maps
+    model.zero_grad()
+    losses['loss_ce_fused'].backward()
+    assert model.backbones[1].layer3[0].conv1.weight.grad.abs().sum() > 0
+
+
+def test_loss_keys_and_values():
+    model = MODELS.build(ffl_cfg(num_branches=3))
+    x, samples = _batch()
+    hub = MessageHub.get_current_instance()
+    old = hub.get_info('epoch')
+    hub.update_info('epoch', 40)
+    try:
+        losses = model(x, samples, mode='loss')
+    finally:
+        hub.update_info('epoch', old)
+    assert set(losses) == {
+        'loss_ce_branch0', 'loss_ce_branch1', 'loss_ce_branch2',
+        'loss_ce_fused', 'loss_kd_branch0', 'loss_kd_branch1',
+        'loss_kd_branch2', 'loss_kd_fused', 'kd_weight'
+    }
+    assert losses['kd_weight'].item() == pytest.approx(math.exp(-1.25))
+    # each CE term equals MMPretrain's CE on that output's logits
+    logits = model(x, mode='tensor')
+    target = torch.tensor([s.gt_label.item() for s in samples])
+    for name in ('branch0', 'branch2', 'fused'):
+        ce = torch.nn.functional.cross_entropy(logits[name], target)
+        assert losses[f'loss_ce_{name}'].item() == pytest.approx(
+            ce.item(), rel=1e-5)
+    parsed, log_vars = model.parse_losses(losses)
+    # kd_weight is logged but not summed into the loss
+    assert 'kd_weight' in log_vars
+    expected = sum(v.item() for k, v in losses.items() if 'loss' in k)
+    assert parsed.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_tensor_mode_returns_every_output():
+    model = MODELS.build(ffl_cfg())
+    x, _ = _batch()
+    logits = model(x)
+    assert set(logits) == {'branch0', 'branch1', 'ensemble', 'fused'}
+    assert all(v.shape == (4, 10) for v in logits.values())
+    torch.testing.assert_close(logits['ensemble'],
+                               (logits['branch0'] + logits['branch1']) / 2)
+
+
+@pytest.mark.parametrize('mode', ['fused', 'ensemble', 'branch0', 'branch1'])
+def test_predict_fields_for_every_mode(mode):
+    model = MODELS.build(ffl_cfg(test_cfg=dict(predict=mode)))
+    model.eval()
+    x, samples = _batch()
+    with torch.no_grad():
+        logits = model(x)
+        preds = model(x, samples, mode='predict')
+    assert len(preds) == 4
+    for i, sample in enumerate(preds):
+        expected = torch.softmax(logits[mode][i], dim=0)
+        torch.testing.assert_close(sample.pred_score, expected)
+        assert sample.pred_label.item() == expected.argmax().item()
+        assert sample.branch_scores.shape == (2, 10)
+        torch.testing.assert_close(sample.branch_scores[1],
+                                   torch.softmax(logits['branch1'][i], 0))
+        torch.testing.assert_close(sample.ensemble_score,
+                                   torch.softmax(logits['ensemble'][i], 0))
+        torch.testing.assert_close(sample.fused_score,
+                                   torch.softmax(logits['fused'][i], 0))
+        assert sample.gt_label.item() == samples[i].gt_label.item()
+
+
+def test_predict_without_data_samples():
+    model = MODELS.build(ffl_cfg()).eval()
+    x, _ = _batch(n=3)
+    with torch.no_grad():
+        preds = model(x, mode='predict')
+    assert len(preds) == 3 and preds[0].pred_score.shape == (10, )
+
+
+@pytest.mark.parametrize('mode, stage, shapes', [
+    ('fused', 'backbone', [(2, 64, 8, 8), (2, 64, 8, 8)]),
+    ('fused', 'neck', [(2, 64)]),
+    ('fused', 'pre_logits', [(2, 64)]),
+    ('branch1', 'backbone', [(2, 64, 8, 8)]),
+    ('branch1', 'neck', [(2, 64)]),
+    ('ensemble', 'neck', [(2, 64), (2, 64)]),
+])
+def test_extract_feat(mode, stage, shapes):
+    model = MODELS.build(ffl_cfg(test_cfg=dict(predict=mode))).eval()
+    x, _ = _batch(n=2)
+    with torch.no_grad():
+        feats = model.extract_feat(x, stage=stage)
+    assert [tuple(f.shape) for f in feats] == shapes
+
+
+def test_cross_entropy_only_variant():
+    cfg = ffl_cfg()
+    for key in ('fusion_neck', 'fusion_head', 'distill_loss'):
+        cfg[key] = None
+    model = MODELS.build(cfg)
+    assert model.predict_mode == 'ensemble'
+    x, samples = _batch()
+    assert set(model(x, samples, mode='loss')) == {
+        'loss_ce_branch0', 'loss_ce_branch1'
+    }
+
+
+def test_independent_heterogeneous_branches():
+    cfg = ffl_cfg(
+        shared_stages=0,
+        num_branches=None,
+        backbone=[
+            dict(type='CIFARResNet', depth=20),
+            dict(type='WideResNet', depth=10, widen_factor=2)
+        ],
+        head=[
+            dict(type='LinearClsHead', num_classes=10, in_channels=64),
+            dict(type='LinearClsHead', num_classes=10, in_channels=128)
+        ],
+        fusion_neck=dict(type='FFLFusionNeck', in_channels=[64, 128],
+                         out_channels=64))
+    model = MODELS.build(cfg)
+    assert model.num_branches == 2
+    x, samples = _batch()
+    losses = model(x, samples, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert model.backbones[1].layer1[0].conv1.weight.grad is not None
+
+
+def test_fusion_weight_decay_through_paramwise_cfg():
+    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py')
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[names[id(p)]] = group['weight_decay']
+    assert decay['fusion_neck.depthwise.conv.weight'] == pytest.approx(1e-5)
+    assert decay['fusion_head.fc.weight'] == pytest.approx(1e-5)
+    assert decay['backbones.1.layer3.0.conv1.weight'] == pytest.approx(1e-4)
+    assert decay['heads.0.fc.weight'] == pytest.approx(1e-4)
+    assert wrapper.optimizer.defaults['nesterov'] is True
+
+
+@pytest.mark.parametrize('change, error, match', [
+    (dict(num_branches=1), ValueError, 'num_branches=1'),
+    (dict(num_branches=None), ValueError, 'set num_branches'),
+    (dict(backbone=[dict(type='CIFARResNet', depth=20)] * 3), ValueError,
+     'num_branches=2 but 3 backbone configs'),
+    (dict(head=[dict(type='LinearClsHead', num_classes=10,
+                     in_channels=64)] * 3), ValueError,
+     'head is a list of 3 configs but there are 2 branches'),
+    (dict(test_cfg=dict(predict='best')), ValueError,
+     "unknown test_cfg predict='best'"),
+    (dict(test_cfg=dict(predict='branch2')), ValueError,
+     "predict='branch2'"),
+    (dict(shared_stages=3), ValueError, 'shared_stages=3 is out of range'),
+    (dict(shared_stages=-1), ValueError, 'shared_stages=-1 is out of range'),
+    (dict(backbone=dict(type='MobileNetV2', widen_factor=0.5),
+          shared_stages=1), TypeError, 'MobileNetV2 has no `res_layers`'),
+    (dict(backbone=dict(type='CIFARResNet', depth=20, frozen_stages=1)),
+     ValueError, 'frozen_stages=1 cannot be combined'),
+    (dict(fusion_head=None), ValueError, 'fusion_neck and fusion_head'),
+    (dict(fusion_neck=None, fusion_head=None), ValueError,
+     'distill_loss needs the fused classifier'),
+    (dict(head=None), ValueError, 'head` config is required'),
+])
+def test_configuration_errors(change, error, match):
+    cfg = ffl_cfg()
+    cfg.update(copy.deepcopy(change))
+    with pytest.raises(error, match=match):
+        MODELS.build(cfg)
