@@ -1,0 +1,12 @@
+# One classic CIFAR ResNet-32 in MMPretrain's ImageClassifier: the
+# single-network baseline of FFL (472,756 parameters for CIFAR-100).
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CIFARResNet', depth=32),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=64,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))
