@@ -1,5 +1,6 @@
 # Copyright (c) ffl_mm contributors.
 """End-to-end runs of tools/train.py, tools/test.py and the dist scripts."""
+import os
 import os.path as osp
 import random
 import re
@@ -102,6 +103,16 @@ def test_dist_train_on_cpu_two_processes(tmp_path):
     # keys without DDP's "module." prefix: loadable by a single process
     assert not any(k.startswith('module.') for k in ckpt['state_dict'])
 
+    # the same checkpoint evaluated by two processes
+    _, out = run_cmd(
+        [
+            'bash', 'tools/dist_test.sh', STOCK,
+            osp.join(work, 'epoch_1.pth'), '2', '--work-dir',
+            str(tmp_path / 'test'), '--cfg-options', *TINY_DIGITS
+        ],
+        env=dict(PYTHON=sys.executable, PORT=_free_port()))
+    assert re.search(r'Epoch\(test\) \[1/1\].*accuracy/top1: [\d.]+', out)
+
 
 def test_dist_scripts_usage():
     code, out = run_cmd(['bash', 'tools/dist_train.sh'], check=False)
@@ -134,3 +145,52 @@ def test_ffl_demo_trains_tests_and_tabulates(tmp_path):
     assert results['seeds'] == [0]
     assert all(0 <= v[0] <= 100 for v in results['top1'].values())
     assert osp.isfile(work / 'ffl_seed0' / 'epoch_1.pth')
+
+
+def _load_demo():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'ffl_demo', osp.join(osp.dirname(__file__), '..', 'tools',
+                             'demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_commands_and_table(tmp_path, monkeypatch):
+    """Without --cfg-options the demo passes none to the tools (argparse
+    rejects an empty --cfg-options), and the table sums up the seeds."""
+    import json
+    demo = _load_demo()
+    calls = []
+
+    def fake_run(args):
+        calls.append(args)
+        work = args[args.index('--work-dir') + 1]
+        if args[0].endswith('train.py'):
+            os.makedirs(work, exist_ok=True)
+            with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(work, 'epoch_15.pth'))
+        else:
+            fused = 'ffl_' in work
+            seed = int(work[-1])
+            metrics = {'accuracy/top1': 90.0 + seed}
+            if fused:
+                metrics.update({
+                    'accuracy/fused_top1': 95.0 + seed,
+                    'accuracy/ensemble_top1': 94.0,
+                    'accuracy/branch0_top1': 93.0,
+                    'accuracy/branch1_top1': 92.0
+                })
+            with open(args[args.index('--out') + 1], 'w') as f:
+                json.dump(metrics, f)
+
+    monkeypatch.setattr(demo, 'run', fake_run)
+    rows = demo.main(['--seeds', '0', '2', '--work-dir', str(tmp_path)])
+    test_calls = [c for c in calls if c[0].endswith('test.py')]
+    assert len(calls) == 8 and len(test_calls) == 4
+    assert all('--cfg-options' not in c for c in test_calls)
+    assert rows['FFL fused'] == [95.0, 97.0]
+    assert rows['baseline (single ResNet-32)'] == [90.0, 92.0]
+    table = (tmp_path / 'results.md').read_text()
+    assert '| FFL fused | 95.00 | 97.00 | 96.00 ± 1.41 |' in table

@@ -58,11 +58,11 @@ def train_and_test(config, work_dir, seed, options):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     metrics_file = osp.join(work_dir, 'test_metrics.json')
-    run([
+    test_args = [
         osp.join(TOOLS, 'test.py'), config, checkpoint, '--work-dir',
-        work_dir, '--out', metrics_file, '--out-item', 'metrics',
-        '--cfg-options', *options
-    ])
+        work_dir, '--out', metrics_file, '--out-item', 'metrics'
+    ]
+    run(test_args + (['--cfg-options', *options] if options else []))
     with open(metrics_file) as f:
         return json.load(f)
 

@@ -7,3 +7,5 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 model = dict(head=dict(num_classes=10))
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))

@@ -18,3 +18,5 @@ optim_wrapper = dict(
         }))
 val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
