@@ -8,6 +8,7 @@ STAMP := $(VENV)/.ffl_mm-installed
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 WORK_DIR ?= work_dirs/demo
 SEEDS ?= 0
+METHOD ?= ffl
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test clean
@@ -21,11 +22,11 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt requirements/constrain
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	@touch $@
 
-# FFL ResNet-32x2 and a single ResNet-32 on the embedded digits data, then
-# the table of branches / ensemble / fused / baseline. SEEDS="0 1 2" for
-# mean and std over three seeds.
+# FFL ResNet-32x2 (METHOD=mfef: MFEF) and a single ResNet-32 on the embedded
+# digits data, then the table of branches / ensemble / fused / baseline.
+# SEEDS="0 1 2" for mean and std over three seeds.
 demo: $(STAMP)
-	$(BIN)/python tools/demo.py --seeds $(SEEDS) --work-dir $(WORK_DIR)
+	$(BIN)/python tools/demo.py --method $(METHOD) --seeds $(SEEDS) --work-dir $(WORK_DIR)/$(METHOD)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

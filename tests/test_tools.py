@@ -121,12 +121,14 @@ def test_dist_scripts_usage():
     assert code == 2 and 'usage' in out
 
 
-def test_ffl_demo_trains_tests_and_tabulates(tmp_path):
-    """tools/demo.py: FFL and its baseline through tools/train.py and
-    tools/test.py, then the table with every output."""
+@pytest.mark.parametrize('method', ['ffl', 'mfef'])
+def test_demo_trains_tests_and_tabulates(tmp_path, method):
+    """tools/demo.py: FFL (MFEF) and its baseline through tools/train.py
+    and tools/test.py, then the table with every output."""
     work = tmp_path / 'demo'
-    _, out = run_tool('demo.py', '--seeds', '0', '--work-dir', str(work),
-                      '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=1')
+    _, out = run_tool('demo.py', '--method', method, '--seeds', '0',
+                      '--work-dir', str(work), '--cfg-options', *TINY_DIGITS,
+                      'train_cfg.max_epochs=1')
     # tools/test.py printed every output of the FFL model
     for key in ('accuracy/top1', 'accuracy/fused_top1',
                 'accuracy/ensemble_top1', 'accuracy/branch0_top1',
@@ -137,14 +139,15 @@ def test_ffl_demo_trains_tests_and_tabulates(tmp_path):
                 'loss_kd_fused', 'kd_weight'):
         assert key in out
     table = (work / 'results.md').read_text()
-    for row in ('FFL branch 0', 'FFL branch 1', 'FFL ensemble', 'FFL fused',
-                'baseline (single ResNet-32)'):
+    name = method.upper()
+    for row in (f'{name} branch 0', f'{name} branch 1', f'{name} ensemble',
+                f'{name} fused', 'baseline (single ResNet-32)'):
         assert f'| {row} |' in table
     import json
     results = json.loads((work / 'results.json').read_text())
     assert results['seeds'] == [0]
     assert all(0 <= v[0] <= 100 for v in results['top1'].values())
-    assert osp.isfile(work / 'ffl_seed0' / 'epoch_1.pth')
+    assert osp.isfile(work / f'{method}_seed0' / 'epoch_1.pth')
 
 
 def _load_demo():

@@ -1,10 +1,10 @@
 # Copyright (c) ffl_mm contributors.
-"""The `make demo` job: FFL against its single-network baseline.
+"""The `make demo` job: FFL (or MFEF) against its single-network baseline.
 
-For every seed it trains, through ``tools/train.py``, the FFL model and the
-baseline with the same data, schedule and budget, evaluates both through
+For every seed it trains, through ``tools/train.py``, the FFL (``--method
+ffl``, default) or MFEF (``--method mfef``) model and the baseline with the same data, schedule and budget, evaluates both through
 ``tools/test.py`` and prints one table: each branch, the ensemble and the
-fused classifier of FFL, and the baseline (top-1 %, mean ± std over the
+fused classifier, and the baseline (top-1 %, mean ± std over the
 seeds). The table is also written to ``<work-dir>/results.md`` and the
 numbers to ``<work-dir>/results.json``.
 
@@ -22,7 +22,10 @@ import sys
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TOOLS)
-METHOD_CONFIG = {'ffl': 'configs/ffl/ffl_resnet32x2_digits.py'}
+METHOD_CONFIG = {
+    'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
+    'mfef': 'configs/mfef/mfef_resnet32x2_digits.py',
+}
 BASELINE_CONFIG = 'configs/baselines/resnet32_digits.py'
 
 

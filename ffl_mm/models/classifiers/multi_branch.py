@@ -64,6 +64,16 @@ class MultiBranchClassifier(BaseClassifier):
             ``GlobalAveragePooling``.
         head (dict | list[dict]): Per-branch head, an MMPretrain
             ``ClsHead`` (e.g. ``LinearClsHead`` with ``CrossEntropyLoss``).
+        fusion_pre_neck (dict | list[dict], optional): Necks that enhance
+            each branch's last map before fusion, built once per branch and
+            applied in order; MFEF uses ``[dict(type='MultiScaleNeck'),
+            dict(type='DualAttentionNeck')]``. A missing ``in_channels`` is
+            taken from ``fusion_neck.in_channels`` of that branch. None:
+            the maps go to the fusion neck as they are (FFL).
+        heads_on_enhanced (bool): Whether the branch necks/heads see the
+            enhanced maps (True) or the raw backbone maps (False, default,
+            so each branch stays a plain network that exports without the
+            MFEF modules).
         fusion_neck (dict, optional): Fuses the branch maps, e.g.
             ``FFLFusionNeck``; None trains the branches with cross-entropy
             only (no fused classifier, no distillation).
@@ -92,6 +102,8 @@ class MultiBranchClassifier(BaseClassifier):
                  head: Union[None, dict, Sequence[dict]] = None,
                  fusion_neck: Optional[dict] = None,
                  fusion_head: Optional[dict] = None,
+                 fusion_pre_neck: Union[None, dict, Sequence[dict]] = None,
+                 heads_on_enhanced: bool = False,
                  distill_loss: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
@@ -152,11 +164,36 @@ class MultiBranchClassifier(BaseClassifier):
         self.fusion_neck = _build(fusion_neck)
         self.fusion_head = _build(fusion_head)
         self.distill_loss = _build(distill_loss)
+        self.heads_on_enhanced = heads_on_enhanced
+        self.fusion_pre_necks = None
+        if fusion_pre_neck is not None:
+            if fusion_neck is None:
+                raise ValueError('MultiBranchClassifier: fusion_pre_neck '
+                                 'enhances maps for the fusion neck; add '
+                                 'fusion_neck and fusion_head.')
+            self.fusion_pre_necks = ModuleList([
+                self._build_pre_neck(fusion_pre_neck, i)
+                for i in range(num_branches)
+            ])
+        elif heads_on_enhanced:
+            raise ValueError('MultiBranchClassifier: heads_on_enhanced=True '
+                             'needs fusion_pre_neck.')
 
         self.test_cfg = dict(test_cfg or {})
         default = 'fused' if self.with_fusion else 'ensemble'
         self.predict_mode = self.test_cfg.setdefault('predict', default)
         self._check_predict_mode(self.predict_mode)
+
+    def _build_pre_neck(self, cfg, branch: int) -> nn.Module:
+        """Branch ``branch``'s chain of enhancement necks."""
+        cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
+        channels = getattr(self.fusion_neck, 'in_channels', None)
+        layers = []
+        for one in copy.deepcopy(cfgs):
+            if 'in_channels' not in one and channels is not None:
+                one['in_channels'] = channels[branch]
+            layers.append(_build(one))
+        return nn.Sequential(*layers)
 
     @property
     def with_fusion(self) -> bool:
@@ -199,17 +236,33 @@ class MultiBranchClassifier(BaseClassifier):
                         (out, ))
         return outs
 
+    def forward_maps(self, inputs: torch.Tensor):
+        """Backbone outputs for the branch heads and the maps to fuse.
+
+        Returns:
+            tuple: ``(feats, fusion_inputs)``: N tuples of maps for the
+            branch necks, and N maps ``(B, C_i, H, W)`` for the fusion
+            neck (the last maps, enhanced by ``fusion_pre_neck`` if set).
+        """
+        feats = self.forward_backbones(inputs)
+        last = [f[-1] for f in feats]
+        if self.fusion_pre_necks is None:
+            return feats, last
+        enhanced = [pre(x) for pre, x in zip(self.fusion_pre_necks, last)]
+        if self.heads_on_enhanced:
+            feats = [(*f[:-1], e) for f, e in zip(feats, enhanced)]
+        return feats, enhanced
+
     def _forward_all(self, inputs: torch.Tensor):
         """Branch logits and fused logits (None without fusion)."""
-        maps = self.forward_backbones(inputs)
+        feats, fusion_inputs = self.forward_maps(inputs)
         branch_logits = [
-            head(neck(feats))
-            for feats, neck, head in zip(maps, self.necks, self.heads)
+            head(neck(f))
+            for f, neck, head in zip(feats, self.necks, self.heads)
         ]
         fused_logits = None
         if self.with_fusion:
-            fused = self.fusion_neck([feats[-1] for feats in maps])
-            fused_logits = self.fusion_head(fused)
+            fused_logits = self.fusion_head(self.fusion_neck(fusion_inputs))
         return branch_logits, fused_logits
 
     def forward(self,
@@ -249,8 +302,9 @@ class MultiBranchClassifier(BaseClassifier):
 
         * ``branch{i}``: that branch's backbone outputs, neck outputs or
           head pre-logits.
-        * ``fused``: the branches' last maps (``'backbone'``), the fusion
-          neck's output (``'neck'``) or the fused head's pre-logits.
+        * ``fused``: the maps that enter the fusion neck (``'backbone'``;
+          enhanced by ``fusion_pre_neck`` where set), the fusion neck's
+          output (``'neck'``) or the fused head's pre-logits.
         * ``ensemble``: a tuple with each branch's feature at ``stage``
           (the last one of each branch for ``'backbone'``/``'neck'``).
 
@@ -260,13 +314,12 @@ class MultiBranchClassifier(BaseClassifier):
         if stage not in ('backbone', 'neck', 'pre_logits'):
             raise ValueError(f'Invalid output stage "{stage}", please choose '
                              'from "backbone", "neck" and "pre_logits"')
-        maps = self.forward_backbones(inputs)
+        maps, fusion_inputs = self.forward_maps(inputs)
         mode = self.predict_mode
         if mode == 'fused':
-            last = [feats[-1] for feats in maps]
             if stage == 'backbone':
-                return tuple(last)
-            fused = self.fusion_neck(last)
+                return tuple(fusion_inputs)
+            fused = self.fusion_neck(fusion_inputs)
             if stage == 'neck':
                 return fused
             return (self.fusion_head.pre_logits(fused), )

@@ -1,0 +1,201 @@
+# Copyright (c) ffl_mm contributors.
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import ffl_mm  # noqa: F401
+from ffl_mm.models.necks import DualAttentionNeck, MultiScaleNeck
+from test_multi_branch import ffl_cfg
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------- multi-scale
+@pytest.mark.parametrize('scales', [2, 4, 8])
+@pytest.mark.parametrize('hierarchical', [False, True])
+@pytest.mark.parametrize('residual', [False, True])
+def test_multi_scale_shapes_and_parameters(scales, hierarchical, residual):
+    neck = MultiScaleNeck(
+        64, scales=scales, hierarchical=hierarchical, residual=residual)
+    x = torch.randn(2, 64, 8, 8)
+    assert neck(x).shape == (2, 64, 8, 8)
+    w = 64 // scales
+    # (s - 1) convs of w -> w, 3x3 without bias, each with a BN
+    assert _count(neck) == (scales - 1) * (9 * w * w + 2 * w)
+
+
+def test_multi_scale_structure():
+    neck = MultiScaleNeck(8, scales=4, residual=False).eval()
+    block = neck.blocks[0]
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        out = neck(x)
+        groups = torch.split(x, 2, dim=1)
+        # group 1 passes through; group i goes through conv i-1
+        torch.testing.assert_close(out[:, :2], groups[0])
+        torch.testing.assert_close(out[:, 2:4], block.convs[0](groups[1]))
+        torch.testing.assert_close(out[:, 6:8], block.convs[2](groups[3]))
+    hier = MultiScaleNeck(8, scales=4, hierarchical=True,
+                          residual=True).eval()
+    hb = hier.blocks[0]
+    with torch.no_grad():
+        out = hier(x)
+        g = torch.split(x, 2, dim=1)
+        y2 = hb.convs[0](g[1])
+        y3 = hb.convs[1](g[2] + y2)
+        torch.testing.assert_close(out[:, 4:6], y3 + g[2])
+        torch.testing.assert_close(out[:, :2], 2 * g[0])
+
+
+def test_necks_move_like_modules():
+    """``.to()`` (what the Runner does) reaches every block."""
+    for neck in (MultiScaleNeck(16), DualAttentionNeck(16)):
+        neck.to(torch.float64)
+        out = neck(torch.randn(1, 16, 4, 4, dtype=torch.float64))
+        assert out.dtype == torch.float64
+
+
+def test_multi_scale_errors_and_tuples():
+    with pytest.raises(ValueError, match='must split into scales=3'):
+        MultiScaleNeck(64, scales=3)
+    with pytest.raises(ValueError, match='in_channels must be a positive'):
+        MultiScaleNeck(0)
+    neck = MultiScaleNeck([16, 32], scales=4)
+    outs = neck((torch.randn(2, 16, 8, 8), torch.randn(2, 32, 4, 4)))
+    assert isinstance(outs, tuple)
+    assert [tuple(o.shape) for o in outs] == [(2, 16, 8, 8), (2, 32, 4, 4)]
+    with pytest.raises(ValueError, match='built for 2 map'):
+        neck(torch.randn(2, 16, 8, 8))
+    with pytest.raises(ValueError, match=r'map 0 has shape \(2, 8, 8, 8\)'):
+        MultiScaleNeck(16)(torch.randn(2, 8, 8, 8))
+
+
+# --------------------------------------------------------------- dual attention
+@pytest.mark.parametrize('gates', [('channel', 'spatial'),
+                                   ('spatial', 'channel'), ('channel', ),
+                                   ('spatial', )])
+def test_dual_attention_shapes_and_parameters(gates):
+    neck = DualAttentionNeck(64, reduction=16, kernel_size=7, gates=gates)
+    assert neck(torch.randn(2, 64, 8, 8)).shape == (2, 64, 8, 8)
+    expected = 0
+    if 'channel' in gates:
+        expected += 64 * 4 + 4 + 4 * 64 + 64  # two 1x1 convs with bias
+    if 'spatial' in gates:
+        expected += 2 * 7 * 7 + 1
+    assert _count(neck) == expected
+
+
+def test_channel_gate_weights_each_channel():
+    block = DualAttentionNeck(4, reduction=2, gates=('channel', )).blocks[0]
+    x = torch.rand(2, 4, 3, 3) + 0.5
+    weights = block.channel_gate(x)
+    assert weights.shape == (2, 4, 1, 1)
+    assert (weights > 0).all() and (weights < 1).all()
+    out = block(x)
+    # one factor per (sample, channel), the same at every location
+    torch.testing.assert_close(out, x * weights)
+    ratio = out / x
+    assert torch.allclose(ratio, ratio[..., :1, :1].expand_as(ratio))
+
+
+def test_spatial_gate_hand_example():
+    block = DualAttentionNeck(2, kernel_size=1, gates=('spatial', )).blocks[0]
+    conv = block.spatial_gate.conv
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+        conv.bias.zero_()
+    # channels (1, 3) at one location and (0, 0) at the other
+    x = torch.tensor([[[[1.0, 0.0]], [[3.0, 0.0]]]])  # (1, 2, 1, 2)
+    weights = block.spatial_gate(x)
+    # weight = sigmoid(mean over channels): sigmoid(2), sigmoid(0)
+    expected = torch.sigmoid(torch.tensor([2.0, 0.0])).view(1, 1, 1, 2)
+    torch.testing.assert_close(weights, expected)
+    # one factor per location, shared by all channels
+    torch.testing.assert_close(block(x), x * expected)
+
+
+def test_attention_forced_to_one_is_identity(monkeypatch):
+    neck = DualAttentionNeck(32)
+    block = neck.blocks[0]
+    monkeypatch.setattr(block.channel_gate, 'forward',
+                        lambda x: torch.ones_like(x[:, :, :1, :1]))
+    monkeypatch.setattr(block.spatial_gate, 'forward',
+                        lambda x: torch.ones_like(x[:, :1]))
+    x = torch.randn(2, 32, 4, 4)
+    torch.testing.assert_close(neck(x), x)
+    torch.testing.assert_close(neck((x, ))[0], x)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(gates=('channel', 'channel')), 'gates='),
+    (dict(gates=('temporal', )), 'gates='),
+    (dict(gates=()), 'gates='),
+    (dict(kernel_size=4), 'kernel_size must be odd'),
+    (dict(reduction=0), 'reduction=0'),
+])
+def test_dual_attention_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DualAttentionNeck(32, **kwargs)
+
+
+# ------------------------------------------------------------ in classifiers
+def test_necks_in_a_plain_image_classifier():
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='CIFARResNet', depth=20),
+            neck=[
+                dict(type='MultiScaleNeck', in_channels=64),
+                dict(type='DualAttentionNeck', in_channels=64),
+                dict(type='GlobalAveragePooling')
+            ],
+            head=dict(type='LinearClsHead', num_classes=10,
+                      in_channels=64)))
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    losses = model(torch.randn(2, 3, 32, 32), samples, mode='loss')
+    losses['loss'].backward()
+    assert model.neck[0].blocks[0].convs[0].conv.weight.grad is not None
+
+
+@pytest.mark.parametrize('heads_on_enhanced', [False, True])
+def test_mfef_in_multi_branch_classifier(heads_on_enhanced):
+    cfg = ffl_cfg(
+        fusion_pre_neck=[
+            dict(type='MultiScaleNeck'),
+            dict(type='DualAttentionNeck')
+        ],
+        heads_on_enhanced=heads_on_enhanced)
+    model = MODELS.build(cfg)
+    ffl = MODELS.build(ffl_cfg())
+    # in_channels came from the fusion neck; one chain per branch
+    assert len(model.fusion_pre_necks) == 2
+    assert model.fusion_pre_necks[1][0].in_channels == 64
+    extra = _count(model) - _count(ffl)
+    assert extra == 2 * (3 * (9 * 16 * 16 + 32) + (64 * 4 + 4 + 4 * 64 + 64)
+                         + 99)
+    x = torch.randn(2, 3, 32, 32)
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    losses = model(x, samples, mode='loss')
+    assert 'loss_kd_fused' in losses
+    model.zero_grad()
+    losses['loss_ce_branch0'].backward(retain_graph=True)
+    grad = model.fusion_pre_necks[0][0].blocks[0].convs[0].conv.weight.grad
+    # the branch CE reaches the MFEF modules only if heads see their maps
+    assert (grad is not None) == heads_on_enhanced
+    model.zero_grad()
+    losses['loss_ce_fused'].backward()
+    grad = model.fusion_pre_necks[1][1].blocks[0].spatial_gate.conv.weight
+    assert grad.grad is not None and grad.grad.abs().sum() > 0
+
+
+def test_mfef_configuration_errors():
+    cfg = ffl_cfg(fusion_pre_neck=[dict(type='MultiScaleNeck')])
+    for key in ('fusion_neck', 'fusion_head', 'distill_loss'):
+        cfg[key] = None
+    with pytest.raises(ValueError, match='fusion_pre_neck enhances'):
+        MODELS.build(cfg)
+    with pytest.raises(ValueError, match='heads_on_enhanced=True needs'):
+        MODELS.build(ffl_cfg(heads_on_enhanced=True))
