@@ -11,7 +11,7 @@ SEEDS ?= 0
 METHOD ?= ffl
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,12 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt requirements/constrain
 # SEEDS="0 1 2" for mean and std over three seeds.
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --method $(METHOD) --seeds $(SEEDS) --work-dir $(WORK_DIR)/$(METHOD)
+
+# Training-step cost of FFL and MFEF ResNet-32x2 (CIFAR-100 shapes, batch
+# 128) against cross-entropy-only branches and separate networks, on the CPU.
+bench: $(STAMP)
+	$(BIN)/python tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --json $(WORK_DIR)/../bench_ffl.json
+	$(BIN)/python tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --json $(WORK_DIR)/../bench_mfef.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

@@ -1,0 +1,220 @@
+# Copyright (c) ffl_mm contributors.
+"""Training-step cost of a multi-branch model against its floors.
+
+Used by ``tools/benchmark.py``. Three variants are built from one config:
+
+* ``ffl`` (a): the configured FFL/MFEF model;
+* ``ce_only`` (b): the same branches (and shared trunk) trained with
+  cross-entropy only: no fusion neck, no MFEF modules, no distillation;
+* ``single`` (c): one sub-network as a plain MMPretrain ``ImageClassifier``
+  (backbone, neck and head of branch 0). N of them trained one after
+  another cost N times its step.
+
+Each step is ``model.train_step(data, optim_wrapper)``: data preprocessing,
+forward, backward and the optimizer step, as in training.
+"""
+import copy
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+VARIANTS = ('ffl', 'ce_only', 'single')
+
+
+def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
+    """The model config of a variant (see the module docstring)."""
+    cfg = copy.deepcopy(model_cfg)
+    if variant == 'ffl':
+        return cfg
+    if variant == 'ce_only':
+        for key in ('fusion_neck', 'fusion_head', 'distill_loss',
+                    'fusion_pre_neck'):
+            cfg[key] = None
+        cfg['heads_on_enhanced'] = False
+        cfg['test_cfg'] = dict(predict='ensemble')
+        return cfg
+    if variant == 'single':
+
+        def first(item):
+            return item[0] if isinstance(item, (list, tuple)) else item
+
+        return ConfigDict(
+            type='ImageClassifier',
+            backbone=first(cfg['backbone']),
+            neck=first(cfg.get('neck', dict(type='GlobalAveragePooling'))),
+            head=first(cfg['head']),
+            data_preprocessor=cfg.get('data_preprocessor', None))
+    raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}.')
+
+
+def input_size(cfg: Config) -> int:
+    """Side of the training crops: the train pipeline's crop size."""
+    pipeline = cfg.train_dataloader.dataset.get('pipeline', [])
+    for step in reversed(pipeline):
+        for key in ('crop_size', 'scale'):
+            value = step.get(key) if isinstance(step, dict) else None
+            if isinstance(value, int):
+                return value
+            if isinstance(value, (tuple, list)) and value:
+                return int(value[0])
+    return 224
+
+
+def synthetic_batch(batch_size: int, size: int, num_classes: int,
+                    seed: int = 0) -> dict:
+    """A batch as the data loader gives it: uint8 images and labels."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(
+        0, 256, (batch_size, 3, size, size), dtype=torch.uint8,
+        generator=gen)
+    labels = torch.randint(0, num_classes, (batch_size, ), generator=gen)
+    samples = [DataSample().set_gt_label(int(y)) for y in labels]
+    return dict(inputs=list(inputs), data_samples=samples)
+
+
+class StepRunner:
+    """A built variant and one training step of it."""
+
+    def __init__(self, cfg: Config, variant: str, device: str,
+                 amp: bool = False, channels_last: bool = False,
+                 compile_model: bool = False):
+        model_cfg = variant_model_cfg(cfg.model, variant)
+        if model_cfg.get('data_preprocessor') is None:
+            model_cfg['data_preprocessor'] = copy.deepcopy(
+                cfg.get('data_preprocessor', {}))
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        if compile_model:
+            model.forward = torch.compile(model.forward)
+        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+        if amp:
+            optim_cfg['type'] = 'AmpOptimWrapper'
+            optim_cfg.setdefault('loss_scale', 'dynamic')
+        self.model = model.train()
+        self.optim_wrapper = build_optim_wrapper(model, optim_cfg)
+        self.device = device
+        self.channels_last = channels_last
+        self.num_params = sum(p.numel() for p in model.parameters())
+
+    def step(self, data: dict) -> None:
+        if self.channels_last:
+            data = dict(
+                inputs=[x.contiguous(memory_format=torch.channels_last)
+                        for x in data['inputs']],
+                data_samples=data['data_samples'])
+        self.model.train_step(data, self.optim_wrapper)
+        if self.device.startswith('cuda'):
+            torch.cuda.synchronize()
+
+
+def time_interleaved(runners: Dict[str, StepRunner], data: dict, iters: int,
+                     warmup: int,
+                     clock: Callable[[], float] = time.perf_counter
+                     ) -> Dict[str, List[float]]:
+    """Step times (s) of every runner, in interleaved rounds a, b, c, a,
+    b, c, ... after ``warmup`` untimed rounds, so that the noise of a
+    shared machine hits every variant alike."""
+    times: Dict[str, List[float]] = {name: [] for name in runners}
+    for round_index in range(warmup + iters):
+        for name, runner in runners.items():
+            start = clock()
+            runner.step(data)
+            elapsed = clock() - start
+            if round_index >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def summary(values: List[float]) -> dict:
+    """Median, quartiles and range of step times, in milliseconds."""
+    ms = sorted(v * 1e3 for v in values)
+    quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else ms * 3
+    return dict(
+        median_ms=statistics.median(ms),
+        q1_ms=quartiles[0],
+        q3_ms=quartiles[-1],
+        min_ms=ms[0],
+        max_ms=ms[-1],
+        n=len(ms))
+
+
+def rss_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in bytes."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def machine_description(device: str) -> dict:
+    info = dict(
+        platform=platform.platform(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        device=device)
+    if device.startswith('cuda'):
+        info['gpu'] = torch.cuda.get_device_name()
+    return info
+
+
+def measure_memory(cfg: Config, variant: str, device: str, data: dict,
+                   steps: int = 2, **kwargs) -> dict:
+    """Peak memory of training steps of one variant.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` over the steps. CPU: the
+    growth of the process's peak resident set (``VmHWM``) over its resident
+    set before the first step, i.e. the activations, gradients and
+    optimizer state of the steps. Call it in a fresh process per variant
+    (the CPU peak is per process).
+    """
+    runner = StepRunner(cfg, variant, device, **kwargs)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(steps):
+            runner.step(data)
+        return dict(peak_bytes=torch.cuda.max_memory_allocated(),
+                    kind='cuda_max_memory_allocated')
+    before = rss_bytes('VmRSS')
+    for _ in range(steps):
+        runner.step(data)
+    return dict(
+        peak_bytes=rss_bytes('VmHWM') - before,
+        kind='cpu_peak_rss_growth_during_steps')
+
+
+def ratios(results: dict, num_branches: int) -> dict:
+    """The ratios the benchmark reports."""
+    t = {k: v['time']['median_ms'] for k, v in results.items()}
+    out = dict(
+        ratio_time_vs_ce_only=t['ffl'] / t['ce_only'],
+        ratio_time_vs_separate=t['ffl'] / (num_branches * t['single']),
+        ratio_time_vs_single=t['ffl'] / t['single'])
+    mem = {k: v.get('memory', {}).get('peak_bytes') for k, v in
+           results.items()}
+    if mem.get('ffl') and mem.get('ce_only'):
+        out['ratio_memory_vs_ce_only'] = mem['ffl'] / mem['ce_only']
+    else:
+        out['ratio_memory_vs_ce_only'] = None
+    return out
+
+
+def num_branches_of(cfg: Config) -> Optional[int]:
+    backbone = cfg.model.get('backbone')
+    if isinstance(backbone, (list, tuple)):
+        return len(backbone)
+    return cfg.model.get('num_branches')

@@ -1,0 +1,87 @@
+# Copyright (c) ffl_mm contributors.
+"""The benchmark tool runs and reports every field (not a timing test)."""
+import json
+
+import pytest
+from mmengine.config import Config
+
+from conftest import REPO, run_tool
+from ffl_mm.apis import benchmark as bench
+
+FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
+
+
+def test_variant_configs():
+    cfg = Config.fromfile(f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py')
+    ce = bench.variant_model_cfg(cfg.model, 'ce_only')
+    assert ce.fusion_neck is None and ce.fusion_pre_neck is None
+    assert ce.distill_loss is None and ce.shared_stages == 2
+    single = bench.variant_model_cfg(cfg.model, 'single')
+    assert single.type == 'ImageClassifier'
+    assert single.backbone.type == 'CIFARResNet'
+    assert bench.variant_model_cfg(cfg.model, 'ffl') == cfg.model
+    with pytest.raises(ValueError, match='unknown variant'):
+        bench.variant_model_cfg(cfg.model, 'fast')
+    assert bench.input_size(cfg) == 32
+    imagenet = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet34x2_imagenet.py')
+    assert bench.input_size(imagenet) == 224
+
+
+def test_interleaving_and_summary():
+    order = []
+
+    class Fake:
+
+        def __init__(self, name):
+            self.name = name
+
+        def step(self, data):
+            order.append(self.name)
+
+    ticks = iter(range(100))
+    times = bench.time_interleaved({
+        'a': Fake('a'),
+        'b': Fake('b')
+    },
+                                   None,
+                                   iters=3,
+                                   warmup=1,
+                                   clock=lambda: next(ticks))
+    assert order == ['a', 'b'] * 4
+    assert times == {'a': [1, 1, 1], 'b': [1, 1, 1]}
+    stats = bench.summary([0.010, 0.030, 0.020, 0.040])
+    assert stats['median_ms'] == pytest.approx(25.0)
+    assert stats['min_ms'] == pytest.approx(10.0)
+    assert stats['max_ms'] == pytest.approx(40.0)
+    results = {
+        'ffl': dict(time=dict(median_ms=110.0), memory=dict(peak_bytes=105)),
+        'ce_only': dict(time=dict(median_ms=100.0),
+                        memory=dict(peak_bytes=100)),
+        'single': dict(time=dict(median_ms=80.0), memory={}),
+    }
+    r = bench.ratios(results, num_branches=2)
+    assert r['ratio_time_vs_ce_only'] == pytest.approx(1.1)
+    assert r['ratio_time_vs_separate'] == pytest.approx(110 / 160)
+    assert r['ratio_memory_vs_ce_only'] == pytest.approx(1.05)
+
+
+def test_benchmark_tool_writes_every_field(tmp_path):
+    out = tmp_path / 'bench.json'
+    run_tool('benchmark.py', FFL, '--batch-size', '4', '--iters', '2',
+             '--warmup', '1', '--json', str(out))
+    result = json.loads(out.read_text())
+    for key in ('ratio_time_vs_ce_only', 'ratio_memory_vs_ce_only',
+                'ratio_time_vs_separate', 'machine', 'variants',
+                'batch_size', 'num_branches'):
+        assert key in result, key
+    assert result['batch_size'] == 4 and result['num_branches'] == 2
+    assert set(result['variants']) == {'ffl', 'ce_only', 'single'}
+    for variant in result['variants'].values():
+        assert variant['time']['n'] == 2
+        assert variant['time']['median_ms'] > 0
+        assert variant['memory']['kind'] == \
+            'cpu_peak_rss_growth_during_steps'
+        assert variant['memory']['peak_bytes'] >= 0
+    assert result['variants']['ffl']['params'] == 831598
+    assert result['variants']['single']['params'] == 466906
+    assert result['machine']['device'] == 'cpu'

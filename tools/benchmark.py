@@ -1,0 +1,197 @@
+# Copyright (c) ffl_mm contributors.
+"""Measure what mutual distillation costs per training step.
+
+In one process, on synthetic input of the config's shape and after
+warm-up, it times ``train_step`` (preprocessing, forward, backward,
+optimizer step) of three variants in interleaved rounds (a, b, c, a, b,
+c, ...):
+
+  (a) ffl      the configured FFL/MFEF model
+  (b) ce_only  the same branches trained with cross-entropy only
+  (c) single   one sub-network; N of them trained one after another cost N x
+
+and reports the median and spread of the step time, the peak memory
+(CUDA: ``torch.cuda.max_memory_allocated``; CPU: growth of the process's
+peak resident set during two steps, measured in a fresh process per
+variant), the parameters and the ratios a/b and a/(N c).
+
+Examples::
+
+    python tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py
+    python tools/benchmark.py configs/ffl/ffl_resnet34x2_imagenet.py \\
+        --batch-size 32 --iters 5 --json bench.json
+"""
+import argparse
+import json
+import os.path as osp
+import subprocess
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+
+import ffl_mm  # noqa: F401,E402
+from ffl_mm.apis import benchmark as bench  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Benchmark a training step')
+    parser.add_argument('config')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:i]')
+    parser.add_argument('--batch-size', type=int, help='default: config')
+    parser.add_argument('--iters', type=int, default=10,
+                        help='timed rounds')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed rounds first')
+    parser.add_argument('--amp', action='store_true',
+                        help="MMEngine's AmpOptimWrapper (CUDA)")
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model forward')
+    parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--no-memory', action='store_true',
+                        help='skip the memory measurement')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    # internal: measure one variant's memory in this (fresh) process
+    parser.add_argument('--memory-variant', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: this machine has no CUDA device.')
+    if args.amp and not args.device.startswith('cuda'):
+        raise SystemExit("--amp uses MMEngine's AmpOptimWrapper, which "
+                         'needs --device cuda.')
+    batch_size = args.batch_size or cfg.train_dataloader.batch_size
+    size = bench.input_size(cfg)
+    num_classes = cfg.data_preprocessor.get('num_classes', None) or 1000
+    data = bench.synthetic_batch(batch_size, size, num_classes)
+    options = dict(
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile_model=args.compile)
+
+    if args.memory_variant:
+        print(json.dumps(bench.measure_memory(cfg, args.memory_variant,
+                                              args.device, data,
+                                              **options)))
+        return None
+
+    num_branches = bench.num_branches_of(cfg)
+    if num_branches is None:
+        raise SystemExit(f'{args.config} is not a MultiBranchClassifier '
+                         'config (no num_branches).')
+    runners = {
+        v: bench.StepRunner(cfg, v, args.device, **options)
+        for v in bench.VARIANTS
+    }
+    print(f'Timing {", ".join(runners)} on {batch_size}x3x{size}x{size}, '
+          f'{args.iters} interleaved rounds after {args.warmup} warm-up '
+          f'rounds ({args.device}, {torch.get_num_threads()} threads)...',
+          flush=True)
+    times = bench.time_interleaved(runners, data, args.iters, args.warmup)
+
+    results = {}
+    for name, runner in runners.items():
+        results[name] = dict(
+            params=runner.num_params, time=bench.summary(times[name]))
+    if not args.no_memory:
+        for name in runners:
+            results[name]['memory'] = measure_memory(args, name)
+    summary = dict(
+        config=args.config,
+        batch_size=batch_size,
+        input_size=size,
+        num_branches=num_branches,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        machine=bench.machine_description(args.device),
+        variants=results,
+        **bench.ratios(results, num_branches))
+    print_table(summary)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(summary, f, indent=2)
+        print(f'Written to {args.json}')
+    return summary
+
+
+def measure_memory(args, variant):
+    """Memory of one variant; on the CPU in a fresh process."""
+    if args.device.startswith('cuda'):
+        # runs after the timing; peak stats are reset per variant
+        argv = [args.config, '--device', args.device, '--memory-variant',
+                variant]
+        return _child_memory(argv, args, in_process=True)
+    argv = [args.config, '--device', args.device, '--memory-variant',
+            variant]
+    return _child_memory(argv, args, in_process=False)
+
+
+def _child_memory(argv, args, in_process):
+    if args.batch_size:
+        argv += ['--batch-size', str(args.batch_size)]
+    for flag in ('amp', 'channels_last', 'compile'):
+        if getattr(args, flag):
+            argv.append('--' + flag.replace('_', '-'))
+    if args.cfg_options:
+        argv += ['--cfg-options'] + [
+            f'{k}={v}' for k, v in args.cfg_options.items()
+        ]
+    if in_process:
+        import contextlib
+        import io
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            main(argv)
+        return json.loads(out.getvalue().strip().splitlines()[-1])
+    proc = subprocess.run([sys.executable, __file__, *argv],
+                          stdout=subprocess.PIPE,
+                          text=True,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_table(summary):
+    n = summary['num_branches']
+    batch = summary['batch_size']
+    rows = [('variant', 'params', 'median ms', 'q1-q3 ms', 'img/s',
+             'peak MB')]
+    for name, res in summary['variants'].items():
+        t = res['time']
+        mem = res.get('memory', {}).get('peak_bytes')
+        rows.append((name, f'{res["params"]:,}', f'{t["median_ms"]:.1f}',
+                     f'{t["q1_ms"]:.1f}-{t["q3_ms"]:.1f}',
+                     f'{batch / t["median_ms"] * 1e3:.1f}',
+                     '-' if mem is None else f'{mem / 2**20:.1f}'))
+    single = summary['variants']['single']['time']['median_ms']
+    rows.append((f'{n} x single', '', f'{n * single:.1f}', '',
+                 f'{batch / (n * single) * 1e3:.1f}', ''))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print()
+    for row in rows:
+        print('  '.join(c.ljust(w) for c, w in zip(row, widths)))
+    mem_ratio = summary['ratio_memory_vs_ce_only']
+    print(f'\ntime a/b (vs ce_only):        '
+          f'{summary["ratio_time_vs_ce_only"]:.3f}')
+    print(f'time a/(N c) (vs separate):   '
+          f'{summary["ratio_time_vs_separate"]:.3f}')
+    print('memory a/b (vs ce_only):      ' +
+          ('-' if mem_ratio is None else f'{mem_ratio:.3f}'))
+    machine = summary['machine']
+    print(f'machine: {machine["processor"]}, {machine["cpu_count"]} CPUs, '
+          f'{machine["torch_threads"]} torch threads, torch '
+          f'{machine["torch"]}, device {machine["device"]}'
+          f'{" (" + machine["gpu"] + ")" if "gpu" in machine else ""}')
+
+
+if __name__ == '__main__':
+    main()
