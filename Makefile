@@ -8,6 +8,7 @@ STAMP := $(VENV)/.ffl_mm-installed
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 WORK_DIR ?= work_dirs/demo
 SEEDS ?= 0
+BENCH_DIR ?= work_dirs/bench
 METHOD ?= ffl
 PYTEST_ARGS ?=
 
@@ -31,8 +32,9 @@ demo: $(STAMP)
 # Training-step cost of FFL and MFEF ResNet-32x2 (CIFAR-100 shapes, batch
 # 128) against cross-entropy-only branches and separate networks, on the CPU.
 bench: $(STAMP)
-	$(BIN)/python tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --json $(WORK_DIR)/../bench_ffl.json
-	$(BIN)/python tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --json $(WORK_DIR)/../bench_mfef.json
+	mkdir -p $(BENCH_DIR)
+	$(BIN)/python tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --json $(BENCH_DIR)/ffl_resnet32x2.json
+	$(BIN)/python tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --json $(BENCH_DIR)/mfef_resnet32x2.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
