@@ -79,9 +79,16 @@ def test_benchmark_tool_writes_every_field(tmp_path):
     for variant in result['variants'].values():
         assert variant['time']['n'] == 2
         assert variant['time']['median_ms'] > 0
-        assert variant['memory']['kind'] == \
-            'cpu_peak_rss_growth_during_steps'
-        assert variant['memory']['peak_bytes'] >= 0
+        memory = variant['memory']
+        assert memory['kind'] == 'cpu_saved_activations_plus_state'
+        assert memory['peak_bytes'] == memory['saved_activation_bytes'] + \
+            memory['state_bytes']
+        # parameters, gradients and SGD momentum: 3 float32 copies
+        assert memory['state_bytes'] == 3 * 4 * variant['params']
+        assert memory['saved_activation_bytes'] > 0
     assert result['variants']['ffl']['params'] == 831598
+    # the fusion module and KD add activations over cross-entropy only
+    assert result['variants']['ffl']['memory']['saved_activation_bytes'] > \
+        result['variants']['ce_only']['memory']['saved_activation_bytes']
     assert result['variants']['single']['params'] == 466906
     assert result['machine']['device'] == 'cpu'

@@ -11,9 +11,9 @@ c, ...):
   (c) single   one sub-network; N of them trained one after another cost N x
 
 and reports the median and spread of the step time, the peak memory
-(CUDA: ``torch.cuda.max_memory_allocated``; CPU: growth of the process's
-peak resident set during two steps, measured in a fresh process per
-variant), the parameters and the ratios a/b and a/(N c).
+(CUDA: ``torch.cuda.max_memory_allocated``; CPU: the tensors autograd
+saves for backward plus parameters, gradients and optimizer state, exact and
+repeatable, measured in a fresh process per variant), the parameters and the ratios a/b and a/(N c).
 
 Examples::
 

@@ -172,15 +172,55 @@ def machine_description(device: str) -> dict:
     return info
 
 
+class SavedTensorMeter:
+    """Bytes of the tensors autograd saves for backward during a forward.
+
+    Counted once per storage (views and in-place results share one), via
+    ``torch.autograd.graph.saved_tensors_hooks``: the activation memory a
+    training step holds at its peak, the end of the forward pass.
+    """
+
+    def __init__(self):
+        self.storages = {}
+
+    def pack(self, tensor):
+        storage = tensor.untyped_storage()
+        self.storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    @staticmethod
+    def unpack(tensor):
+        return tensor
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
+
+
+def state_bytes(runner: 'StepRunner') -> int:
+    """Parameters, their gradients and the optimizer state, in bytes."""
+    params = [p for p in runner.model.parameters()]
+    total = sum(p.numel() * p.element_size() for p in params)
+    total += sum(p.numel() * p.element_size() for p in params
+                 if p.requires_grad)
+    for state in runner.optim_wrapper.optimizer.state.values():
+        total += sum(v.numel() * v.element_size() for v in state.values()
+                     if torch.is_tensor(v))
+    return total
+
+
 def measure_memory(cfg: Config, variant: str, device: str, data: dict,
                    steps: int = 2, **kwargs) -> dict:
     """Peak memory of training steps of one variant.
 
-    CUDA: ``torch.cuda.max_memory_allocated`` over the steps. CPU: the
-    growth of the process's peak resident set (``VmHWM``) over its resident
-    set before the first step, i.e. the activations, gradients and
-    optimizer state of the steps. Call it in a fresh process per variant
-    (the CPU peak is per process).
+    CUDA: ``torch.cuda.max_memory_allocated`` over the steps. CPU (no
+    allocator statistics): the tensors autograd saves for backward in one
+    step (:class:`SavedTensorMeter`) plus parameters, gradients and
+    optimizer state (:func:`state_bytes`). Both are exact and repeatable;
+    the CPU figure leaves out short-lived temporaries and the framework's
+    own memory. The growth of the process's peak resident set during the
+    steps is reported too (``rss_growth_bytes``, coarse; call this in a
+    fresh process per variant, as the tool does).
     """
     runner = StepRunner(cfg, variant, device, **kwargs)
     if device.startswith('cuda'):
@@ -190,11 +230,17 @@ def measure_memory(cfg: Config, variant: str, device: str, data: dict,
         return dict(peak_bytes=torch.cuda.max_memory_allocated(),
                     kind='cuda_max_memory_allocated')
     before = rss_bytes('VmRSS')
-    for _ in range(steps):
+    for _ in range(steps - 1):
+        runner.step(data)
+    meter = SavedTensorMeter()
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
         runner.step(data)
     return dict(
-        peak_bytes=rss_bytes('VmHWM') - before,
-        kind='cpu_peak_rss_growth_during_steps')
+        peak_bytes=meter.nbytes + state_bytes(runner),
+        saved_activation_bytes=meter.nbytes,
+        state_bytes=state_bytes(runner),
+        rss_growth_bytes=rss_bytes('VmHWM') - before,
+        kind='cpu_saved_activations_plus_state')
 
 
 def ratios(results: dict, num_branches: int) -> dict:
