@@ -199,3 +199,43 @@ def test_mfef_configuration_errors():
         MODELS.build(cfg)
     with pytest.raises(ValueError, match='heads_on_enhanced=True needs'):
         MODELS.build(ffl_cfg(heads_on_enhanced=True))
+
+
+def test_init_weights_reaches_every_conv_module(monkeypatch):
+    """MMEngine's init_weights only descends through BaseModules: every
+    ConvModule of the fusion and MFEF modules must be reached."""
+    from mmcv.cnn import ConvModule
+    calls = []
+    original = ConvModule.init_weights
+
+    def spy(self):
+        calls.append(self)
+        return original(self)
+
+    monkeypatch.setattr(ConvModule, 'init_weights', spy)
+    model = MODELS.build(
+        ffl_cfg(
+            shared_stages=0,
+            num_branches=None,
+            backbone=[
+                dict(type='CIFARResNet', depth=20),
+                dict(type='WideResNet', depth=10, widen_factor=2)
+            ],
+            head=[
+                dict(type='LinearClsHead', num_classes=10, in_channels=64),
+                dict(type='LinearClsHead', num_classes=10, in_channels=128)
+            ],
+            fusion_neck=dict(
+                type='FFLFusionNeck', in_channels=[64, 128],
+                out_channels=64),
+            fusion_pre_neck=[dict(type='MultiScaleNeck')]))
+    model.init_weights()
+    expected = [m for m in model.modules() if isinstance(m, ConvModule)]
+    # depthwise, pointwise, one projection, 3 multi-scale convs per branch
+    assert len(expected) == 3 + 2 * 3
+    assert {id(m) for m in calls} == {id(m) for m in expected}
+
+
+def test_unknown_test_cfg_key():
+    with pytest.raises(ValueError, match=r"unknown test_cfg key\(s\) \['mode'\]"):
+        MODELS.build(ffl_cfg(test_cfg=dict(mode='fused')))

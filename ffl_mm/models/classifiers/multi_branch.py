@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import ModuleList
+from mmengine.model import ModuleList, Sequential
 from mmpretrain.models.classifiers import BaseClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -180,6 +180,12 @@ class MultiBranchClassifier(BaseClassifier):
                              'needs fusion_pre_neck.')
 
         self.test_cfg = dict(test_cfg or {})
+        unknown = set(self.test_cfg) - {'predict'}
+        if unknown:
+            raise ValueError(
+                f'MultiBranchClassifier: unknown test_cfg key(s) '
+                f'{sorted(unknown)}; the only key is predict='
+                f"'fused'|'ensemble'|'branch<i>'.")
         default = 'fused' if self.with_fusion else 'ensemble'
         self.predict_mode = self.test_cfg.setdefault('predict', default)
         self._check_predict_mode(self.predict_mode)
@@ -193,7 +199,7 @@ class MultiBranchClassifier(BaseClassifier):
             if 'in_channels' not in one and channels is not None:
                 one['in_channels'] = channels[branch]
             layers.append(_build(one))
-        return nn.Sequential(*layers)
+        return Sequential(*layers)
 
     @property
     def with_fusion(self) -> bool:

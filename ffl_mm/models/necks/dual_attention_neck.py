@@ -4,6 +4,7 @@ from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
+from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 from .per_map_neck import PerMapNeck
@@ -52,7 +53,7 @@ class SpatialGate(nn.Module):
         return torch.sigmoid(self.conv(stats))
 
 
-class DualAttentionBlock(nn.Module):
+class DualAttentionBlock(BaseModule):
     """Applies the gates in order: ``x <- x * gate(x)`` for each."""
 
     def __init__(self, in_channels: int, reduction: int, kernel_size: int,

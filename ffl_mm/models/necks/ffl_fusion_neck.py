@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, ModuleList
 from mmpretrain.registry import MODELS
 
 
@@ -76,7 +76,7 @@ class FFLFusionNeck(BaseModule):
         self.align_channels = align_channels or max(in_channels)
         self.out_channels = out_channels or max(in_channels)
 
-        self.projections = nn.ModuleList([
+        self.projections = ModuleList([
             nn.Identity() if c == self.align_channels else ConvModule(
                 c, self.align_channels, 1, norm_cfg=norm_cfg, act_cfg=None)
             for c in in_channels

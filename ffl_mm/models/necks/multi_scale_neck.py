@@ -5,12 +5,13 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule, ModuleList
 from mmpretrain.registry import MODELS
 
 from .per_map_neck import PerMapNeck
 
 
-class MultiScaleBlock(nn.Module):
+class MultiScaleBlock(BaseModule):
     """Divide-and-concatenate on one map ``(B, C, H, W)`` -> same shape.
 
     The C channels are split into ``scales`` groups ``x_1 .. x_s``;
@@ -34,7 +35,7 @@ class MultiScaleBlock(nn.Module):
         self.residual = residual
         width = in_channels // scales
         self.width = width
-        self.convs = nn.ModuleList([
+        self.convs = ModuleList([
             ConvModule(
                 width,
                 width,
