@@ -21,6 +21,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import mmengine  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import RUNNERS  # noqa: E402
 
@@ -139,7 +140,7 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg)
     runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
     metrics = runner.test()
-    if args.out and args.out_item == 'metrics':
+    if args.out and args.out_item == 'metrics' and is_main_process():
         mmengine.dump(metrics, args.out)
     return metrics
 
