@@ -6,7 +6,7 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
 from ffl_mm.models.necks import DualAttentionNeck, MultiScaleNeck
-from test_multi_branch import ffl_cfg
+from test_multi_branch import ffl_cfg, heterogeneous_cfg
 
 
 def _count(module):
@@ -214,21 +214,7 @@ def test_init_weights_reaches_every_conv_module(monkeypatch):
 
     monkeypatch.setattr(ConvModule, 'init_weights', spy)
     model = MODELS.build(
-        ffl_cfg(
-            shared_stages=0,
-            num_branches=None,
-            backbone=[
-                dict(type='CIFARResNet', depth=20),
-                dict(type='WideResNet', depth=10, widen_factor=2)
-            ],
-            head=[
-                dict(type='LinearClsHead', num_classes=10, in_channels=64),
-                dict(type='LinearClsHead', num_classes=10, in_channels=128)
-            ],
-            fusion_neck=dict(
-                type='FFLFusionNeck', in_channels=[64, 128],
-                out_channels=64),
-            fusion_pre_neck=[dict(type='MultiScaleNeck')]))
+        heterogeneous_cfg(fusion_pre_neck=[dict(type='MultiScaleNeck')]))
     model.init_weights()
     expected = [m for m in model.modules() if isinstance(m, ConvModule)]
     # depthwise, pointwise, one projection, 3 multi-scale convs per branch

@@ -178,8 +178,9 @@ def test_cross_entropy_only_variant():
     }
 
 
-def test_independent_heterogeneous_branches():
-    cfg = ffl_cfg(
+def heterogeneous_cfg(**kwargs):
+    """Independent CIFAR ResNet-20 (64 channels) + WRN-10-2 (128)."""
+    return ffl_cfg(
         shared_stages=0,
         num_branches=None,
         backbone=[
@@ -191,8 +192,12 @@ def test_independent_heterogeneous_branches():
             dict(type='LinearClsHead', num_classes=10, in_channels=128)
         ],
         fusion_neck=dict(type='FFLFusionNeck', in_channels=[64, 128],
-                         out_channels=64))
-    model = MODELS.build(cfg)
+                         out_channels=64),
+        **kwargs)
+
+
+def test_independent_heterogeneous_branches():
+    model = MODELS.build(heterogeneous_cfg())
     assert model.num_branches == 2
     x, samples = _batch()
     losses = model(x, samples, mode='loss')
