@@ -104,7 +104,8 @@ def main(argv=None):
             params=runner.num_params, time=bench.summary(times[name]))
     if not args.no_memory:
         for name in runners:
-            results[name]['memory'] = measure_memory(args, name)
+            results[name]['memory'] = measure_memory(
+                args, name, cfg, data, options)
     summary = dict(
         config=args.config,
         batch_size=batch_size,
@@ -124,19 +125,13 @@ def main(argv=None):
     return summary
 
 
-def measure_memory(args, variant):
-    """Memory of one variant; on the CPU in a fresh process."""
+def measure_memory(args, variant, cfg, data, options):
+    """Memory of one variant: on CUDA here (peak statistics are reset per
+    variant), on the CPU in a fresh process (its peak is per process)."""
     if args.device.startswith('cuda'):
-        # runs after the timing; peak stats are reset per variant
-        argv = [args.config, '--device', args.device, '--memory-variant',
-                variant]
-        return _child_memory(argv, args, in_process=True)
-    argv = [args.config, '--device', args.device, '--memory-variant',
-            variant]
-    return _child_memory(argv, args, in_process=False)
-
-
-def _child_memory(argv, args, in_process):
+        return bench.measure_memory(cfg, variant, args.device, data,
+                                    **options)
+    argv = [args.config, '--device', args.device, '--memory-variant', variant]
     if args.batch_size:
         argv += ['--batch-size', str(args.batch_size)]
     for flag in ('amp', 'channels_last', 'compile'):
@@ -146,13 +141,6 @@ def _child_memory(argv, args, in_process):
         argv += ['--cfg-options'] + [
             f'{k}={v}' for k, v in args.cfg_options.items()
         ]
-    if in_process:
-        import contextlib
-        import io
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            main(argv)
-        return json.loads(out.getvalue().strip().splitlines()[-1])
     proc = subprocess.run([sys.executable, __file__, *argv],
                           stdout=subprocess.PIPE,
                           text=True,
