@@ -68,11 +68,11 @@ def test_interleaving_and_summary():
 def test_benchmark_tool_writes_every_field(tmp_path):
     out = tmp_path / 'bench.json'
     run_tool('benchmark.py', FFL, '--batch-size', '4', '--iters', '2',
-             '--warmup', '1', '--json', str(out))
+             '--warmup', '1', '--loop-overhead', '--json', str(out))
     result = json.loads(out.read_text())
     for key in ('ratio_time_vs_ce_only', 'ratio_memory_vs_ce_only',
                 'ratio_time_vs_separate', 'machine', 'variants',
-                'batch_size', 'num_branches'):
+                'batch_size', 'num_branches', 'ratio_runner_vs_bare_loop'):
         assert key in result, key
     assert result['batch_size'] == 4 and result['num_branches'] == 2
     assert set(result['variants']) == {'ffl', 'ce_only', 'single'}
@@ -87,8 +87,53 @@ def test_benchmark_tool_writes_every_field(tmp_path):
         assert memory['state_bytes'] == 3 * 4 * variant['params']
         assert memory['saved_activation_bytes'] > 0
     assert result['variants']['ffl']['params'] == 831598
+    assert result['loop_overhead']['runner']['n'] == 2
+    assert result['loop_overhead']['bare']['n'] == 2
+    assert result['ratio_runner_vs_bare_loop'] > 0
     # the fusion module and KD add activations over cross-entropy only
     assert result['variants']['ffl']['memory']['saved_activation_bytes'] > \
         result['variants']['ce_only']['memory']['saved_activation_bytes']
     assert result['variants']['single']['params'] == 466906
     assert result['machine']['device'] == 'cpu'
+
+
+def test_bare_step_does_the_work_of_train_step():
+    """The bare loop trains exactly like ``train_step``: same weights."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.registry import MODELS
+
+    from ffl_mm.apis.loop_overhead import bare_train_step
+    cfg = Config.fromfile(FFL)
+    data = bench.synthetic_batch(4, 32, 10)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        models.append(model.train())
+    before = {k: v.clone() for k, v in models[0].state_dict().items()}
+    wrappers = [build_optim_wrapper(m, cfg.optim_wrapper) for m in models]
+    models[0].train_step(data, wrappers[0])
+    bare_train_step(models[1], wrappers[1].optimizer, data)
+    moved = 0
+    for (name, a), b in zip(models[0].state_dict().items(),
+                            models[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+        moved += int(a.is_floating_point() and not torch.equal(
+            a, before[name]))
+    assert moved > 0
+
+
+def test_interleaved_bare_loop_hook_timing():
+    from ffl_mm.apis.loop_overhead import InterleavedBareLoopHook
+    ticks = iter(range(0, 1000, 1))
+    calls = []
+    hook = InterleavedBareLoopHook(calls.append, warmup=1,
+                                   clock=lambda: next(ticks))
+    for i in range(4):
+        hook.after_train_iter(None, i, data_batch=i)
+    assert calls == [0, 1, 2, 3]
+    # each runner interval spans one clock tick, each bare step one tick
+    assert hook.runner_times == [1, 1, 1]
+    assert hook.bare_times == [1, 1, 1]

@@ -31,9 +31,11 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 from ffl_mm.apis import benchmark as bench  # noqa: E402
+from ffl_mm.apis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -53,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the memory measurement')
+    parser.add_argument('--loop-overhead', action='store_true',
+                        help="also time the step through MMEngine's Runner "
+                        'against a bare PyTorch loop (CPU/CUDA as --device)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     # internal: measure one variant's memory in this (fresh) process
     parser.add_argument('--memory-variant', help=argparse.SUPPRESS)
@@ -61,6 +66,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # the per-parameter init report of init_weights() would bury the table
+    MMLogger.get_instance('mmengine', log_level='WARNING')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -106,6 +113,11 @@ def main(argv=None):
         for name in runners:
             results[name]['memory'] = measure_memory(
                 args, name, cfg, data, options)
+    loop = None
+    if args.loop_overhead:
+        print('Timing the Runner against a bare PyTorch loop...', flush=True)
+        loop_times = runner_vs_bare_loop(cfg, data, args.iters, args.warmup)
+        loop = {name: bench.summary(t) for name, t in loop_times.items()}
     summary = dict(
         config=args.config,
         batch_size=batch_size,
@@ -117,6 +129,10 @@ def main(argv=None):
         machine=bench.machine_description(args.device),
         variants=results,
         **bench.ratios(results, num_branches))
+    if loop is not None:
+        summary['loop_overhead'] = loop
+        summary['ratio_runner_vs_bare_loop'] = (
+            loop['runner']['median_ms'] / loop['bare']['median_ms'])
     print_table(summary)
     if args.json:
         with open(args.json, 'w') as f:
@@ -174,6 +190,12 @@ def print_table(summary):
           f'{summary["ratio_time_vs_separate"]:.3f}')
     print('memory a/b (vs ce_only):      ' +
           ('-' if mem_ratio is None else f'{mem_ratio:.3f}'))
+    if 'ratio_runner_vs_bare_loop' in summary:
+        loop = summary['loop_overhead']
+        print(f'Runner / bare loop:           '
+              f'{summary["ratio_runner_vs_bare_loop"]:.3f} '
+              f'({loop["runner"]["median_ms"]:.1f} / '
+              f'{loop["bare"]["median_ms"]:.1f} ms)')
     machine = summary['machine']
     print(f'machine: {machine["processor"]}, {machine["cpu_count"]} CPUs, '
           f'{machine["torch_threads"]} torch threads, torch '

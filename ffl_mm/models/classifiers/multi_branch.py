@@ -2,6 +2,7 @@
 """Several branches, a fusion module and mutual distillation in one
 MMPretrain classifier."""
 import copy
+import inspect
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -38,6 +39,97 @@ def _build(cfg: Optional[ConfigType]) -> Optional[nn.Module]:
     return MODELS.build(cfg)
 
 
+def _accepts_in_channels(cfg: dict) -> bool:
+    """Whether the registered class of ``cfg`` takes ``in_channels``."""
+    cls = cfg.get('type')
+    if isinstance(cls, str):
+        cls = MODELS.get(cls)
+    if cls is None:
+        return False
+    try:
+        return 'in_channels' in inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_num_classes(head_cfgs: Sequence[Optional[dict]],
+                       fusion_head: Optional[dict]) -> None:
+    """Every head must predict the same classes."""
+    named = [(f'head of branch {i}', cfg.get('num_classes'))
+             for i, cfg in enumerate(head_cfgs) if isinstance(cfg, dict)]
+    if isinstance(fusion_head, dict):
+        named.append(('fusion_head', fusion_head.get('num_classes')))
+    named = [(name, n) for name, n in named if n is not None]
+    if len({n for _, n in named}) > 1:
+        raise ValueError(
+            'MultiBranchClassifier: every head must predict the same '
+            'classes, got ' +
+            ', '.join(f'{name}: num_classes={n}' for name, n in named) +
+            '; set one num_classes.')
+
+
+def _with_in_channels(cfg: Optional[ConfigType], probe: dict, key: str,
+                      branch: Optional[int], name: str):
+    """``cfg`` with ``in_channels`` filled in from the probe, or checked
+    against it.
+
+    Args:
+        cfg: A head/neck config (a built module is returned as is).
+        probe (dict): :meth:`MultiBranchClassifier._probe`'s result.
+        key (str): ``'features'`` (per-branch head input), ``'maps'`` (the
+            maps to fuse, filled in as a list) or ``'fused'``.
+        branch (int, optional): The branch, for per-branch keys.
+        name (str): The config key, for messages.
+    """
+    if cfg is None or isinstance(cfg, nn.Module) or \
+            not _accepts_in_channels(cfg):
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    where = name if branch is None else f'{name} of branch {branch}'
+    given = cfg.get('in_channels')
+    found = probe.get(key)
+    if found is not None and branch is not None:
+        found = found[branch]
+    if found is None:
+        if given is None:
+            reason = probe.get('error') or 'its input is not a tensor'
+            raise ValueError(
+                f'MultiBranchClassifier: {where} has no in_channels and it '
+                f'could not be inferred ({reason}); set {name}.in_channels.')
+        return cfg
+    if given is None:
+        cfg['in_channels'] = found
+    elif isinstance(given, int) and isinstance(found, int) and \
+            given != found:
+        source = ('the fusion neck gives' if branch is None else
+                  f"branch {branch}'s backbone and neck give")
+        raise ValueError(
+            f'MultiBranchClassifier: {where} has in_channels={given} but '
+            f'{source} {found} features; set in_channels={found} or leave '
+            'it out to have it inferred.')
+    return cfg
+
+
+def _check_fusion_channels(fusion_neck: nn.Module, probe: dict) -> None:
+    """The fusion neck's ``in_channels`` must match the branch maps."""
+    expected = getattr(fusion_neck, 'in_channels', None)
+    found = probe.get('maps')
+    if found is None or not isinstance(expected, (list, tuple)):
+        return
+    if len(expected) != len(found):
+        raise ValueError(
+            f'MultiBranchClassifier: fusion_neck.in_channels={list(expected)}'
+            f' is for {len(expected)} branches, the model has {len(found)}.')
+    for i, (want, got) in enumerate(zip(expected, found)):
+        if want != got:
+            raise ValueError(
+                f'MultiBranchClassifier: fusion_neck.in_channels='
+                f'{list(expected)} but branch {i} gives maps of {got} '
+                f'channels (all branches: {found}); set '
+                f'fusion_neck.in_channels={found} or leave it out to have '
+                'it inferred.')
+
+
 @MODELS.register_module()
 class MultiBranchClassifier(BaseClassifier):
     """N branches trained together with a fused classifier (FFL, MFEF).
@@ -48,7 +140,19 @@ class MultiBranchClassifier(BaseClassifier):
         [f_1 .. f_N] -> fusion_neck -> fusion_head -> z_f
         loss = Σ CE(z_i) + CE(z_f) + distill_loss(z_1..z_N, z_f)
 
-    ``f_i`` is the last output of branch i's backbone (``(B, C_i, H, W)``).
+    ``f_i`` is branch i's backbone output at ``fusion_in_index`` (the last
+    one by default), a map ``(B, C_i, H_i, W_i)``. Branches may be any
+    MMPretrain backbones, alike or not. Backbones whose output is a vector
+    or a token sequence cannot be fused as they are: for
+    ``VisionTransformer`` set ``out_type='featmap'`` (patch tokens as a
+    ``(B, C, H/p, W/p)`` map), otherwise a clear error names the branch.
+
+    Channels are inferred: at build time every branch runs once on a
+    ``(2, 3, 64, 64)`` probe of zeros (eval mode, no gradient, no random
+    numbers drawn), and a missing ``in_channels`` of a branch head, of the
+    fusion neck or of the fusion head is filled in from what the modules
+    actually give. A given ``in_channels`` that disagrees is an error naming
+    the branch and both numbers.
 
     Args:
         backbone (dict | list[dict]): One backbone config, copied for every
@@ -87,10 +191,16 @@ class MultiBranchClassifier(BaseClassifier):
             ``pred_score``/``pred_label``: ``'fused'`` (default with a
             fusion neck), ``'ensemble'`` (mean of the branch logits,
             default without one) or ``'branch{i}'``.
+        fusion_in_index (int): Which backbone output (of several
+            ``out_indices``) is fused. Defaults to -1, the last. The branch
+            necks get all outputs, as in ``ImageClassifier``.
         data_preprocessor (dict, optional): Defaults to
             ``ClsDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
+
+    #: Side of the build-time probe that infers and checks channels.
+    probe_size = 64
 
     def __init__(self,
                  backbone: Union[dict, Sequence[dict]],
@@ -107,6 +217,7 @@ class MultiBranchClassifier(BaseClassifier):
                  distill_loss: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
+                 fusion_in_index: int = -1,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         data_preprocessor = data_preprocessor or {}
@@ -149,8 +260,7 @@ class MultiBranchClassifier(BaseClassifier):
             _build(cfg) or nn.Identity()
             for cfg in _per_branch(neck, num_branches, 'neck')
         ])
-        self.heads = ModuleList(
-            [_build(cfg) for cfg in _per_branch(head, num_branches, 'head')])
+        self.fusion_in_index = fusion_in_index
 
         if (fusion_neck is None) != (fusion_head is None):
             raise ValueError(
@@ -161,8 +271,24 @@ class MultiBranchClassifier(BaseClassifier):
             raise ValueError(
                 'MultiBranchClassifier: distill_loss needs the fused '
                 'classifier; add fusion_neck and fusion_head.')
-        self.fusion_neck = _build(fusion_neck)
-        self.fusion_head = _build(fusion_head)
+        head_cfgs = _per_branch(head, num_branches, 'head')
+        _check_num_classes(head_cfgs, fusion_head)
+        probe = self._probe(with_fusion=fusion_neck is not None)
+        self.heads = ModuleList([
+            _build(_with_in_channels(cfg, probe, 'features', i, 'head'))
+            for i, cfg in enumerate(head_cfgs)
+        ])
+        self.fusion_neck = None
+        self.fusion_head = None
+        if fusion_neck is not None:
+            self.fusion_neck = _build(
+                _with_in_channels(fusion_neck, probe, 'maps', None,
+                                  'fusion_neck'))
+            _check_fusion_channels(self.fusion_neck, probe)
+            self.fusion_head = _build(
+                _with_in_channels(fusion_head,
+                                  self._probe_fusion(probe), 'fused', None,
+                                  'fusion_head'))
         self.distill_loss = _build(distill_loss)
         self.heads_on_enhanced = heads_on_enhanced
         self.fusion_pre_necks = None
@@ -189,6 +315,102 @@ class MultiBranchClassifier(BaseClassifier):
         default = 'fused' if self.with_fusion else 'ensemble'
         self.predict_mode = self.test_cfg.setdefault('predict', default)
         self._check_predict_mode(self.predict_mode)
+
+    # ------------------------------------------------------------------
+    # build-time probe
+    # ------------------------------------------------------------------
+    def _probe(self, with_fusion: bool) -> dict:
+        """Run the branches once on zeros to learn their output shapes.
+
+        Returns:
+            dict: ``features`` (per branch, the channels of the neck output
+            a head gets), ``maps`` (per branch, the channels of the map to
+            fuse) and ``map_tensors``; or ``error`` (the exception) when
+            the backbones cannot run on a ``probe_size`` input.
+
+        Raises:
+            ValueError: ``fusion_in_index`` out of range, or (with fusion)
+                a branch output that is not a ``(B, C, H, W)`` map.
+        """
+        modules = [*self.backbones, *self.necks]
+        flags = [(m, m.training) for top in modules for m in top.modules()]
+        try:
+            for top in modules:
+                top.eval()
+            with torch.no_grad():
+                return self._probe_in_eval(with_fusion)
+        finally:
+            for m, flag in flags:
+                m.training = flag
+
+    def _probe_in_eval(self, with_fusion: bool) -> dict:
+        size = self.probe_size
+        try:
+            feats = self.forward_backbones(torch.zeros(2, 3, size, size))
+        except Exception as error:  # a backbone that needs other inputs
+            return dict(error=f'running the branches on a (2, 3, {size}, '
+                        f'{size}) probe failed: {error!r}')
+        index = self.fusion_in_index
+        for i, f in enumerate(feats):
+            if not -len(f) <= index < len(f):
+                raise ValueError(
+                    f'MultiBranchClassifier: fusion_in_index={index} but '
+                    f"branch {i}'s backbone gives {len(f)} output(s); use "
+                    f'-1 (the last) or an index below {len(f)}.')
+        maps = [f[index] for f in feats]
+        if with_fusion:
+            for i, x in enumerate(maps):
+                self._check_map(i, x)
+        try:
+            features = []
+            for f, neck in zip(feats, self.necks):
+                out = neck(f)
+                out = out[-1] if isinstance(out, (list, tuple)) else out
+                features.append(
+                    int(out.shape[1]) if torch.is_tensor(out) and
+                    out.dim() >= 2 else None)
+        except Exception as error:
+            features = None
+        probe = dict(
+            features=features,
+            maps=[int(x.shape[1]) if x.dim() == 4 else None for x in maps],
+            map_tensors=maps)
+        if features is None:
+            probe['error'] = f'the branch necks failed on the probe: {error!r}'
+        return probe
+
+    def _check_map(self, branch: int, x) -> None:
+        """Only ``(B, C, H, W)`` maps can be fused."""
+        if torch.is_tensor(x) and x.dim() == 4:
+            return
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        backbone = self.backbones[branch]
+        raise ValueError(
+            f"MultiBranchClassifier: branch {branch}'s backbone "
+            f'({type(backbone).__name__}) gives {shape} to fuse (for a '
+            f'{self.probe_size} px probe); the fusion neck needs a map '
+            "(B, C, H, W). For VisionTransformer-like backbones set "
+            "out_type='featmap' (patch tokens as a map), for ConvNeXt "
+            'gap_before_final_norm=False; otherwise choose a map output '
+            'with out_indices / fusion_in_index.')
+
+    def _probe_fusion(self, probe: dict) -> dict:
+        """Channels of the fusion neck's output on the probe maps."""
+        if 'error' in probe:
+            return probe
+        flags = [(m, m.training) for m in self.fusion_neck.modules()]
+        try:
+            self.fusion_neck.eval()
+            with torch.no_grad():
+                out = self.fusion_neck(probe['map_tensors'])
+            out = out[-1] if isinstance(out, (list, tuple)) else out
+            return dict(fused=int(out.shape[1]))
+        except Exception as error:
+            return dict(error=f'running the fusion neck on the probe maps '
+                        f'failed: {error!r}')
+        finally:
+            for m, flag in flags:
+                m.training = flag
 
     def _build_pre_neck(self, cfg, branch: int) -> nn.Module:
         """Branch ``branch``'s chain of enhancement necks."""
@@ -248,15 +470,20 @@ class MultiBranchClassifier(BaseClassifier):
         Returns:
             tuple: ``(feats, fusion_inputs)``: N tuples of maps for the
             branch necks, and N maps ``(B, C_i, H, W)`` for the fusion
-            neck (the last maps, enhanced by ``fusion_pre_neck`` if set).
+            neck (outputs ``fusion_in_index``, enhanced by
+            ``fusion_pre_neck`` if set).
         """
         feats = self.forward_backbones(inputs)
-        last = [f[-1] for f in feats]
+        index = self.fusion_in_index
+        maps = [f[index] for f in feats]
         if self.fusion_pre_necks is None:
-            return feats, last
-        enhanced = [pre(x) for pre, x in zip(self.fusion_pre_necks, last)]
+            return feats, maps
+        enhanced = [pre(x) for pre, x in zip(self.fusion_pre_necks, maps)]
         if self.heads_on_enhanced:
-            feats = [(*f[:-1], e) for f, e in zip(feats, enhanced)]
+            feats = [
+                f[:index % len(f)] + (e, ) + f[index % len(f) + 1:]
+                for f, e in zip(feats, enhanced)
+            ]
         return feats, enhanced
 
     def _forward_all(self, inputs: torch.Tensor):

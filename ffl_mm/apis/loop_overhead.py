@@ -1,0 +1,147 @@
+# Copyright (c) ffl_mm contributors.
+"""What MMEngine's ``Runner`` adds to a training step of a model.
+
+The configured model is trained by a real ``Runner`` (its train loop, the
+config's default and custom hooks, logging, the parameter schedulers and a
+data loader) on copies of one synthetic batch. After every Runner
+iteration, a hook of the lowest priority runs one step of a bare PyTorch
+loop — preprocess, ``forward(mode='loss')``, sum, ``backward``,
+``optimizer.step`` — on an identical twin model with the same batch. The
+two alternate (runner, bare, runner, bare, ...), so the noise of a shared
+machine hits both alike. A Runner iteration is timed from the end of the
+previous bare step to the start of the next one: it covers fetching the
+batch, every ``before_train_iter`` / ``after_train_iter`` hook and
+``model.train_step`` with its optim wrapper.
+"""
+import copy
+import tempfile
+import time
+from typing import Callable, List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.optim import build_optim_wrapper
+from mmengine.device import get_device
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
+from torch.utils.data import DataLoader, Dataset
+
+
+class RepeatedBatch(Dataset):
+    """``length`` copies of one already collated batch."""
+
+    def __init__(self, batch: dict, length: int):
+        self.batch = batch
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return self.batch
+
+
+def _first(items):
+    return items[0]
+
+
+def bare_train_step(model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, data: dict) -> None:
+    """One step of a plain PyTorch training loop on ``model``."""
+    data = model.data_preprocessor(data, True)
+    losses = model(**data, mode='loss')
+    loss = sum(value for name, value in losses.items() if 'loss' in name)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class InterleavedBareLoopHook(Hook):
+    """Times the Runner's iterations and, after each, a bare-loop step.
+
+    Args:
+        bare_step (callable): Runs one bare step on a data batch.
+        warmup (int): Untimed iterations at the start.
+        clock (callable): Seconds.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, bare_step: Callable[[dict], None], warmup: int,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.bare_step = bare_step
+        self.warmup = warmup
+        self.clock = clock
+        self.runner_times: List[float] = []
+        self.bare_times: List[float] = []
+        self._mark: Optional[float] = None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        now = self.clock()
+        if self._mark is not None and batch_idx >= self.warmup:
+            self.runner_times.append(now - self._mark)
+        start = self.clock()
+        self.bare_step(data_batch)
+        end = self.clock()
+        if batch_idx >= self.warmup:
+            self.bare_times.append(end - start)
+        self._mark = self.clock()
+
+
+def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
+                        warmup: int = 2) -> dict:
+    """Step times of the Runner and of a bare loop on the same model/batch.
+
+    Args:
+        cfg (Config): A training config; its model, optim wrapper, param
+            schedulers, default/custom hooks, log processor and
+            environment settings are used, its data sets are not.
+        data (dict): One collated batch (``inputs``, ``data_samples``).
+        iters (int): Timed iterations.
+        warmup (int): Untimed iterations first (at least 1).
+
+    Both models live on the device MMEngine picks (``get_device()``: CUDA
+    when there is one); on CUDA the clock waits for the device.
+
+    Returns:
+        dict: ``runner`` and ``bare`` step times in seconds (lists).
+    """
+    warmup = max(1, warmup)
+    bare_model = MODELS.build(copy.deepcopy(cfg.model))
+    bare_model.init_weights()
+    bare_model.to(get_device()).train()
+    optimizer = build_optim_wrapper(
+        bare_model, copy.deepcopy(cfg.optim_wrapper)).optimizer
+    clock = time.perf_counter
+    if get_device() == 'cuda':
+
+        def clock():
+            torch.cuda.synchronize()
+            return time.perf_counter()
+
+    hook = InterleavedBareLoopHook(
+        lambda batch: bare_train_step(bare_model, optimizer, batch), warmup,
+        clock)
+    loader = DataLoader(
+        RepeatedBatch(data, warmup + iters), batch_size=1,
+        collate_fn=_first)
+    with tempfile.TemporaryDirectory() as work_dir:
+        runner = Runner(
+            model=copy.deepcopy(cfg.model),
+            work_dir=work_dir,
+            train_dataloader=loader,
+            train_cfg=dict(by_epoch=True, max_epochs=1),
+            optim_wrapper=copy.deepcopy(cfg.optim_wrapper),
+            param_scheduler=copy.deepcopy(cfg.get('param_scheduler')),
+            default_hooks=copy.deepcopy(cfg.get('default_hooks')),
+            custom_hooks=copy.deepcopy(cfg.get('custom_hooks')),
+            env_cfg=copy.deepcopy(cfg.get('env_cfg', dict())),
+            log_processor=copy.deepcopy(cfg.get('log_processor')),
+            default_scope=cfg.get('default_scope', 'mmpretrain'),
+            log_level='WARNING',
+            experiment_name=f'loop_overhead_{time.time_ns()}')
+        runner.register_hook(hook)
+        runner.train()
+    return dict(runner=hook.runner_times, bare=hook.bare_times)

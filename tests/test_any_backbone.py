@@ -1,0 +1,309 @@
+# Copyright (c) ffl_mm contributors.
+"""FFL on MMPretrain backbones: any family, heterogeneous, N > 2, shared
+trunks, channel inference and pretrained weights."""
+import copy
+
+import pytest
+import torch
+from mmengine.runner import save_checkpoint
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import ffl_mm  # noqa: F401
+from test_multi_branch import ffl_cfg
+
+NUM_CLASSES = 5
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def ffl_on(backbone, num_branches=2, **kwargs):
+    """FFL with no in_channels anywhere: all of them are inferred."""
+    cfg = dict(
+        type='MultiBranchClassifier',
+        backbone=backbone,
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+        fusion_neck=dict(type='FFLFusionNeck'),
+        fusion_head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+        distill_loss=dict(type='MutualKDLoss', rampup=0))
+    if not isinstance(backbone, list):
+        cfg['num_branches'] = num_branches
+    cfg.update(kwargs)
+    return cfg
+
+
+def _step(model, size=32, batch=2):
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)
+    samples = [DataSample().set_gt_label(i % NUM_CLASSES)
+               for i in range(batch)]
+    losses = model(x, samples, mode='loss')
+    total = sum(v for k, v in losses.items() if k.startswith('loss'))
+    assert torch.isfinite(total)
+    total.backward()
+    return x, losses
+
+
+# (backbone config, channels of the fused map): eleven MMPretrain families
+BACKBONES = {
+    'ResNet-18': (dict(type='ResNet', depth=18), 512),
+    'ResNet_CIFAR-18': (dict(type='ResNet_CIFAR', depth=18), 512),
+    'ResNeXt-50': (dict(type='ResNeXt', depth=50, groups=32,
+                        width_per_group=4), 2048),
+    'SEResNet-50': (dict(type='SEResNet', depth=50), 2048),
+    'MobileNetV2': (dict(type='MobileNetV2', widen_factor=0.5), 1280),
+    'MobileNetV3': (dict(type='MobileNetV3', arch='small'), 576),
+    'ShuffleNetV2': (dict(type='ShuffleNetV2', widen_factor=0.5), 1024),
+    'RegNet': (dict(type='RegNet', arch='regnetx_400mf'), 384),
+    'EfficientNet': (dict(type='EfficientNet', arch='b0'), 1280),
+    'ConvNeXt': (dict(type='ConvNeXt', arch='atto',
+                      gap_before_final_norm=False), 320),
+    'ViT': (dict(type='VisionTransformer', arch='deit-tiny', img_size=32,
+                 patch_size=16, out_type='featmap'), 192),
+}
+
+
+@pytest.mark.parametrize('name', list(BACKBONES))
+def test_ffl_x2_on_mmpretrain_backbones(name):
+    backbone, channels = BACKBONES[name]
+    model = MODELS.build(ffl_on(copy.deepcopy(backbone)))
+    model.init_weights()
+    assert model.fusion_neck.in_channels == [channels, channels]
+    assert [h.in_channels for h in model.heads] == [channels, channels]
+    assert model.fusion_head.in_channels == model.fusion_neck.out_channels
+    x, losses = _step(model)
+    assert set(losses) == {
+        'loss_ce_branch0', 'loss_ce_branch1', 'loss_ce_fused',
+        'loss_kd_branch0', 'loss_kd_branch1', 'loss_kd_fused', 'kd_weight'
+    }
+    # every branch and the fusion module learn
+    for module in (*model.backbones, model.fusion_neck):
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    model.eval()
+    with torch.no_grad():
+        out = model(x, mode='tensor')
+    assert set(out) == {'branch0', 'branch1', 'ensemble', 'fused'}
+    for logits in out.values():
+        assert logits.shape == (2, NUM_CLASSES)
+
+
+@pytest.mark.parametrize('pair, channels', [
+    # ImageNet ResNet-18 (1x1 map at 32 px) + MobileNetV2 (1x1, 1280 ch)
+    ([dict(type='ResNet', depth=18),
+      dict(type='MobileNetV2', widen_factor=0.5)], [512, 1280]),
+    # CIFAR ResNet-32 (8x8, 64 ch) + WRN-16-2 (8x8, 128 ch)
+    ([dict(type='CIFARResNet', depth=32),
+      dict(type='WideResNet', depth=16, widen_factor=2)], [64, 128]),
+    # ResNet_CIFAR-18 (4x4 map) + ShuffleNetV2 (1x1): the sizes differ
+    ([dict(type='ResNet_CIFAR', depth=18),
+      dict(type='ShuffleNetV2', widen_factor=0.5)], [512, 1024]),
+])
+def test_heterogeneous_pairs(pair, channels):
+    model = MODELS.build(ffl_on(pair))
+    assert model.num_branches == 2
+    assert model.fusion_neck.in_channels == channels
+    assert [h.in_channels for h in model.heads] == channels
+    x, _ = _step(model)
+    model.eval()
+    with torch.no_grad():
+        maps = model.forward_maps(x)[1]
+        fused = model.fusion_neck.fuse(maps)
+    # aligned to the smallest map, projected to the widest channels
+    assert fused.shape[2:] == tuple(
+        min(m.shape[d] for m in maps) for d in (2, 3))
+    assert fused.shape[1] == max(channels)
+
+
+@pytest.mark.parametrize('num_branches', [3, 4, 8])
+def test_more_branches(num_branches):
+    model = MODELS.build(
+        ffl_cfg(depth=20, num_branches=num_branches,
+                fusion_neck=dict(type='FFLFusionNeck')))
+    assert model.fusion_neck.in_channels == [64] * num_branches
+    x, losses = _step(model, batch=3)
+    assert sum(k.startswith('loss_ce_branch') for k in losses) == \
+        num_branches
+    assert sum(k.startswith('loss_kd_branch') for k in losses) == \
+        num_branches
+    model.eval()
+    with torch.no_grad():
+        out = model(x, mode='tensor')
+    stacked = torch.stack([out[f'branch{i}'] for i in range(num_branches)])
+    torch.testing.assert_close(out['ensemble'], stacked.mean(dim=0))
+    # the trunk (stem, stages 1-2) is counted once, stage 3 N times
+    single = MODELS.build(dict(type='CIFARResNet', depth=20))
+    late = _count(single.layer3)
+    heads = num_branches * (64 * 10 + 10)
+    fusion = _count(model.fusion_neck) + _count(model.fusion_head)
+    assert _count(model) == _count(single) + (num_branches - 1) * late + \
+        heads + fusion
+
+
+@pytest.mark.parametrize('backbone, shared, late', [
+    (dict(type='ResNet', depth=18), 2, ('layer3', 'layer4')),
+    (dict(type='ResNetV1c', depth=18), 3, ('layer4', )),
+    (dict(type='ResNetV1d', depth=18), 1, ('layer2', 'layer3', 'layer4')),
+    (dict(type='ResNet_CIFAR', depth=18), 2, ('layer3', 'layer4')),
+    (dict(type='WideResNet', depth=16, widen_factor=2), 2, ('layer3', )),
+])
+def test_shared_trunk_for_the_resnet_family(backbone, shared, late):
+    model = MODELS.build(ffl_on(backbone, shared_stages=shared))
+    single = MODELS.build(backbone)
+    late_params = sum(_count(getattr(single, name)) for name in late)
+    heads = _count(model.heads)
+    fusion = _count(model.fusion_neck) + _count(model.fusion_head)
+    assert _count(model) == _count(single) + late_params + heads + fusion
+    assert sorted(model.backbones[1]._modules) == sorted(late)
+    _step(model)
+
+
+@pytest.mark.parametrize('shared_stages', [0, 2])
+def test_pretrained_weights_reach_trunk_and_every_branch(
+        tmp_path, shared_stages):
+    # a checkpoint of a plain MMPretrain classifier, as a user would have
+    torch.manual_seed(1)
+    source = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=18),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=7,
+                      in_channels=512)))
+    path = str(tmp_path / 'resnet18.pth')
+    save_checkpoint(dict(state_dict=source.state_dict()), path)
+    backbone = dict(
+        type='ResNet',
+        depth=18,
+        init_cfg=dict(type='Pretrained', checkpoint=path,
+                      prefix='backbone'))
+    model = MODELS.build(ffl_on(backbone, num_branches=3,
+                                shared_stages=shared_stages))
+    model.init_weights()
+    expected = source.backbone.state_dict()
+    for i, copy_ in enumerate(model.backbones):
+        state = copy_.state_dict()
+        if i == 0 or not shared_stages:
+            assert set(state) == set(expected)
+        else:  # the copies hold only their own late stages
+            assert all(k.startswith(('layer3.', 'layer4.')) for k in state)
+        for key, value in state.items():
+            torch.testing.assert_close(value, expected[key], msg=key)
+
+
+def test_pretrained_weights_in_the_whole_model(tmp_path):
+    """init_cfg on the classifier: a multi-branch checkpoint round trip."""
+    torch.manual_seed(2)
+    source = MODELS.build(ffl_cfg())
+    path = str(tmp_path / 'ffl.pth')
+    save_checkpoint(dict(state_dict=source.state_dict()), path)
+    model = MODELS.build(
+        ffl_cfg(init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model.init_weights()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, source.state_dict()[key], msg=key)
+
+
+def test_several_out_indices_and_fusion_in_index():
+    backbone = dict(type='ResNet', depth=18, out_indices=(2, 3))
+    model = MODELS.build(ffl_on(backbone))
+    assert model.fusion_neck.in_channels == [512, 512]
+    model = MODELS.build(ffl_on(backbone, fusion_in_index=0))
+    assert model.fusion_neck.in_channels == [256, 256]
+    # the branch heads still read the last output
+    assert [h.in_channels for h in model.heads] == [512, 512]
+    _step(model)
+    with pytest.raises(ValueError, match=r'fusion_in_index=2 but branch 0'):
+        MODELS.build(ffl_on(backbone, fusion_in_index=2))
+
+
+@pytest.mark.parametrize('change, match', [
+    (dict(head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                    in_channels=256)),
+     r'head of branch 0 has in_channels=256 but branch 0\'s backbone and '
+     r'neck give 512 features; set in_channels=512'),
+    (dict(head=[dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+                dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                     in_channels=64)]),
+     r'head of branch 1 has in_channels=64 but .* 512'),
+    (dict(fusion_neck=dict(type='FFLFusionNeck', in_channels=[512, 256])),
+     r'fusion_neck.in_channels=\[512, 256\] but branch 1 gives maps of 512 '
+     r'channels'),
+    (dict(fusion_head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                           in_channels=100)),
+     r'fusion_head has in_channels=100 but the fusion neck gives 512'),
+    (dict(head=[dict(type='LinearClsHead', num_classes=5),
+                dict(type='LinearClsHead', num_classes=6)]),
+     r'same classes, got head of branch 0: num_classes=5, head of branch '
+     r'1: num_classes=6'),
+    (dict(fusion_head=dict(type='LinearClsHead', num_classes=10)),
+     r'fusion_head: num_classes=10'),
+])
+def test_channel_and_class_mismatches_are_named(change, match):
+    cfg = ffl_on(dict(type='ResNet', depth=18))
+    cfg.update(change)
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(cfg)
+
+
+@pytest.mark.parametrize('backbone, match', [
+    (dict(type='VisionTransformer', arch='deit-tiny', img_size=32,
+          patch_size=16), r"\(2, 192\) to fuse.*out_type='featmap'"),
+    (dict(type='VisionTransformer', arch='deit-tiny', img_size=32,
+          patch_size=16, out_type='raw'), r'\(2, 17, 192\) to fuse \(for a 64 px probe\)'),
+    (dict(type='ConvNeXt', arch='atto'), r'ConvNeXt\) gives \(2, 320\).*gap_before_final_norm=False'),
+])
+def test_outputs_that_are_not_maps_are_refused(backbone, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(ffl_on(backbone))
+
+
+def test_vit_class_token_branches_without_fusion():
+    """Without a fusion neck, token outputs are fine: CE-only branches."""
+    cfg = dict(
+        type='MultiBranchClassifier',
+        num_branches=2,
+        backbone=dict(type='VisionTransformer', arch='deit-tiny',
+                      img_size=32, patch_size=16),
+        neck=None,
+        head=dict(type='VisionTransformerClsHead', num_classes=NUM_CLASSES))
+    model = MODELS.build(cfg)
+    assert model.heads[0].in_channels == 192
+    _step(model)
+
+
+class FixedInputNet(torch.nn.Module):
+    """A backbone that only runs on 96 x 96 images (as fixed-size token
+    mixers do): the 64 px build-time probe fails on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=32)
+
+    def forward(self, x):
+        if x.shape[-2:] != (96, 96):
+            raise RuntimeError('FixedInputNet needs 96 x 96 inputs')
+        return (self.conv(x), )
+
+
+MODELS.register_module('FixedInputNet', module=FixedInputNet, force=True)
+
+
+def test_backbone_that_cannot_be_probed_needs_explicit_channels():
+    with pytest.raises(ValueError, match=r'head of branch 0 has no '
+                       r'in_channels and it could not be inferred \(running '
+                       r'the branches on a \(2, 3, 64, 64\) probe failed: '
+                       r".*needs 96 x 96.*set head.in_channels"):
+        MODELS.build(ffl_on(dict(type='FixedInputNet')))
+    explicit = ffl_on(
+        dict(type='FixedInputNet'),
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                  in_channels=8),
+        fusion_neck=dict(type='FFLFusionNeck', in_channels=8,
+                         num_branches=2),
+        fusion_head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                         in_channels=8))
+    model = MODELS.build(explicit)
+    _step(model, size=96)
