@@ -148,6 +148,13 @@ def test_demo_trains_tests_and_tabulates(tmp_path, method):
     assert results['seeds'] == [0]
     assert all(0 <= v[0] <= 100 for v in results['top1'].values())
     assert osp.isfile(work / f'{method}_seed0' / 'epoch_1.pth')
+    # the analysis from the logs: table and non-empty plots
+    analysis = (work / 'analysis' / 'results.md').read_text()
+    assert f'| {name} fused |' in analysis and '| baseline' in analysis
+    for png in ('accuracy.png', 'losses.png'):
+        data = (work / 'analysis' / png).read_bytes()
+        assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 5000
+    assert f'tools/export.py {"configs/" + method}' in out
 
 
 def _load_demo():
@@ -189,6 +196,7 @@ def test_demo_commands_and_table(tmp_path, monkeypatch):
                 json.dump(metrics, f)
 
     monkeypatch.setattr(demo, 'run', fake_run)
+    monkeypatch.setattr(demo, 'analyze', lambda *args: [])
     rows = demo.main(['--seeds', '0', '2', '--work-dir', str(tmp_path)])
     test_calls = [c for c in calls if c[0].endswith('test.py')]
     assert len(calls) == 8 and len(test_calls) == 4

@@ -31,9 +31,9 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
+from ffl_mm.apis import quiet_logger  # noqa: E402
 from ffl_mm.apis import benchmark as bench  # noqa: E402
 from ffl_mm.apis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
@@ -66,8 +66,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    # the per-parameter init report of init_weights() would bury the table
-    MMLogger.get_instance('mmengine', log_level='WARNING')
+    quiet_logger()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

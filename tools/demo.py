@@ -6,7 +6,10 @@ ffl``, default) or MFEF (``--method mfef``) model and the baseline with the same
 ``tools/test.py`` and prints one table: each branch, the ensemble and the
 fused classifier, and the baseline (top-1 %, mean ± std over the
 seeds). The table is also written to ``<work-dir>/results.md`` and the
-numbers to ``<work-dir>/results.json``.
+numbers to ``<work-dir>/results.json``; ``tools/analyze_results.py`` then
+writes ``<work-dir>/analysis/`` (the final-validation table and PNG plots of
+accuracy and every loss term per epoch), and the demo prints how to export
+a student from the run.
 
 Example::
 
@@ -16,17 +19,21 @@ import argparse
 import json
 import os
 import os.path as osp
-import statistics
 import subprocess
 import sys
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TOOLS)
+sys.path.insert(0, REPO)
+
+from ffl_mm.apis.results import markdown_table, write_report  # noqa: E402
+
 METHOD_CONFIG = {
     'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
     'mfef': 'configs/mfef/mfef_resnet32x2_digits.py',
 }
 BASELINE_CONFIG = 'configs/baselines/resnet32_digits.py'
+BASELINE_NAME = 'baseline (single ResNet-32)'
 
 
 def parse_args(argv=None):
@@ -70,24 +77,22 @@ def train_and_test(config, work_dir, seed, options):
         return json.load(f)
 
 
-def summarise(values):
-    """``'mean ± std'`` (std over seeds; 0 with one seed)."""
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f'{mean:.2f} ± {std:.2f}'
-
-
 def make_table(rows, seeds):
     """A markdown table: one row per output, one column per seed."""
-    head = ['model', *[f'seed {s}' for s in seeds], 'mean ± std']
-    lines = [
-        '| ' + ' | '.join(head) + ' |',
-        '|' + '|'.join(['---'] * len(head)) + '|',
-    ]
-    for name, values in rows.items():
-        cells = [name, *[f'{v:.2f}' for v in values], summarise(values)]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+    return markdown_table(rows, [f'seed {s}' for s in seeds])
+
+
+def analyze(work_root, method, seeds):
+    """``tools/analyze_results.py`` on the runs: table and plots in
+    ``<work_root>/analysis``; returns the written paths."""
+    report = write_report(
+        [osp.join(work_root, f'{method}_seed{s}') for s in seeds],
+        osp.join(work_root, 'analysis'),
+        [osp.join(work_root, f'baseline_seed{s}') for s in seeds],
+        method=method.upper(),
+        baseline=BASELINE_NAME,
+        columns=[f'seed {s}' for s in seeds])
+    return [report['table'], *report['plots']]
 
 
 def main(argv=None):
@@ -113,7 +118,7 @@ def main(argv=None):
             method['accuracy/ensemble_top1'])
         rows.setdefault(f'{args.method.upper()} fused', []).append(
             method['accuracy/fused_top1'])
-        rows.setdefault('baseline (single ResNet-32)', []).append(
+        rows.setdefault(BASELINE_NAME, []).append(
             base['accuracy/top1'])
     table = make_table(rows, args.seeds)
     title = (f'Digits test split (450 images), top-1 %: '
@@ -124,6 +129,17 @@ def main(argv=None):
         json.dump({'seeds': args.seeds, 'top1': rows}, f, indent=2)
     print(f'\n{title}\n\n{table}\n')
     print(f'Written to {osp.join(work_root, "results.md")} and results.json')
+    written = analyze(work_root, args.method, args.seeds)
+    print('Validation curves and losses per epoch: ' + ', '.join(written))
+    seed = args.seeds[0]
+    checkpoint = osp.join(work_root, f'{args.method}_seed{seed}',
+                          'last_checkpoint')
+    with open(checkpoint) as f:
+        checkpoint = osp.relpath(f.read().strip(), REPO)
+    exported = osp.relpath(osp.join(work_root, 'exported'), REPO)
+    print('\nExport a student (branch 0) as a plain MMPretrain model:\n'
+          f'  python tools/export.py {method_cfg} {checkpoint} --branch 0 '
+          f'--out {exported}')
     return rows
 
 

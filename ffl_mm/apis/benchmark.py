@@ -27,6 +27,8 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from .model_cfg import runner_model_cfg
+
 VARIANTS = ('ffl', 'ce_only', 'single')
 
 
@@ -52,7 +54,7 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
             backbone=first(cfg['backbone']),
             neck=first(cfg.get('neck', dict(type='GlobalAveragePooling'))),
             head=first(cfg['head']),
-            data_preprocessor=cfg.get('data_preprocessor', None))
+            data_preprocessor=cfg.get('data_preprocessor'))
     raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}.')
 
 
@@ -87,11 +89,8 @@ class StepRunner:
     def __init__(self, cfg: Config, variant: str, device: str,
                  amp: bool = False, channels_last: bool = False,
                  compile_model: bool = False):
-        model_cfg = variant_model_cfg(cfg.model, variant)
-        if model_cfg.get('data_preprocessor') is None:
-            model_cfg['data_preprocessor'] = copy.deepcopy(
-                cfg.get('data_preprocessor', {}))
-        model = MODELS.build(model_cfg)
+        model = MODELS.build(
+            variant_model_cfg(runner_model_cfg(cfg), variant))
         model.init_weights()
         model.to(device)
         if channels_last:
@@ -107,13 +106,24 @@ class StepRunner:
         self.device = device
         self.channels_last = channels_last
         self.num_params = sum(p.numel() for p in model.parameters())
+        self._cl_batch = None
+
+    def _channels_last(self, data: dict) -> dict:
+        """The batch as one ``(B, 3, H, W)`` channels-last tensor (made
+        once: the preprocessor keeps the layout through its element-wise
+        normalisation)."""
+        if self._cl_batch is None or self._cl_batch[0] is not data:
+            inputs = data['inputs']
+            if isinstance(inputs, (list, tuple)):
+                inputs = torch.stack(list(inputs))
+            self._cl_batch = (data, dict(
+                inputs=inputs.contiguous(memory_format=torch.channels_last),
+                data_samples=data['data_samples']))
+        return self._cl_batch[1]
 
     def step(self, data: dict) -> None:
         if self.channels_last:
-            data = dict(
-                inputs=[x.contiguous(memory_format=torch.channels_last)
-                        for x in data['inputs']],
-                data_samples=data['data_samples'])
+            data = self._channels_last(data)
         self.model.train_step(data, self.optim_wrapper)
         if self.device.startswith('cuda'):
             torch.cuda.synchronize()

@@ -3,12 +3,13 @@
 Runner: distributed set-up that also works without CUDA, and data-loader
 settings that PyTorch would reject."""
 import datetime
+import logging
 import os
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger, print_log
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -91,3 +92,10 @@ def sanitize_dataloaders(cfg: Config,
         if not persistent_workers or loader.get('num_workers', 0) == 0:
             if 'persistent_workers' in loader:
                 loader['persistent_workers'] = False
+
+
+def quiet_logger(level: int = logging.WARNING) -> None:
+    """Only ``level`` and above from MMEngine's current logger: the
+    per-parameter report of ``init_weights()`` and similar INFO lines
+    would bury what a tool prints."""
+    MMLogger.get_current_instance().setLevel(level)

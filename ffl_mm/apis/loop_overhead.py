@@ -27,6 +27,8 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader, Dataset
 
+from .model_cfg import runner_model_cfg
+
 
 class RepeatedBatch(Dataset):
     """``length`` copies of one already collated batch."""
@@ -109,7 +111,8 @@ def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
         dict: ``runner`` and ``bare`` step times in seconds (lists).
     """
     warmup = max(1, warmup)
-    bare_model = MODELS.build(copy.deepcopy(cfg.model))
+    model_cfg = runner_model_cfg(cfg)
+    bare_model = MODELS.build(copy.deepcopy(model_cfg))
     bare_model.init_weights()
     bare_model.to(get_device()).train()
     optimizer = build_optim_wrapper(
@@ -129,7 +132,7 @@ def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
         collate_fn=_first)
     with tempfile.TemporaryDirectory() as work_dir:
         runner = Runner(
-            model=copy.deepcopy(cfg.model),
+            model=model_cfg,
             work_dir=work_dir,
             train_dataloader=loader,
             train_cfg=dict(by_epoch=True, max_epochs=1),

@@ -249,17 +249,14 @@ class MultiBranchClassifier(BaseClassifier):
         self.num_branches = num_branches
         self.shared_stages = shared_stages
 
-        self.backbones = ModuleList([
-            _build(cfg)
-            for cfg in _per_branch(backbone, num_branches, 'backbone')
-        ])
+        backbone_cfgs = _per_branch(backbone, num_branches, 'backbone')
+        self.backbones = ModuleList([_build(cfg) for cfg in backbone_cfgs])
         self.trunk = None
         if shared_stages:
             self.trunk = TrunkSplit(self.backbones, shared_stages)
-        self.necks = ModuleList([
-            _build(cfg) or nn.Identity()
-            for cfg in _per_branch(neck, num_branches, 'neck')
-        ])
+        neck_cfgs = _per_branch(neck, num_branches, 'neck')
+        self.necks = ModuleList(
+            [_build(cfg) or nn.Identity() for cfg in neck_cfgs])
         self.fusion_in_index = fusion_in_index
 
         if (fusion_neck is None) != (fusion_head is None):
@@ -274,10 +271,17 @@ class MultiBranchClassifier(BaseClassifier):
         head_cfgs = _per_branch(head, num_branches, 'head')
         _check_num_classes(head_cfgs, fusion_head)
         probe = self._probe(with_fusion=fusion_neck is not None)
-        self.heads = ModuleList([
-            _build(_with_in_channels(cfg, probe, 'features', i, 'head'))
+        head_cfgs = [
+            _with_in_channels(cfg, probe, 'features', i, 'head')
             for i, cfg in enumerate(head_cfgs)
-        ])
+        ]
+        self.heads = ModuleList([_build(cfg) for cfg in head_cfgs])
+        # each branch as a plain ImageClassifier would be configured (with
+        # the inferred in_channels), for exporting a student
+        self.branch_cfgs = [
+            dict(backbone=b, neck=n, head=h)
+            for b, n, h in zip(backbone_cfgs, neck_cfgs, head_cfgs)
+        ]
         self.fusion_neck = None
         self.fusion_head = None
         if fusion_neck is not None:

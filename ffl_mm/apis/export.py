@@ -1,0 +1,195 @@
+# Copyright (c) ffl_mm contributors.
+"""Turn a trained multi-branch model into models to deploy.
+
+* :func:`export_branch`: branch i as a plain MMPretrain ``ImageClassifier``
+  (backbone, neck, head; with a shared trunk, the trunk plus that branch's
+  own stages). Its config and state dict load with MMPretrain alone when
+  every component is MMPretrain's; a branch built on an ffl_mm component
+  (e.g. ``CIFARResNet``) gets ``custom_imports=['ffl_mm']``.
+* :func:`export_fused`: the multi-branch model, predicting with the fused
+  classifier, without the training state. It needs ffl_mm.
+
+Used by ``tools/export.py``.
+"""
+import copy
+from collections import OrderedDict
+from typing import Dict, Iterator, Optional, Tuple
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmpretrain.registry import DATASETS, METRICS, MODELS, TRANSFORMS
+
+from ..models.classifiers import MultiBranchClassifier
+from .model_cfg import data_preprocessor_cfg, runner_model_cfg
+
+#: Keys copied from the training config so that MMPretrain's
+#: ``tools/test.py`` and ``ImageClassificationInferencer`` work.
+RUNTIME_KEYS = ('default_scope', 'default_hooks', 'env_cfg', 'log_processor',
+                'visualizer', 'log_level', 'test_dataloader', 'test_cfg',
+                'val_dataloader', 'val_cfg', 'randomness')
+
+
+class ExportError(ValueError):
+    """The model or the request cannot be exported."""
+
+
+def _types(obj) -> Iterator[str]:
+    """Every ``type`` string in a nested config."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get('type'), str):
+            yield obj['type']
+        for value in obj.values():
+            yield from _types(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _types(value)
+
+
+def ffl_mm_types(obj) -> list:
+    """The ``type`` names in ``obj`` that only ffl_mm registers."""
+    found = []
+    for name in _types(obj):
+        for registry in (MODELS, DATASETS, TRANSFORMS, METRICS):
+            cls = registry.get(name)
+            if cls is not None:
+                if cls.__module__.startswith('ffl_mm'):
+                    found.append(name)
+                break
+    return sorted(set(found))
+
+
+def _plain_evaluator(evaluator):
+    """``MultiBranchAccuracy`` becomes MMPretrain's ``Accuracy`` (same
+    ``topk``): a plain model has one output."""
+    if isinstance(evaluator, (list, tuple)):
+        return [_plain_evaluator(e) for e in evaluator]
+    evaluator = copy.deepcopy(evaluator)
+    if isinstance(evaluator, dict) and \
+            evaluator.get('type') == 'MultiBranchAccuracy':
+        return dict(type='Accuracy', topk=evaluator.get('topk', (1, 5)))
+    return evaluator
+
+
+def _runtime(cfg: Config, model_cfg: dict, test_cfg_model: bool) -> dict:
+    out = {'model': model_cfg}
+    for key in RUNTIME_KEYS:
+        if key in cfg:
+            out[key] = copy.deepcopy(cfg[key])
+    out.setdefault('default_scope', 'mmpretrain')
+    for key in ('test_evaluator', 'val_evaluator'):
+        if key in cfg:
+            out[key] = _plain_evaluator(cfg[key]) if test_cfg_model else \
+                copy.deepcopy(cfg[key])
+    return out
+
+
+def _to_plain(obj):
+    """ConfigDicts to dicts, tuples kept, for a clean dump."""
+    if isinstance(obj, (dict, ConfigDict)):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_plain(v) for v in obj)
+    return obj
+
+
+def branch_state_dict(model: MultiBranchClassifier,
+                      branch: int) -> 'OrderedDict[str, torch.Tensor]':
+    """Branch ``branch`` with ``ImageClassifier``'s keys: ``backbone.*``
+    (the shared trunk's modules from branch 0, the branch's own stages),
+    ``neck.*`` and ``head.*``."""
+    own = model.backbones[branch].state_dict()
+    if model.trunk is None:
+        backbone = own
+    else:
+        late = set(model.trunk.stage_names[model.trunk.shared_stages:])
+        backbone = OrderedDict(
+            (k, v) for k, v in model.backbones[0].state_dict().items()
+            if k.split('.', 1)[0] not in late)
+        backbone.update(own)
+    state = OrderedDict()
+    for prefix, part in (('backbone.', backbone),
+                         ('neck.', model.necks[branch].state_dict()),
+                         ('head.', model.heads[branch].state_dict())):
+        for key, value in part.items():
+            state[prefix + key] = value.detach().clone()
+    return state
+
+
+def check_branch(model: MultiBranchClassifier, branch: int) -> None:
+    if not isinstance(branch, int) or \
+            not 0 <= branch < model.num_branches:
+        raise ExportError(
+            f'--branch {branch} does not exist: the model has '
+            f'{model.num_branches} branches (0 to {model.num_branches - 1}).')
+
+
+def export_branch(cfg: Config, model: MultiBranchClassifier,
+                  branch: int) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    """Config dict and state dict of branch ``branch`` as a plain
+    ``ImageClassifier``.
+
+    Args:
+        cfg (Config): The training config of ``model``.
+        model (MultiBranchClassifier): Built from ``cfg``, weights loaded.
+        branch (int): 0 to N-1.
+
+    Returns:
+        tuple: ``(config dict, state dict)``.
+    """
+    check_branch(model, branch)
+    parts = copy.deepcopy(model.branch_cfgs[branch])
+    for name, part in parts.items():
+        if part is not None and not isinstance(part, dict):
+            raise ExportError(
+                f'branch {branch} was built from a module instance, not a '
+                f'config ({name}); only config-built models can be exported.')
+    model_cfg = dict(
+        type='ImageClassifier',
+        backbone=parts['backbone'],
+        neck=parts['neck'],
+        head=parts['head'],
+        data_preprocessor=data_preprocessor_cfg(cfg))
+    out = _runtime(cfg, model_cfg, test_cfg_model=True)
+    needs = ffl_mm_types(out)
+    if needs:
+        out['custom_imports'] = dict(
+            imports=['ffl_mm'], allow_failed_imports=False)
+    return _to_plain(out), branch_state_dict(model, branch)
+
+
+def export_fused(cfg: Config, model: MultiBranchClassifier
+                 ) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    """Config dict and state dict of the whole model predicting with the
+    fused classifier (``test_cfg.predict='fused'``); needs ffl_mm."""
+    if not model.with_fusion:
+        raise ExportError('--fused: this model has no fusion neck (it was '
+                          'trained with cross-entropy only); export a '
+                          '--branch instead.')
+    model_cfg = runner_model_cfg(cfg)
+    model_cfg['test_cfg'] = dict(predict='fused')
+    out = _runtime(cfg, model_cfg, test_cfg_model=False)
+    out['custom_imports'] = dict(
+        imports=['ffl_mm'], allow_failed_imports=False)
+    state = OrderedDict(
+        (k, v.detach().clone()) for k, v in model.state_dict().items())
+    return _to_plain(out), state
+
+
+def exported_checkpoint(state: Dict[str, torch.Tensor],
+                        source_meta: Optional[dict], output: str,
+                        source: str) -> dict:
+    """A checkpoint of plain types only (it loads with
+    ``torch.load(weights_only=True)``): ``state_dict`` and ``meta`` with
+    the source's ``dataset_meta`` and where it came from."""
+    meta = {}
+    dataset_meta = (source_meta or {}).get('dataset_meta')
+    if isinstance(dataset_meta, dict):
+        meta['dataset_meta'] = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataset_meta.items()
+            if isinstance(v, (str, int, float, list, tuple))
+        }
+    meta['ffl_mm_export'] = dict(source=str(source), output=output)
+    return dict(meta=meta, state_dict=state)

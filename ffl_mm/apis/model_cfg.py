@@ -1,0 +1,26 @@
+# Copyright (c) ffl_mm contributors.
+"""The model config as MMEngine's Runner builds it."""
+import copy
+
+from mmengine.config import Config, ConfigDict
+
+
+def data_preprocessor_cfg(cfg: Config) -> dict:
+    """The preprocessor the Runner gives the model: ``model.
+    data_preprocessor`` if set, else the config's top-level
+    ``data_preprocessor`` (MMPretrain configs keep mean/std there)."""
+    pre = cfg.model.get('data_preprocessor')
+    if pre is None:
+        pre = cfg.get('data_preprocessor')
+    pre = dict(copy.deepcopy(pre or {}))
+    pre.setdefault('type', 'ClsDataPreprocessor')
+    return pre
+
+
+def runner_model_cfg(cfg: Config) -> ConfigDict:
+    """A copy of ``cfg.model`` with :func:`data_preprocessor_cfg` in it, so
+    that a model built outside the Runner normalises its inputs as one
+    built by the Runner does."""
+    model = copy.deepcopy(cfg.model)
+    model['data_preprocessor'] = data_preprocessor_cfg(cfg)
+    return model

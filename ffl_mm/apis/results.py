@@ -1,0 +1,253 @@
+# Copyright (c) ffl_mm contributors.
+"""Read the logs of MMEngine work dirs: accuracy of every output and each
+loss term per epoch, as tables and plots.
+
+MMEngine's ``LocalVisBackend`` writes ``<work_dir>/<timestamp>/vis_data/
+scalars.json``: one JSON object per line, training records (``loss``,
+``loss_ce_branch0``, ..., ``epoch``, ``iter``) every logging interval and
+validation records (``accuracy/top1``, ``accuracy/branch0_top1``, ...,
+``step`` = epoch) after every evaluation. A resumed run adds a timestamp
+folder; the folders are read in order and later records win.
+
+Used by ``tools/analyze_results.py`` and ``tools/demo.py``.
+"""
+import glob
+import json
+import os.path as osp
+import re
+import statistics
+from collections import OrderedDict, defaultdict
+from typing import Dict, List, Optional, Sequence
+
+#: Output names of a MultiBranchClassifier's metric, in table order.
+_OUTPUT = re.compile(r'^accuracy/(branch\d+|ensemble|fused)_top1$')
+
+
+class ResultsError(ValueError):
+    """A work dir without the logs this module reads."""
+
+
+def scalars_files(work_dir: str) -> List[str]:
+    """Every ``scalars.json`` of a work dir, oldest run first."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                      'scalars.json')))
+    if not files:
+        raise ResultsError(
+            f'{work_dir}: no */vis_data/scalars.json; is it the --work-dir '
+            'of a tools/train.py run (MMEngine LocalVisBackend)?')
+    return files
+
+
+def load_records(work_dir: str) -> List[dict]:
+    """The JSON records of every run in ``work_dir``, in order."""
+    records = []
+    for path in scalars_files(work_dir):
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    records.append(json.loads(line))
+    return records
+
+
+def split_records(records: Sequence[dict]):
+    """``(train, val)``: training records (with ``loss``) and validation
+    records (with ``accuracy/top1``)."""
+    train = [r for r in records if 'loss' in r and 'epoch' in r]
+    val = [r for r in records if 'accuracy/top1' in r]
+    return train, val
+
+
+def loss_curves(train: Sequence[dict]) -> Dict[str, Dict[int, float]]:
+    """Each loss term (and ``kd_weight``) averaged per epoch:
+    ``{name: {epoch: value}}``, epochs 1-based as logged."""
+    sums: Dict[str, Dict[int, List[float]]] = defaultdict(
+        lambda: defaultdict(list))
+    for record in train:
+        for key, value in record.items():
+            if key.startswith('loss') or key == 'kd_weight':
+                sums[key][int(record['epoch'])].append(float(value))
+    return {
+        key: OrderedDict(
+            (e, statistics.fmean(v)) for e, v in sorted(epochs.items()))
+        for key, epochs in sorted(sums.items())
+    }
+
+
+def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
+    """Top-1 of every output per evaluated epoch: ``{output: {epoch:
+    top1}}`` with outputs ``branch{i}``, ``ensemble``, ``fused``, or
+    ``top1`` for a plain classifier. Later records of an epoch win (a
+    resumed run re-evaluating it)."""
+    curves: Dict[str, Dict[int, float]] = defaultdict(OrderedDict)
+    for record in val:
+        epoch = int(record.get('step', record.get('epoch', 0)))
+        named = {m.group(1): v for k, v in record.items()
+                 if (m := _OUTPUT.match(k))}
+        if not named:
+            named = {'top1': record['accuracy/top1']}
+        for name, value in named.items():
+            curves[name][epoch] = float(value)
+    return {k: OrderedDict(sorted(v.items())) for k, v in
+            sorted(curves.items(), key=lambda kv: _output_order(kv[0]))}
+
+
+def _output_order(name: str):
+    if name.startswith('branch'):
+        return (0, int(name[len('branch'):]))
+    return ({'ensemble': 1, 'fused': 2}.get(name, 3), 0)
+
+
+def final_top1(work_dir: str) -> Dict[str, float]:
+    """Top-1 of every output at the last evaluated epoch."""
+    _, val = split_records(load_records(work_dir))
+    if not val:
+        raise ResultsError(f'{work_dir}: the log has no validation '
+                           'results (accuracy/top1).')
+    return {name: list(curve.values())[-1]
+            for name, curve in accuracy_curves(val).items()}
+
+
+def summarise(values: Sequence[float]) -> str:
+    """``'mean ± std'`` (sample std; 0 for one value)."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f'{mean:.2f} ± {std:.2f}'
+
+
+def markdown_table(rows: Dict[str, Sequence[float]],
+                   columns: Sequence[str]) -> str:
+    """One row per model, one column per run, then mean ± std."""
+    head = ['model', *columns, 'mean ± std']
+    lines = [
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---'] * len(head)) + '|',
+    ]
+    for name, values in rows.items():
+        cells = [f'{values[i]:.2f}' if i < len(values) else ''
+                 for i in range(len(columns))]
+        lines.append('| ' + ' | '.join([name, *cells, summarise(values)]) +
+                     ' |')
+    return '\n'.join(lines)
+
+
+def output_label(name: str, method: str = 'FFL') -> str:
+    if name.startswith('branch'):
+        return f'{method} branch {name[len("branch"):]}'
+    return f'{method} {name}' if name != 'top1' else method
+
+
+def top1_rows(work_dirs: Sequence[str], baseline_dirs: Sequence[str] = (),
+              method: str = 'FFL', baseline: str = 'baseline'
+              ) -> Dict[str, List[float]]:
+    """Final top-1 of every output of each run, and of the baselines."""
+    rows: Dict[str, List[float]] = OrderedDict()
+    for work_dir in work_dirs:
+        for name, value in final_top1(work_dir).items():
+            rows.setdefault(output_label(name, method), []).append(value)
+    for work_dir in baseline_dirs:
+        rows.setdefault(baseline, []).append(final_top1(work_dir)['top1'])
+    return rows
+
+
+def _mean_curves(curve_sets: Sequence[Dict[str, Dict[int, float]]]):
+    """Element-wise mean over runs of ``{name: {epoch: value}}``."""
+    merged: Dict[str, Dict[int, List[float]]] = defaultdict(
+        lambda: defaultdict(list))
+    for curves in curve_sets:
+        for name, curve in curves.items():
+            for epoch, value in curve.items():
+                merged[name][epoch].append(value)
+    return {
+        name: OrderedDict((e, statistics.fmean(v))
+                          for e, v in sorted(epochs.items()))
+        for name, epochs in merged.items()
+    }
+
+
+def plot_results(work_dirs: Sequence[str], out_dir: str,
+                 baseline_dirs: Sequence[str] = (), method: str = 'FFL',
+                 baseline: str = 'baseline') -> List[str]:
+    """``accuracy.png`` (top-1 of every output per epoch, baseline dashed)
+    and ``losses.png`` (each loss term and the KD weight per epoch), means
+    over the given runs. Returns the written paths."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    runs = [split_records(load_records(d)) for d in work_dirs]
+    acc = _mean_curves([accuracy_curves(val) for _, val in runs])
+    losses = _mean_curves([loss_curves(train) for train, _ in runs])
+    base = _mean_curves([
+        accuracy_curves(split_records(load_records(d))[1])
+        for d in baseline_dirs
+    ])
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in acc.items():
+        ax.plot(list(curve), list(curve.values()), marker='.',
+                label=output_label(name, method))
+    for curve in base.values():
+        ax.plot(list(curve), list(curve.values()), 'k--', label=baseline)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('top-1 (%)')
+    ax.set_title(f'{method}: validation top-1 per output'
+                 + (f' (mean of {len(work_dirs)} runs)'
+                    if len(work_dirs) > 1 else ''))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = osp.join(out_dir, 'accuracy.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+
+    groups = [('cross-entropy', 'loss_ce'), ('distillation', 'loss_kd'),
+              ('total and KD weight', None)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(15, 4.2))
+    for ax, (title, prefix) in zip(axes, groups):
+        for name, curve in losses.items():
+            if prefix is None:
+                show = name in ('loss', 'kd_weight')
+            else:
+                show = name.startswith(prefix)
+            if show:
+                ax.plot(list(curve), list(curve.values()), marker='.',
+                        label=name)
+        ax.set_title(title)
+        ax.set_xlabel('epoch')
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f'{method}: training losses per epoch (mean over the '
+                 'iterations logged)')
+    fig.tight_layout()
+    path = osp.join(out_dir, 'losses.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def write_report(work_dirs: Sequence[str], out_dir: str,
+                 baseline_dirs: Sequence[str] = (), method: str = 'FFL',
+                 baseline: str = 'baseline',
+                 columns: Optional[Sequence[str]] = None) -> dict:
+    """``results.md`` (final top-1 table) and the two plots in
+    ``out_dir``; returns the paths and the rows."""
+    import os
+    os.makedirs(out_dir, exist_ok=True)
+    rows = top1_rows(work_dirs, baseline_dirs, method, baseline)
+    columns = list(columns or [osp.basename(osp.normpath(d))
+                               for d in work_dirs])
+    # baseline rows may have other run counts: pad the columns
+    width = max(len(v) for v in rows.values())
+    columns = (columns + [''] * width)[:width]
+    table = markdown_table(rows, columns)
+    table_path = osp.join(out_dir, 'results.md')
+    with open(table_path, 'w', encoding='utf-8') as f:
+        f.write(f'Final validation top-1 (%)\n\n{table}\n')
+    plots = plot_results(work_dirs, out_dir, baseline_dirs, method,
+                         baseline)
+    return dict(table=table_path, plots=plots, rows=rows, text=table)

@@ -1,0 +1,220 @@
+# Copyright (c) ffl_mm contributors.
+"""Exported students and fused models predict as inside the multi-branch
+model; branches load with MMPretrain alone; the inferencer works."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import save_checkpoint
+from mmpretrain.registry import MODELS
+
+import ffl_mm  # noqa: F401
+from conftest import REPO, run_tool
+from ffl_mm.apis import export
+from ffl_mm.apis.model_cfg import runner_model_cfg
+
+# FFL on MMPretrain components only, with MMPretrain's CIFAR-10 data set in
+# the config (never loaded here): exported branches need no ffl_mm.
+SMALL_RESNET = dict(type='ResNet_CIFAR', depth=18, stem_channels=16,
+                    base_channels=16)
+MODELS_UNDER_TEST = {
+    'shared_trunk': dict(backbone=SMALL_RESNET, num_branches=2,
+                         shared_stages=2),
+    'independent': dict(
+        backbone=[SMALL_RESNET,
+                  dict(type='MobileNetV2', widen_factor=0.35)],
+        num_branches=None, shared_stages=0),
+}
+
+CONFIG = """_base_ = ['{repo}/configs/ffl/ffl_resnet32x2_cifar10.py']
+model = dict(
+    backbone={backbone!r},
+    num_branches={num_branches!r},
+    shared_stages={shared_stages!r},
+    head=dict(_delete_=True, type='LinearClsHead', num_classes=10),
+    fusion_neck=dict(_delete_=True, type='FFLFusionNeck'),
+    fusion_head=dict(_delete_=True, type='LinearClsHead', num_classes=10))
+"""
+
+LOAD_WITHOUT_FFL_MM = """
+import json, sys
+import torch
+from mmpretrain import get_model
+config, ckpt, inputs, out = sys.argv[1:]
+model = get_model(config, pretrained=ckpt).eval()
+assert type(model).__name__ == 'ImageClassifier', type(model)
+with torch.no_grad():
+    x = model.data_preprocessor(dict(inputs=torch.load(inputs)))['inputs']
+    scores = torch.stack([s.pred_score for s in model.predict(x)])
+torch.save(scores, out)
+print(json.dumps(dict(ffl_mm=any(m.startswith('ffl_mm')
+                                 for m in sys.modules))))
+"""
+
+
+def _export_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'ffl_export_tool', osp.join(REPO, 'tools', 'export.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def export_in_process(capsys, *args):
+    """tools/export.py's main() here (a fresh process costs seconds)."""
+    _export_tool().main([str(a) for a in args])
+    return capsys.readouterr().out
+
+
+def _setup(tmp_path, name):
+    cfg_path = tmp_path / f'ffl_{name}.py'
+    cfg_path.write_text(
+        CONFIG.format(repo=REPO, **MODELS_UNDER_TEST[name]))
+    cfg = Config.fromfile(str(cfg_path))
+    torch.manual_seed(0)
+    model = MODELS.build(runner_model_cfg(cfg))
+    model.init_weights()
+    # move the BN statistics away from their defaults, as training does
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32) * 50 + 120, mode='tensor')
+    model.eval()
+    ckpt = tmp_path / f'ffl_{name}.pth'
+    save_checkpoint(
+        dict(state_dict=model.state_dict(),
+             meta=dict(dataset_meta=dict(classes=[str(i)
+                                                  for i in range(10)]))),
+        str(ckpt))
+    inputs = torch.randint(0, 256, (3, 3, 32, 32),
+                           generator=torch.Generator().manual_seed(1),
+                           dtype=torch.uint8).float()
+    torch.save(inputs, tmp_path / 'inputs.pth')
+    with torch.no_grad():
+        samples = model.predict(
+            model.data_preprocessor(dict(inputs=inputs))['inputs'])
+    return cfg_path, ckpt, samples
+
+
+@pytest.mark.parametrize('name', list(MODELS_UNDER_TEST))
+def test_export_round_trip(tmp_path, name, capsys):
+    cfg_path, ckpt, samples = _setup(tmp_path, name)
+    out_dir = tmp_path / 'exported'
+    for branch in (0, 1):
+        log = export_in_process(capsys, cfg_path, ckpt, '--branch', branch,
+                                '--out', out_dir)
+        assert 'plain MMPretrain: loads without ffl_mm' in log
+        stem = out_dir / f'ffl_{name}_branch{branch}'
+        text = open(f'{stem}.py').read()
+        assert 'ffl_mm' not in text and 'MultiBranch' not in text
+        # a fresh interpreter that never imports ffl_mm
+        result = subprocess.run(
+            [sys.executable, '-c', LOAD_WITHOUT_FFL_MM, f'{stem}.py',
+             f'{stem}.pth', str(tmp_path / 'inputs.pth'),
+             str(tmp_path / 'scores.pth')],
+            capture_output=True, text=True, cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == \
+            dict(ffl_mm=False)
+        got = torch.load(tmp_path / 'scores.pth')
+        expected = torch.stack([s.branch_scores[branch] for s in samples])
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+        # the checkpoint is plain: weights_only loading, ImageClassifier keys
+        state = torch.load(f'{stem}.pth', weights_only=True)
+        assert state['meta']['dataset_meta']['classes'][0] == '0'
+        assert all(k.split('.')[0] in ('backbone', 'neck', 'head')
+                   for k in state['state_dict'])
+
+    log = export_in_process(capsys, cfg_path, ckpt, '--fused', '--out',
+                            out_dir)
+    assert 'needs ffl_mm' in log
+    fused_cfg = str(out_dir / f'ffl_{name}_fused.py')
+    from mmpretrain import get_model
+    model = get_model(fused_cfg,
+                      pretrained=str(out_dir / f'ffl_{name}_fused.pth'))
+    model.eval()
+    inputs = torch.load(tmp_path / 'inputs.pth')
+    with torch.no_grad():
+        fused = model.predict(
+            model.data_preprocessor(dict(inputs=inputs))['inputs'])
+    torch.testing.assert_close(
+        torch.stack([s.pred_score for s in fused]),
+        torch.stack([s.fused_score for s in samples]), rtol=0, atol=1e-5)
+
+
+def test_student_size_is_one_sub_network(tmp_path, capsys):
+    cfg_path, ckpt, _ = _setup(tmp_path, 'shared_trunk')
+    export_in_process(capsys, cfg_path, ckpt, '--branch', 1, '--out',
+                      tmp_path, '--name', 'student')
+    state = torch.load(tmp_path / 'student.pth',
+                       weights_only=True)['state_dict']
+    single = MODELS.build(
+        dict(type='ImageClassifier', backbone=SMALL_RESNET,
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=10,
+                       in_channels=128)))
+    assert set(state) == set(single.state_dict())
+    assert sum(v.numel() for v in state.values()) == sum(
+        v.numel() for v in single.state_dict().values())
+
+
+def test_export_errors(tmp_path):
+    cfg_path, ckpt, _ = _setup(tmp_path, 'shared_trunk')
+    code, log = run_tool('export.py', str(cfg_path), str(ckpt), '--branch',
+                         '2', '--out', str(tmp_path), check=False)
+    assert code != 0
+    assert '--branch 2 does not exist: the model has 2 branches' in log
+    # a checkpoint of another architecture is refused, keys named
+    other = tmp_path / 'other.pth'
+    save_checkpoint(dict(state_dict=MODELS.build(
+        dict(type='ResNet', depth=18)).state_dict()), str(other))
+    with pytest.raises(SystemExit, match=r'does not match(.|\n)*missing '
+                       r'keys'):
+        _export_tool().main([str(cfg_path), str(other), '--branch', '0',
+                             '--out', str(tmp_path)])
+    assert not osp.exists(tmp_path / 'ffl_shared_trunk_branch0.py')
+
+
+def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
+    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py')
+    model = MODELS.build(cfg.model)
+    out, state = export.export_branch(cfg, model, 0)
+    assert export.ffl_mm_types(out) == ['CIFARResNet', 'Digits']
+    assert out['custom_imports']['imports'] == ['ffl_mm']
+    assert out['test_evaluator']['type'] == 'Accuracy'
+    assert out['model']['head']['in_channels'] == 64
+    ce_only = MODELS.build(
+        dict(cfg.model, fusion_neck=None, fusion_head=None,
+             distill_loss=None, test_cfg=None))
+    with pytest.raises(export.ExportError, match='no fusion neck'):
+        export.export_fused(cfg, ce_only)
+
+
+def test_inferencer_returns_the_selected_output(tmp_path):
+    from mmpretrain import ImageClassificationInferencer
+    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = str(tmp_path / 'ffl.pth')
+    save_checkpoint(dict(state_dict=model.state_dict()), ckpt)
+    image = np.random.RandomState(0).randint(0, 256, (32, 32, 3), np.uint8)
+    results = {}
+    for mode in ('fused', 'branch1'):
+        cfg.model.test_cfg = dict(predict=mode)
+        inferencer = ImageClassificationInferencer(cfg, pretrained=ckpt)
+        result = inferencer(image)[0]
+        sample = inferencer(image, return_datasamples=True)[0]
+        assert sample.branch_scores.shape == (2, 10)
+        selected = sample.fused_score if mode == 'fused' else \
+            sample.branch_scores[1]
+        np.testing.assert_allclose(result['pred_scores'],
+                                   selected.numpy(), atol=1e-6)
+        assert result['pred_label'] == int(selected.argmax())
+        results[mode] = result['pred_scores']
+    assert not np.allclose(results['fused'], results['branch1'])

@@ -1,0 +1,91 @@
+# Copyright (c) ffl_mm contributors.
+"""Reading MMEngine logs into tables and plots."""
+import json
+
+import pytest
+
+from conftest import run_tool
+from ffl_mm.apis import results
+
+
+def _write_run(root, name, records, stamp='20261123_000000'):
+    vis = root / name / stamp / 'vis_data'
+    vis.mkdir(parents=True)
+    with open(vis / 'scalars.json', 'w') as f:
+        for record in records:
+            f.write(json.dumps(record) + '\n')
+    return str(root / name)
+
+
+def _ffl_records(fused):
+    train = [
+        dict(loss=3.0, loss_ce_branch0=1.0, loss_ce_fused=1.0,
+             loss_kd_branch0=0.5, kd_weight=0.1, lr=0.1, epoch=1, iter=1,
+             step=1),
+        dict(loss=2.0, loss_ce_branch0=0.6, loss_ce_fused=0.8,
+             loss_kd_branch0=0.3, kd_weight=0.1, lr=0.1, epoch=1, iter=2,
+             step=2),
+        dict(loss=1.0, loss_ce_branch0=0.2, loss_ce_fused=0.3,
+             loss_kd_branch0=0.2, kd_weight=1.0, lr=0.1, epoch=2, iter=3,
+             step=3),
+    ]
+    val = [
+        {'accuracy/top1': 50.0, 'accuracy/fused_top1': 50.0,
+         'accuracy/ensemble_top1': 48.0, 'accuracy/branch0_top1': 45.0,
+         'accuracy/branch1_top1': 44.0, 'step': 1},
+        {'accuracy/top1': fused, 'accuracy/fused_top1': fused,
+         'accuracy/ensemble_top1': 78.0, 'accuracy/branch0_top1': 75.0,
+         'accuracy/branch1_top1': 74.0, 'step': 2},
+    ]
+    return train + val
+
+
+def test_curves_and_final_numbers(tmp_path):
+    run = _write_run(tmp_path, 'ffl', _ffl_records(80.0))
+    train, val = results.split_records(results.load_records(run))
+    losses = results.loss_curves(train)
+    assert losses['loss_ce_branch0'] == {1: pytest.approx(0.8), 2: 0.2}
+    assert losses['kd_weight'] == {1: pytest.approx(0.1), 2: 1.0}
+    assert 'lr' not in losses
+    acc = results.accuracy_curves(val)
+    assert list(acc) == ['branch0', 'branch1', 'ensemble', 'fused']
+    assert acc['fused'] == {1: 50.0, 2: 80.0}
+    assert results.final_top1(run)['branch1'] == 74.0
+
+
+def test_resumed_run_later_records_win(tmp_path):
+    run = _write_run(tmp_path, 'ffl', _ffl_records(80.0))
+    # a resumed run re-evaluates epoch 2 in a new timestamp folder
+    _write_run(tmp_path, 'ffl', [
+        {'accuracy/top1': 81.0, 'accuracy/fused_top1': 81.0,
+         'accuracy/ensemble_top1': 79.0, 'accuracy/branch0_top1': 76.0,
+         'accuracy/branch1_top1': 75.0, 'step': 2}
+    ], stamp='20261124_000000')
+    assert results.final_top1(run)['fused'] == 81.0
+
+
+def test_table_and_tool(tmp_path):
+    runs = [_write_run(tmp_path, f'ffl_seed{i}', _ffl_records(80.0 + i))
+            for i in range(2)]
+    base = [_write_run(tmp_path, 'base', [
+        {'accuracy/top1': 70.0, 'step': 1}, {'accuracy/top1': 72.0,
+                                             'step': 2}])]
+    rows = results.top1_rows(runs, base, 'FFL', 'baseline')
+    assert rows['FFL fused'] == [80.0, 81.0]
+    assert rows['baseline'] == [72.0]
+    table = results.markdown_table(rows, ['seed 0', 'seed 1'])
+    assert '| FFL fused | 80.00 | 81.00 | 80.50 ± 0.71 |' in table
+    assert '| baseline | 72.00 |  | 72.00 ± 0.00 |' in table
+    out = tmp_path / 'analysis'
+    _, log = run_tool('analyze_results.py', *runs, '--baseline', *base,
+                      '--out', str(out))
+    assert '| FFL branch 0 | 75.00 | 75.00 | 75.00 ± 0.00 |' in log
+    for name in ('results.md', 'accuracy.png', 'losses.png'):
+        assert (out / name).stat().st_size > 0
+    assert (out / 'accuracy.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_missing_logs_are_a_clear_error(tmp_path):
+    code, log = run_tool('analyze_results.py', str(tmp_path), check=False)
+    assert code != 0
+    assert 'no */vis_data/scalars.json' in log

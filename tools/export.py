@@ -1,0 +1,159 @@
+# Copyright (c) ffl_mm contributors.
+"""Export a trained branch (student) or the fused model.
+
+``--branch i`` writes branch i as a plain MMPretrain ``ImageClassifier``:
+a config and a checkpoint that load with MMPretrain alone (no ffl_mm)
+whenever the branch is made of MMPretrain components, ready for
+``ImageClassificationInferencer``, MMPretrain's ``tools/test.py`` or a
+fine-tuning config's ``init_cfg=dict(type='Pretrained', ...)``. A branch
+built on ffl_mm's own backbones (``CIFARResNet``, ``WideResNet``) or
+evaluated on its ``Digits`` data gets ``custom_imports=['ffl_mm']`` in the
+config; the tool says so.
+
+``--fused`` writes the multi-branch model predicting with the fused
+classifier, without optimizer or training state; it needs ffl_mm.
+
+After writing, the exported model is rebuilt from the written files and its
+predictions on a random batch are compared with the ones of the
+multi-branch model (max difference printed; an error above 1e-5).
+
+Examples::
+
+    python tools/export.py CONFIG CHECKPOINT --branch 0 --out exported/
+    python tools/export.py CONFIG CHECKPOINT --fused --out exported/
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner.checkpoint import (CheckpointLoader,  # noqa: E402
+                                        load_state_dict)
+from mmpretrain.registry import MODELS  # noqa: E402
+
+import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
+from ffl_mm.apis import export, quiet_logger  # noqa: E402
+from ffl_mm.apis.benchmark import input_size  # noqa: E402
+from ffl_mm.apis.model_cfg import runner_model_cfg  # noqa: E402
+
+TOLERANCE = 1e-5
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Export a branch or the fused model of an FFL/MFEF run')
+    parser.add_argument('config', help='the training config')
+    parser.add_argument('checkpoint', help='a checkpoint of that config')
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument('--branch', type=int,
+                       help='export branch i as a plain ImageClassifier')
+    which.add_argument('--fused', action='store_true',
+                       help='export the model predicting with the fused '
+                       'classifier (needs ffl_mm)')
+    parser.add_argument('--out', required=True, help='output directory')
+    parser.add_argument('--name', help='file stem (default: <config>_'
+                        'branch<i> or <config>_fused)')
+    parser.add_argument('--no-verify', action='store_true',
+                        help='skip the prediction comparison')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def load_model(cfg, checkpoint):
+    """The multi-branch model with every weight of ``checkpoint`` (strict:
+    missing or unexpected keys are an error) and the checkpoint's meta."""
+    model = MODELS.build(runner_model_cfg(cfg))
+    if not isinstance(model, export.MultiBranchClassifier):
+        raise SystemExit(f'{type(model).__name__} is not a '
+                         'MultiBranchClassifier: nothing to export.')
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise SystemExit(f'{checkpoint} holds no state dict.')
+    try:
+        load_state_dict(model, state, strict=True)
+    except RuntimeError as error:
+        raise SystemExit(f'{checkpoint} does not match {cfg.filename}:\n'
+                         f'{error}') from None
+    return model.eval(), ckpt.get('meta', {}) if isinstance(ckpt, dict) \
+        else {}
+
+
+def verify(cfg, source, exported_model, output):
+    """Max |difference| of the scores on a random batch (eval mode)."""
+    size = input_size(cfg)
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randint(0, 256, (2, 3, size, size), generator=gen,
+                           dtype=torch.uint8).float()
+    source.eval()
+    exported_model.eval()
+    with torch.no_grad():
+        expected = torch.stack([
+            s.pred_score if output == 'fused' else s.branch_scores[
+                int(output[len('branch'):])]
+            for s in source.predict(source.data_preprocessor(
+                dict(inputs=inputs))['inputs'])
+        ])
+        got = torch.stack([
+            s.pred_score for s in exported_model.predict(
+                exported_model.data_preprocessor(
+                    dict(inputs=inputs))['inputs'])
+        ])
+    return (expected - got).abs().max().item()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_logger()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    model, meta = load_model(cfg, args.checkpoint)
+    stem = osp.splitext(osp.basename(args.config))[0]
+    try:
+        if args.fused:
+            output = 'fused'
+            out_cfg, state = export.export_fused(cfg, model)
+        else:
+            output = f'branch{args.branch}'
+            out_cfg, state = export.export_branch(cfg, model, args.branch)
+    except export.ExportError as error:
+        raise SystemExit(f'export: {error}') from None
+    name = args.name or f'{stem}_{output}'
+    os.makedirs(args.out, exist_ok=True)
+    cfg_path = osp.join(args.out, name + '.py')
+    ckpt_path = osp.join(args.out, name + '.pth')
+    Config(out_cfg).dump(cfg_path)
+    torch.save(
+        export.exported_checkpoint(state, meta, output, args.checkpoint),
+        ckpt_path)
+    print(f'Exported {output} of {args.config}:\n  config:     {cfg_path}\n'
+          f'  checkpoint: {ckpt_path}')
+    needs = export.ffl_mm_types(out_cfg)
+    if args.fused:
+        print('  needs ffl_mm (MultiBranchClassifier); the config imports '
+              'it.')
+    elif needs:
+        print(f'  needs ffl_mm for {", ".join(needs)}; the config imports '
+              'it (custom_imports).')
+    else:
+        print('  plain MMPretrain: loads without ffl_mm.')
+    if not args.no_verify:
+        exported_model = MODELS.build(Config.fromfile(cfg_path).model)
+        load_state_dict(exported_model, state, strict=True)
+        diff = verify(cfg, model, exported_model, output)
+        print(f'  predictions match the multi-branch model: max |diff| '
+              f'{diff:.2e}')
+        if diff > TOLERANCE:
+            raise SystemExit(f'export: the exported model predicts '
+                             f'differently (max |diff| {diff:.2e} > '
+                             f'{TOLERANCE:g}).')
+    return cfg_path, ckpt_path
+
+
+if __name__ == '__main__':
+    main()
