@@ -10,6 +10,7 @@ Examples::
     tools/dist_train.sh CONFIG 8                      # torchrun, 8 processes
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -18,11 +19,14 @@ import sys
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
-from ffl_mm.apis import sanitize_dataloaders, setup_launcher  # noqa: E402
+from ffl_mm.apis import (check_data_paths, sanitize_dataloaders,  # noqa: E402
+                         setup_launcher)
+from ffl_mm.engine import find_resumable_checkpoint  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -118,10 +122,38 @@ def merge_args(cfg, args):
     return cfg
 
 
+def resolve_auto_resume(cfg, args):
+    """``--resume`` without a path: the newest checkpoint that loads.
+
+    MMEngine would take the one named in ``last_checkpoint`` and fail if it
+    is damaged; a truncated or unreadable newest file is skipped, with a
+    warning, for the previous good one.
+    """
+    if args.resume != 'auto' or not osp.isdir(cfg.work_dir):
+        return
+    path, skipped = find_resumable_checkpoint(cfg.work_dir)
+    for bad, reason in skipped:
+        print_log(f'--resume: skipping {bad}: {reason}', logger='current',
+                  level=logging.WARNING)
+    if path is None:
+        if skipped:
+            raise SystemExit(
+                f'--resume: no readable checkpoint in {cfg.work_dir} (every '
+                'one above is damaged); drop --resume to start from scratch '
+                'or give --resume PATH.')
+        return  # no checkpoint yet: MMEngine starts from scratch
+    if skipped:
+        print_log(f'--resume: resuming from {path}, the newest readable '
+                  'checkpoint.', logger='current', level=logging.WARNING)
+    cfg.load_from = path
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_data_paths(cfg)
+    resolve_auto_resume(cfg, args)
     setup_launcher(cfg, args.launcher)
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)

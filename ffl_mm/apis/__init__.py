@@ -1,6 +1,9 @@
 # Copyright (c) ffl_mm contributors.
 from . import benchmark, export
-from .launch import quiet_logger, sanitize_dataloaders, setup_launcher
+from .launch import (check_data_paths, quiet_logger, sanitize_dataloaders,
+                     setup_launcher)
 
-__all__ = ['benchmark', 'export', 'quiet_logger', 'sanitize_dataloaders',
-           'setup_launcher']
+__all__ = [
+    'benchmark', 'check_data_paths', 'export', 'quiet_logger',
+    'sanitize_dataloaders', 'setup_launcher'
+]

@@ -5,6 +5,7 @@ settings that PyTorch would reject."""
 import datetime
 import logging
 import os
+import re
 
 import torch
 import torch.distributed as torch_dist
@@ -99,3 +100,54 @@ def quiet_logger(level: int = logging.WARNING) -> None:
     per-parameter report of ``init_weights()`` and similar INFO lines
     would bury what a tool prints."""
     MMLogger.get_current_instance().setLevel(level)
+
+
+def _datasets(cfg) -> list:
+    """``(where, dataset cfg)`` of every dataset of the data loaders,
+    wrappers (``dataset=``/``datasets=``) unpacked."""
+    found = []
+
+    def walk(where, ds):
+        if not isinstance(ds, dict):
+            return
+        found.append((where, ds))
+        if isinstance(ds.get('dataset'), dict):
+            walk(f'{where}.dataset', ds['dataset'])
+        for i, inner in enumerate(ds.get('datasets') or []):
+            walk(f'{where}.datasets[{i}]', inner)
+
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if isinstance(cfg.get(loader), dict):
+            walk(f'{loader}.dataset', cfg[loader].get('dataset'))
+    return found
+
+
+def check_data_paths(cfg: Config) -> None:
+    """A clear error, before anything is built, for a data set whose
+    ``data_root`` or ``ann_file`` does not exist (unless it may download
+    itself: ``download=True``).
+
+    Raises:
+        FileNotFoundError: Naming the config key, the path and the fix.
+    """
+    for where, ds in _datasets(cfg):
+        if ds.get('download', False):
+            continue
+        root = ds.get('data_root') or ''
+        if root and not os.path.exists(root):
+            hint = ''
+            if re.search(r'CIFAR|MNIST', str(ds.get('type', ''))):
+                hint = (f', or set {where}.download=True to let MMPretrain '
+                        'download it')
+            raise FileNotFoundError(
+                f'{where}.data_root={root!r} does not exist (looked in '
+                f'{os.path.abspath(root)}). Put the data there (see the '
+                'README, "Data") or point data_root at it with --cfg-options '
+                f'{where}.data_root=PATH{hint}.')
+        ann = ds.get('ann_file') or ''
+        if ann:
+            path = ann if os.path.isabs(ann) else os.path.join(root, ann)
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f'{where}.ann_file={ann!r} does not exist ({path}); fix '
+                    f'it with --cfg-options {where}.ann_file=PATH.')

@@ -1,8 +1,13 @@
 # Copyright (c) ffl_mm contributors.
 from . import hooks  # noqa: F401
+from .atomic_backend import AtomicLocalBackend, atomic_write
 from .checkpoint_loader import (CheckpointLoadError, UnsafeCheckpointError,
                                 load_from_safe_local)
 
+from .resume import find_resumable_checkpoint
+
 __all__ = [
-    'CheckpointLoadError', 'UnsafeCheckpointError', 'load_from_safe_local'
+    'AtomicLocalBackend', 'atomic_write', 'CheckpointLoadError',
+    'UnsafeCheckpointError', 'find_resumable_checkpoint',
+    'load_from_safe_local'
 ]

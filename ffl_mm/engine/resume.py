@@ -1,0 +1,74 @@
+# Copyright (c) ffl_mm contributors.
+"""Which checkpoint ``--resume`` (auto) should continue from."""
+import glob
+import os.path as osp
+import re
+from typing import List, Optional, Tuple
+
+from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
+
+_NUMBER = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
+
+
+def _candidates(work_dir: str) -> List[str]:
+    """Checkpoints of a work dir, newest first: by the number in
+    ``epoch_N.pth`` / ``iter_N.pth``, then by modification time."""
+    paths = glob.glob(osp.join(work_dir, '*.pth'))
+
+    def key(path):
+        match = _NUMBER.search(osp.basename(path))
+        return (int(match.group(1)) if match else -1, osp.getmtime(path))
+
+    return sorted(paths, key=key, reverse=True)
+
+
+def _latest_pointer(work_dir: str) -> Optional[str]:
+    """The checkpoint named in MMEngine's ``last_checkpoint`` file."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        path = f.read().strip()
+    return path or None
+
+
+def find_resumable_checkpoint(
+        work_dir: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
+    """The newest checkpoint of ``work_dir`` that loads.
+
+    The file named by ``last_checkpoint`` comes first, then ``epoch_N.pth``
+    / ``iter_N.pth`` from the highest N down. A file that cannot be read
+    (truncated, not a checkpoint, missing) is skipped and reported; an
+    unsafe one (:class:`UnsafeCheckpointError`) is not skipped: the error
+    propagates.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        tuple: ``(path or None, skipped)`` with ``skipped`` a list of
+        ``(path, reason)`` for every newer file that could not be used.
+    """
+    order = []
+    latest = _latest_pointer(work_dir)
+    if latest is not None:
+        order.append(latest)
+    order += [p for p in _candidates(work_dir)
+              if latest is None or osp.abspath(p) != osp.abspath(latest)]
+    skipped = []
+    for path in order:
+        if not osp.isfile(path):
+            skipped.append((path, 'file does not exist'))
+            continue
+        try:
+            checkpoint = load_from_safe_local(path, map_location='cpu')
+        except CheckpointLoadError as error:
+            skipped.append((path, str(error)))
+            continue
+        if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or \
+                'state_dict' not in checkpoint:
+            skipped.append((path, 'not a training checkpoint (no meta / '
+                            'state_dict)'))
+            continue
+        return path, skipped
+    return None, skipped
