@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
-from ffl_mm.apis import quiet_logger  # noqa: E402
+from ffl_mm.apis import quiet_logger, tune_cpu_allocator  # noqa: E402
 from ffl_mm.apis import benchmark as bench  # noqa: E402
 from ffl_mm.apis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
@@ -58,6 +58,10 @@ def parse_args(argv=None):
     parser.add_argument('--loop-overhead', action='store_true',
                         help="also time the step through MMEngine's Runner "
                         'against a bare PyTorch loop (CPU/CUDA as --device)')
+    parser.add_argument('--default-malloc', action='store_true',
+                        help="CPU: keep glibc's default allocator settings "
+                        '(as tools/train.py does not; see '
+                        'ffl_mm.apis.tune_cpu_allocator)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     # internal: measure one variant's memory in this (fresh) process
     parser.add_argument('--memory-variant', help=argparse.SUPPRESS)
@@ -67,6 +71,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     quiet_logger()
+    allocator_tuned = False
+    if not args.device.startswith('cuda') and not args.default_malloc:
+        allocator_tuned = tune_cpu_allocator()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -125,6 +132,7 @@ def main(argv=None):
         amp=args.amp,
         channels_last=args.channels_last,
         compile=args.compile,
+        cpu_allocator_tuned=allocator_tuned,
         machine=bench.machine_description(args.device),
         variants=results,
         **bench.ratios(results, num_branches))
@@ -149,7 +157,7 @@ def measure_memory(args, variant, cfg, data, options):
     argv = [args.config, '--device', args.device, '--memory-variant', variant]
     if args.batch_size:
         argv += ['--batch-size', str(args.batch_size)]
-    for flag in ('amp', 'channels_last', 'compile'):
+    for flag in ('amp', 'channels_last', 'compile', 'default_malloc'):
         if getattr(args, flag):
             argv.append('--' + flag.replace('_', '-'))
     if args.cfg_options:

@@ -25,8 +25,9 @@ from mmpretrain.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
 from ffl_mm.apis import (check_data_paths, sanitize_dataloaders,  # noqa: E402
-                         setup_launcher)
-from ffl_mm.engine import find_resumable_checkpoint  # noqa: E402
+                         setup_launcher, tune_cpu_allocator)
+from ffl_mm.engine import (find_resumable_checkpoint,  # noqa: E402
+                           latest_checkpoint_pointer)
 
 
 def parse_args(argv=None):
@@ -142,10 +143,11 @@ def resolve_auto_resume(cfg, args):
                 'one above is damaged); drop --resume to start from scratch '
                 'or give --resume PATH.')
         return  # no checkpoint yet: MMEngine starts from scratch
-    if skipped:
+    if skipped or path != latest_checkpoint_pointer(cfg.work_dir):
+        # MMEngine would resume from last_checkpoint (damaged or missing)
         print_log(f'--resume: resuming from {path}, the newest readable '
                   'checkpoint.', logger='current', level=logging.WARNING)
-    cfg.load_from = path
+        cfg.load_from = path
 
 
 def main(argv=None):
@@ -155,6 +157,11 @@ def main(argv=None):
     check_data_paths(cfg)
     resolve_auto_resume(cfg, args)
     setup_launcher(cfg, args.launcher)
+    import torch
+    if not torch.cuda.is_available() and tune_cpu_allocator():
+        print_log('CPU training: glibc keeps freed memory in the process '
+                  '(ffl_mm.apis.tune_cpu_allocator; FFL_MM_NO_MALLOC_TUNING=1 '
+                  'turns it off).', logger='current')
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:

@@ -1,9 +1,9 @@
 # Copyright (c) ffl_mm contributors.
 from . import benchmark, export
 from .launch import (check_data_paths, quiet_logger, sanitize_dataloaders,
-                     setup_launcher)
+                     setup_launcher, tune_cpu_allocator)
 
 __all__ = [
     'benchmark', 'check_data_paths', 'export', 'quiet_logger',
-    'sanitize_dataloaders', 'setup_launcher'
+    'sanitize_dataloaders', 'setup_launcher', 'tune_cpu_allocator'
 ]

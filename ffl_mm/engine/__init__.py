@@ -4,10 +4,10 @@ from .atomic_backend import AtomicLocalBackend, atomic_write
 from .checkpoint_loader import (CheckpointLoadError, UnsafeCheckpointError,
                                 load_from_safe_local)
 
-from .resume import find_resumable_checkpoint
+from .resume import find_resumable_checkpoint, latest_checkpoint_pointer
 
 __all__ = [
     'AtomicLocalBackend', 'atomic_write', 'CheckpointLoadError',
     'UnsafeCheckpointError', 'find_resumable_checkpoint',
-    'load_from_safe_local'
+    'latest_checkpoint_pointer', 'load_from_safe_local'
 ]

@@ -22,7 +22,7 @@ def _candidates(work_dir: str) -> List[str]:
     return sorted(paths, key=key, reverse=True)
 
 
-def _latest_pointer(work_dir: str) -> Optional[str]:
+def latest_checkpoint_pointer(work_dir: str) -> Optional[str]:
     """The checkpoint named in MMEngine's ``last_checkpoint`` file."""
     pointer = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(pointer):
@@ -50,7 +50,7 @@ def find_resumable_checkpoint(
         ``(path, reason)`` for every newer file that could not be used.
     """
     order = []
-    latest = _latest_pointer(work_dir)
+    latest = latest_checkpoint_pointer(work_dir)
     if latest is not None:
         order.append(latest)
     order += [p for p in _candidates(work_dir)
