@@ -90,6 +90,7 @@ def test_benchmark_tool_writes_every_field(tmp_path):
     assert result['loop_overhead']['runner']['n'] == 2
     assert result['loop_overhead']['bare']['n'] == 2
     assert result['ratio_runner_vs_bare_loop'] > 0
+    assert result['cpu_allocator_tuned'] in (True, False)
     # the fusion module and KD add activations over cross-entropy only
     assert result['variants']['ffl']['memory']['saved_activation_bytes'] > \
         result['variants']['ce_only']['memory']['saved_activation_bytes']
@@ -137,3 +138,13 @@ def test_interleaved_bare_loop_hook_timing():
     # each runner interval spans one clock tick, each bare step one tick
     assert hook.runner_times == [1, 1, 1]
     assert hook.bare_times == [1, 1, 1]
+
+
+def test_cpu_allocator_tuning(monkeypatch):
+    from ffl_mm.apis import tune_cpu_allocator
+    monkeypatch.setenv('FFL_MM_NO_MALLOC_TUNING', '1')
+    assert tune_cpu_allocator() is False
+    monkeypatch.delenv('FFL_MM_NO_MALLOC_TUNING')
+    import platform
+    if platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc':
+        assert tune_cpu_allocator() is True

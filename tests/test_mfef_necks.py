@@ -34,10 +34,22 @@ def test_multi_scale_structure():
     with torch.no_grad():
         out = neck(x)
         groups = torch.split(x, 2, dim=1)
-        # group 1 passes through; group i goes through conv i-1
+        # group 1 passes through; groups 2..4 go through their own 3x3
+        # conv + BN + ReLU (one grouped conv): rebuild group 4's by hand
         torch.testing.assert_close(out[:, :2], groups[0])
-        torch.testing.assert_close(out[:, 2:4], block.convs[0](groups[1]))
-        torch.testing.assert_close(out[:, 6:8], block.convs[2](groups[3]))
+        conv, bn = block.grouped.conv, block.grouped.bn
+        y = torch.nn.functional.conv2d(groups[3], conv.weight[4:6],
+                                       padding=1)
+        y = (y - bn.running_mean[4:6, None, None]) / torch.sqrt(
+            bn.running_var[4:6, None, None] + bn.eps)
+        y = torch.relu(y * bn.weight[4:6, None, None] +
+                       bn.bias[4:6, None, None])
+        torch.testing.assert_close(out[:, 6:8], y)
+        # groups stay independent: changing group 2 leaves group 4's output
+        x2 = x.clone()
+        x2[:, 2:4] += 1
+        torch.testing.assert_close(neck(x2)[:, 6:8], out[:, 6:8])
+        assert not torch.allclose(neck(x2)[:, 2:4], out[:, 2:4])
     hier = MultiScaleNeck(8, scales=4, hierarchical=True,
                           residual=True).eval()
     hb = hier.blocks[0]
@@ -157,7 +169,7 @@ def test_necks_in_a_plain_image_classifier():
     samples = [DataSample().set_gt_label(i) for i in range(2)]
     losses = model(torch.randn(2, 3, 32, 32), samples, mode='loss')
     losses['loss'].backward()
-    assert model.neck[0].blocks[0].convs[0].conv.weight.grad is not None
+    assert model.neck[0].blocks[0].grouped.conv.weight.grad is not None
 
 
 @pytest.mark.parametrize('heads_on_enhanced', [False, True])
@@ -182,7 +194,7 @@ def test_mfef_in_multi_branch_classifier(heads_on_enhanced):
     assert 'loss_kd_fused' in losses
     model.zero_grad()
     losses['loss_ce_branch0'].backward(retain_graph=True)
-    grad = model.fusion_pre_necks[0][0].blocks[0].convs[0].conv.weight.grad
+    grad = model.fusion_pre_necks[0][0].blocks[0].grouped.conv.weight.grad
     # the branch CE reaches the MFEF modules only if heads see their maps
     assert (grad is not None) == heads_on_enhanced
     model.zero_grad()
@@ -217,8 +229,9 @@ def test_init_weights_reaches_every_conv_module(monkeypatch):
         heterogeneous_cfg(fusion_pre_neck=[dict(type='MultiScaleNeck')]))
     model.init_weights()
     expected = [m for m in model.modules() if isinstance(m, ConvModule)]
-    # depthwise, pointwise, one projection, 3 multi-scale convs per branch
-    assert len(expected) == 3 + 2 * 3
+    # depthwise, pointwise, one projection, one grouped multi-scale conv
+    # per branch
+    assert len(expected) == 3 + 2 * 1
     assert {id(m) for m in calls} == {id(m) for m in expected}
 
 

@@ -35,24 +35,42 @@ class MultiScaleBlock(BaseModule):
         self.residual = residual
         width = in_channels // scales
         self.width = width
-        self.convs = ModuleList([
-            ConvModule(
-                width,
-                width,
+        if hierarchical:
+            # each group waits for the previous one: s - 1 convolutions
+            self.convs = ModuleList([
+                ConvModule(
+                    width,
+                    width,
+                    3,
+                    padding=1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg) for _ in range(scales - 1)
+            ])
+        else:
+            # independent groups 2..s: one grouped convolution (same
+            # weights and BN channels as s - 1 separate ones, 3 ops
+            # instead of 3 (s - 1))
+            self.grouped = ConvModule(
+                in_channels - width,
+                in_channels - width,
                 3,
                 padding=1,
+                groups=scales - 1,
                 norm_cfg=norm_cfg,
-                act_cfg=act_cfg) for _ in range(scales - 1)
-        ])
+                act_cfg=act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        groups = torch.split(x, self.width, dim=1)
-        outs = [groups[0]]
-        for group, conv in zip(groups[1:], self.convs):
-            if self.hierarchical and len(outs) > 1:
-                group = group + outs[-1]
-            outs.append(conv(group))
-        out = torch.cat(outs, dim=1)
+        if not self.hierarchical:
+            out = torch.cat(
+                [x[:, :self.width], self.grouped(x[:, self.width:])], dim=1)
+        else:
+            groups = torch.split(x, self.width, dim=1)
+            outs = [groups[0]]
+            for group, conv in zip(groups[1:], self.convs):
+                if len(outs) > 1:
+                    group = group + outs[-1]
+                outs.append(conv(group))
+            out = torch.cat(outs, dim=1)
         return out + x if self.residual else out
 
 
