@@ -29,7 +29,9 @@ class ChannelGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)
         peak = x.amax(dim=(2, 3), keepdim=True)
-        return torch.sigmoid(self.mlp(avg) + self.mlp(peak))
+        # the shared MLP once on both statistics (stacked on the batch)
+        avg, peak = self.mlp(torch.cat([avg, peak])).chunk(2)
+        return torch.sigmoid(avg + peak)
 
 
 class SpatialGate(nn.Module):
