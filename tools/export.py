@@ -31,7 +31,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner.checkpoint import (CheckpointLoader,  # noqa: E402
+from mmengine.runner.checkpoint import (load_checkpoint,  # noqa: E402
                                         load_state_dict)
 from mmpretrain.registry import MODELS  # noqa: E402
 
@@ -70,17 +70,13 @@ def load_model(cfg, checkpoint):
     if not isinstance(model, export.MultiBranchClassifier):
         raise SystemExit(f'{type(model).__name__} is not a '
                          'MultiBranchClassifier: nothing to export.')
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise SystemExit(f'{checkpoint} holds no state dict.')
     try:
-        load_state_dict(model, state, strict=True)
+        ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
+                               strict=True)
     except RuntimeError as error:
         raise SystemExit(f'{checkpoint} does not match {cfg.filename}:\n'
                          f'{error}') from None
-    return model.eval(), ckpt.get('meta', {}) if isinstance(ckpt, dict) \
-        else {}
+    return model.eval(), ckpt.get('meta', {})
 
 
 def verify(cfg, source, exported_model, output):

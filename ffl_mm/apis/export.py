@@ -70,7 +70,7 @@ def _plain_evaluator(evaluator):
     return evaluator
 
 
-def _runtime(cfg: Config, model_cfg: dict, test_cfg_model: bool) -> dict:
+def _runtime(cfg: Config, model_cfg: dict, plain_evaluator: bool) -> dict:
     out = {'model': model_cfg}
     for key in RUNTIME_KEYS:
         if key in cfg:
@@ -78,7 +78,7 @@ def _runtime(cfg: Config, model_cfg: dict, test_cfg_model: bool) -> dict:
     out.setdefault('default_scope', 'mmpretrain')
     for key in ('test_evaluator', 'val_evaluator'):
         if key in cfg:
-            out[key] = _plain_evaluator(cfg[key]) if test_cfg_model else \
+            out[key] = _plain_evaluator(cfg[key]) if plain_evaluator else \
                 copy.deepcopy(cfg[key])
     return out
 
@@ -151,7 +151,7 @@ def export_branch(cfg: Config, model: MultiBranchClassifier,
         neck=parts['neck'],
         head=parts['head'],
         data_preprocessor=data_preprocessor_cfg(cfg))
-    out = _runtime(cfg, model_cfg, test_cfg_model=True)
+    out = _runtime(cfg, model_cfg, plain_evaluator=True)
     needs = ffl_mm_types(out)
     if needs:
         out['custom_imports'] = dict(
@@ -169,7 +169,7 @@ def export_fused(cfg: Config, model: MultiBranchClassifier
                           '--branch instead.')
     model_cfg = runner_model_cfg(cfg)
     model_cfg['test_cfg'] = dict(predict='fused')
-    out = _runtime(cfg, model_cfg, test_cfg_model=False)
+    out = _runtime(cfg, model_cfg, plain_evaluator=False)
     out['custom_imports'] = dict(
         imports=['ffl_mm'], allow_failed_imports=False)
     state = OrderedDict(

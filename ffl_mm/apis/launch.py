@@ -116,7 +116,7 @@ def _datasets(cfg) -> list:
         for i, inner in enumerate(ds.get('datasets') or []):
             walk(f'{where}.datasets[{i}]', inner)
 
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for loader in DATALOADER_KEYS:
         if isinstance(cfg.get(loader), dict):
             walk(f'{loader}.dataset', cfg[loader].get('dataset'))
     return found

@@ -58,20 +58,27 @@ def split_records(records: Sequence[dict]):
     return train, val
 
 
+def _means(triples) -> Dict[str, Dict[int, float]]:
+    """``(name, epoch, value)`` triples to ``{name: {epoch: mean}}``:
+    names in first-seen order, epochs sorted."""
+    grouped: Dict[str, Dict[int, List[float]]] = defaultdict(
+        lambda: defaultdict(list))
+    for name, epoch, value in triples:
+        grouped[name][epoch].append(float(value))
+    return {
+        name: OrderedDict(
+            (e, statistics.fmean(v)) for e, v in sorted(epochs.items()))
+        for name, epochs in grouped.items()
+    }
+
+
 def loss_curves(train: Sequence[dict]) -> Dict[str, Dict[int, float]]:
     """Each loss term (and ``kd_weight``) averaged per epoch:
     ``{name: {epoch: value}}``, epochs 1-based as logged."""
-    sums: Dict[str, Dict[int, List[float]]] = defaultdict(
-        lambda: defaultdict(list))
-    for record in train:
-        for key, value in record.items():
-            if key.startswith('loss') or key == 'kd_weight':
-                sums[key][int(record['epoch'])].append(float(value))
-    return {
-        key: OrderedDict(
-            (e, statistics.fmean(v)) for e, v in sorted(epochs.items()))
-        for key, epochs in sorted(sums.items())
-    }
+    curves = _means((key, int(record['epoch']), value) for record in train
+                    for key, value in record.items()
+                    if key.startswith('loss') or key == 'kd_weight')
+    return dict(sorted(curves.items()))
 
 
 def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
@@ -152,17 +159,9 @@ def top1_rows(work_dirs: Sequence[str], baseline_dirs: Sequence[str] = (),
 
 def _mean_curves(curve_sets: Sequence[Dict[str, Dict[int, float]]]):
     """Element-wise mean over runs of ``{name: {epoch: value}}``."""
-    merged: Dict[str, Dict[int, List[float]]] = defaultdict(
-        lambda: defaultdict(list))
-    for curves in curve_sets:
-        for name, curve in curves.items():
-            for epoch, value in curve.items():
-                merged[name][epoch].append(value)
-    return {
-        name: OrderedDict((e, statistics.fmean(v))
-                          for e, v in sorted(epochs.items()))
-        for name, epochs in merged.items()
-    }
+    return _means((name, epoch, value) for curves in curve_sets
+                  for name, curve in curves.items()
+                  for epoch, value in curve.items())
 
 
 def plot_results(work_dirs: Sequence[str], out_dir: str,

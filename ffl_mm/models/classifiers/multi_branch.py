@@ -1,6 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """Several branches, a fusion module and mutual distillation in one
 MMPretrain classifier."""
+import contextlib
 import copy
 import inspect
 import re
@@ -37,6 +38,21 @@ def _build(cfg: Optional[ConfigType]) -> Optional[nn.Module]:
     if cfg is None or isinstance(cfg, nn.Module):
         return cfg
     return MODELS.build(cfg)
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module):
+    """Eval mode and no gradient for ``modules``; every submodule's
+    ``training`` flag is restored as it was afterwards."""
+    flags = [(m, m.training) for top in modules for m in top.modules()]
+    try:
+        for top in modules:
+            top.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def _accepts_in_channels(cfg: dict) -> bool:
@@ -336,16 +352,8 @@ class MultiBranchClassifier(BaseClassifier):
             ValueError: ``fusion_in_index`` out of range, or (with fusion)
                 a branch output that is not a ``(B, C, H, W)`` map.
         """
-        modules = [*self.backbones, *self.necks]
-        flags = [(m, m.training) for top in modules for m in top.modules()]
-        try:
-            for top in modules:
-                top.eval()
-            with torch.no_grad():
-                return self._probe_in_eval(with_fusion)
-        finally:
-            for m, flag in flags:
-                m.training = flag
+        with _eval_mode(*self.backbones, *self.necks):
+            return self._probe_in_eval(with_fusion)
 
     def _probe_in_eval(self, with_fusion: bool) -> dict:
         size = self.probe_size
@@ -402,19 +410,14 @@ class MultiBranchClassifier(BaseClassifier):
         """Channels of the fusion neck's output on the probe maps."""
         if 'error' in probe:
             return probe
-        flags = [(m, m.training) for m in self.fusion_neck.modules()]
         try:
-            self.fusion_neck.eval()
-            with torch.no_grad():
+            with _eval_mode(self.fusion_neck):
                 out = self.fusion_neck(probe['map_tensors'])
-            out = out[-1] if isinstance(out, (list, tuple)) else out
-            return dict(fused=int(out.shape[1]))
         except Exception as error:
             return dict(error=f'running the fusion neck on the probe maps '
                         f'failed: {error!r}')
-        finally:
-            for m, flag in flags:
-                m.training = flag
+        out = out[-1] if isinstance(out, (list, tuple)) else out
+        return dict(fused=int(out.shape[1]))
 
     def _build_pre_neck(self, cfg, branch: int) -> nn.Module:
         """Branch ``branch``'s chain of enhancement necks."""
