@@ -62,6 +62,40 @@ def test_multi_scale_structure():
         torch.testing.assert_close(out[:, :2], 2 * g[0])
 
 
+@pytest.mark.parametrize('residual', [False, True])
+def test_mfef_blocks_match_the_formulas_with_gradients(residual):
+    """The fast forms (one split, ``first * 2`` for the residual, max with
+    indices) give the values and gradients of the plain formulas, in
+    training mode (batch statistics), on input without ties."""
+    torch.manual_seed(0)
+    ms = MultiScaleNeck(16, scales=4, residual=residual).blocks[0].train()
+    da = DualAttentionNeck(16, reduction=4, kernel_size=3).blocks[0]
+    x = torch.randn(3, 16, 5, 5, requires_grad=True)
+    grad = torch.randn(3, 16, 5, 5)
+
+    def reference(x):
+        out = torch.cat([x[:, :4], ms.grouped(x[:, 4:])], dim=1)
+        if residual:
+            out = out + x
+        mlp = da.channel_gate.mlp
+        gate = torch.sigmoid(
+            mlp(out.mean(dim=(2, 3), keepdim=True)) +
+            mlp(out.amax(dim=(2, 3), keepdim=True)))
+        out = out * gate
+        stats = torch.cat([out.mean(1, keepdim=True),
+                           out.amax(1, keepdim=True)], dim=1)
+        return out * torch.sigmoid(da.spatial_gate.conv(stats))
+
+    params = list(ms.parameters()) + list(da.parameters())
+    fast = da(ms(x))
+    fast_grads = torch.autograd.grad(fast, [x] + params, grad)
+    slow = reference(x)
+    slow_grads = torch.autograd.grad(slow, [x] + params, grad)
+    torch.testing.assert_close(fast, slow)
+    for a, b in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(a, b)
+
+
 def test_necks_move_like_modules():
     """``.to()`` (what the Runner does) reaches every block."""
     for neck in (MultiScaleNeck(16), DualAttentionNeck(16)):

@@ -146,3 +146,42 @@ def test_image_folder_classes_train(tmp_path):
         dict(type='CustomDataset', data_root=root, data_prefix='val'),
         num_classes=2,
         pipeline_prefix=resize)
+
+
+def test_cifar_configs_collate_in_the_workers(tmp_path):
+    """The CIFAR configs stack batches in the data workers (one tensor per
+    batch crosses to the main process); the classifier takes the stacked
+    batch exactly as MMPretrain's list of images."""
+    import copy
+
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from ffl_mm.apis.model_cfg import runner_model_cfg
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/ffl/ffl_resnet32x2_cifar100.py'))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[key].collate_fn == dict(type='default_collate'), key
+    root = str(tmp_path / 'cifar')
+    name = _write_cifar(root, CIFAR100, 100)
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    loader_cfg.dataset.update(type=name, data_root=root, download=False)
+    loader_cfg.update(batch_size=8, num_workers=2)
+    batch = next(iter(Runner.build_dataloader(loader_cfg, seed=0)))
+    assert isinstance(batch['inputs'], torch.Tensor)
+    assert batch['inputs'].shape == (8, 3, 32, 32)
+    assert batch['inputs'].dtype == torch.uint8
+    assert len(batch['data_samples']) == 8
+
+    model = MODELS.build(runner_model_cfg(cfg))
+    as_list = dict(
+        inputs=list(batch['inputs']), data_samples=batch['data_samples'])
+    torch.testing.assert_close(
+        model.data_preprocessor(batch, True)['inputs'],
+        model.data_preprocessor(as_list, True)['inputs'])
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    log_vars = model.train_step(batch, wrapper)
+    assert torch.isfinite(log_vars['loss'])

@@ -42,6 +42,7 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
                     'fusion_pre_neck'):
             cfg[key] = None
         cfg['heads_on_enhanced'] = False
+        cfg['fusion_pre_neck_with_cp'] = False
         cfg['test_cfg'] = dict(predict='ensemble')
         return cfg
     if variant == 'single':

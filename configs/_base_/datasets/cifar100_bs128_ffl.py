@@ -8,12 +8,22 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
+# The workers stack each batch into one tensor (default_collate) instead of
+# handing over 128 separate image tensors (MMPretrain's pseudo_collate):
+# the main process then receives one shared-memory block per batch.
+# Measured on 2 CPU cores: 24.3 -> 5.2 ms a batch with 2 workers,
+# 32.4 -> 5.4 ms with 4 (6.0 ms in the main process, no workers).
 train_dataloader = dict(
     batch_size=128,
     num_workers=4,
     persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
     dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=128, num_workers=4, persistent_workers=True)
+val_dataloader = dict(
+    batch_size=128,
+    num_workers=4,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator

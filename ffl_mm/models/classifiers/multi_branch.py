@@ -15,7 +15,7 @@ from mmpretrain.models.classifiers import BaseClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..utils import TrunkSplit
+from ..utils import TrunkSplit, recompute_in_backward
 
 ConfigType = Union[dict, nn.Module]
 
@@ -190,6 +190,11 @@ class MultiBranchClassifier(BaseClassifier):
             dict(type='DualAttentionNeck')]``. A missing ``in_channels`` is
             taken from ``fusion_neck.in_channels`` of that branch. None:
             the maps go to the fusion neck as they are (FFL).
+        fusion_pre_neck_with_cp (bool): Recompute the ``fusion_pre_neck``
+            chain in backward instead of keeping its activations (activation
+            checkpointing; BatchNorm statistics still move once a step, see
+            :func:`recompute_in_backward`). Saves memory, costs one more
+            forward pass of the chain. Defaults to False.
         heads_on_enhanced (bool): Whether the branch necks/heads see the
             enhanced maps (True) or the raw backbone maps (False, default,
             so each branch stays a plain network that exports without the
@@ -229,6 +234,7 @@ class MultiBranchClassifier(BaseClassifier):
                  fusion_neck: Optional[dict] = None,
                  fusion_head: Optional[dict] = None,
                  fusion_pre_neck: Union[None, dict, Sequence[dict]] = None,
+                 fusion_pre_neck_with_cp: bool = False,
                  heads_on_enhanced: bool = False,
                  distill_loss: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
@@ -324,6 +330,12 @@ class MultiBranchClassifier(BaseClassifier):
         elif heads_on_enhanced:
             raise ValueError('MultiBranchClassifier: heads_on_enhanced=True '
                              'needs fusion_pre_neck.')
+        elif fusion_pre_neck_with_cp:
+            raise ValueError('MultiBranchClassifier: '
+                             'fusion_pre_neck_with_cp=True needs '
+                             'fusion_pre_neck (there is nothing to '
+                             'recompute).')
+        self.fusion_pre_neck_with_cp = bool(fusion_pre_neck_with_cp)
 
         self.test_cfg = dict(test_cfg or {})
         unknown = set(self.test_cfg) - {'predict'}
@@ -485,7 +497,13 @@ class MultiBranchClassifier(BaseClassifier):
         maps = [f[index] for f in feats]
         if self.fusion_pre_necks is None:
             return feats, maps
-        enhanced = [pre(x) for pre, x in zip(self.fusion_pre_necks, maps)]
+        if self.fusion_pre_neck_with_cp:
+            enhanced = [
+                recompute_in_backward(pre, x)
+                for pre, x in zip(self.fusion_pre_necks, maps)
+            ]
+        else:
+            enhanced = [pre(x) for pre, x in zip(self.fusion_pre_necks, maps)]
         if self.heads_on_enhanced:
             feats = [
                 f[:index % len(f)] + (e, ) + f[index % len(f) + 1:]

@@ -92,7 +92,8 @@ class MutualKDLoss(nn.Module):
         ensemble = torch.stack(tuple(branch_logits)).mean(dim=0)
         losses['loss_kd_fused'] = weight * kd_kl_div(fused_logits, ensemble,
                                                      T)
-        losses['kd_weight'] = fused_logits.new_tensor(weight).detach()
+        losses['kd_weight'] = fused_logits.new_tensor(
+            weight, dtype=torch.float32)
         return losses
 
     def extra_repr(self) -> str:

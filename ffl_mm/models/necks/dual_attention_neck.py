@@ -4,6 +4,7 @@ from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
@@ -17,6 +18,8 @@ class ChannelGate(nn.Module):
 
     ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with a shared MLP
     ``C -> max(C // reduction, 1) -> C`` (1x1 convs with bias, ReLU).
+    As in CBAM, the maximum is a max pooling: where values tie, the
+    gradient goes to one of them.
     """
 
     def __init__(self, channels: int, reduction: int):
@@ -28,7 +31,9 @@ class ChannelGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)
-        peak = x.amax(dim=(2, 3), keepdim=True)
+        # max pooling keeps the argmax for backward (a scatter), where
+        # ``amax`` would compare and count over the whole map
+        peak = F.adaptive_max_pool2d(x, 1)
         # the shared MLP once on both statistics (stacked on the batch)
         avg, peak = self.mlp(torch.cat([avg, peak])).chunk(2)
         return torch.sigmoid(avg + peak)
@@ -38,7 +43,8 @@ class SpatialGate(nn.Module):
     """``(B, C, H, W)`` -> weights ``(B, 1, H, W)`` in (0, 1).
 
     ``sigmoid(conv_k([mean_c(x), max_c(x)]))``: a ``k x k`` conv (with
-    bias) over the channel-wise mean and max maps.
+    bias) over the channel-wise mean and max maps (gradient of a tied
+    maximum to one channel, as in CBAM).
     """
 
     def __init__(self, kernel_size: int):
@@ -51,7 +57,7 @@ class SpatialGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = torch.cat(
             [x.mean(dim=1, keepdim=True),
-             x.amax(dim=1, keepdim=True)], dim=1)
+             x.max(dim=1, keepdim=True)[0]], dim=1)
         return torch.sigmoid(self.conv(stats))
 
 

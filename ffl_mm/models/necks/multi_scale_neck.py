@@ -61,8 +61,15 @@ class MultiScaleBlock(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.hierarchical:
-            out = torch.cat(
-                [x[:, :self.width], self.grouped(x[:, self.width:])], dim=1)
+            # one split (its backward is one concatenation, where two
+            # slices would each fill a zero map of x's size)
+            first, rest = x.split(
+                [self.width, self.in_channels - self.width], dim=1)
+            if self.residual:
+                # cat([x_1, g(rest)]) + x without a full-size addition
+                return torch.cat([first * 2, self.grouped(rest) + rest],
+                                 dim=1)
+            return torch.cat([first, self.grouped(rest)], dim=1)
         else:
             groups = torch.split(x, self.width, dim=1)
             outs = [groups[0]]
