@@ -497,13 +497,11 @@ class MultiBranchClassifier(BaseClassifier):
         maps = [f[index] for f in feats]
         if self.fusion_pre_necks is None:
             return feats, maps
-        if self.fusion_pre_neck_with_cp:
-            enhanced = [
-                recompute_in_backward(pre, x)
-                for pre, x in zip(self.fusion_pre_necks, maps)
-            ]
-        else:
-            enhanced = [pre(x) for pre, x in zip(self.fusion_pre_necks, maps)]
+        enhance = recompute_in_backward if self.fusion_pre_neck_with_cp \
+            else nn.Module.__call__
+        enhanced = [
+            enhance(pre, x) for pre, x in zip(self.fusion_pre_necks, maps)
+        ]
         if self.heads_on_enhanced:
             feats = [
                 f[:index % len(f)] + (e, ) + f[index % len(f) + 1:]
