@@ -104,3 +104,20 @@ def test_wide_resnet_frozen_stages():
     assert not any(p.requires_grad for p in backbone.layer1.parameters())
     assert all(p.requires_grad for p in backbone.layer2.parameters())
     assert not backbone.layer1.training and backbone.layer2.training
+
+
+@pytest.mark.parametrize('depth, n', [(8, 1), (14, 2), (26, 4), (32, 5),
+                                      (1202, 200)])
+def test_cifar_resnet_any_6n_plus_2(depth, n):
+    backbone = MODELS.build(dict(type='CIFARResNet', depth=depth))
+    assert [len(getattr(backbone, name)) for name in backbone.res_layers] \
+        == [n, n, n]
+    if depth <= 32:
+        assert tuple(backbone(torch.randn(1, 3, 32, 32))[-1].shape) == \
+            (1, 64, 8, 8)
+
+
+@pytest.mark.parametrize('depth', [2, 7, 9, 18, 34, 0, -4, 20.0, '20', True])
+def test_cifar_resnet_other_depths_are_refused(depth):
+    with pytest.raises(ValueError, match=r'depth=.*6n\+2 with n >= 1'):
+        MODELS.build(dict(type='CIFARResNet', depth=depth))

@@ -132,3 +132,26 @@ def test_mutual_kd_weight_follows_message_hub():
     assert MutualKDLoss(rampup=0).current_weight(0) == 1.0
     with pytest.raises(ValueError, match='rampup must be >= 0'):
         MutualKDLoss(rampup=-1)
+
+
+@pytest.mark.parametrize('dtype, expected', [
+    (torch.float16, torch.float32),
+    (torch.bfloat16, torch.float32),
+    (torch.float32, torch.float32),
+    (torch.float64, torch.float64),
+])
+def test_kd_computes_in_at_least_float32(dtype, expected):
+    torch.manual_seed(0)
+    s, t = torch.randn(4, 10, dtype=torch.float64), torch.randn(
+        4, 10, dtype=torch.float64)
+    exact = kd_kl_div(s, t, 3.0)
+    got = kd_kl_div(s.to(dtype), t.to(dtype), 3.0)
+    assert got.dtype == expected
+    if dtype == torch.float64:
+        # float64 stays float64: the hand formula to round-off
+        p_t = torch.softmax(t / 3, 1)
+        hand = 9 * (p_t * (p_t.log() - torch.log_softmax(s / 3, 1))).sum(
+            1).mean()
+        assert (got - hand).abs() < 1e-13
+    else:
+        assert got.double().item() == pytest.approx(exact.item(), rel=2e-2)

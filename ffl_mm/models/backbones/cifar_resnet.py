@@ -1,13 +1,31 @@
 # Copyright (c) ffl_mm contributors.
 """The classic CIFAR ResNet of depth 6n+2 (He et al., 2016, Sec. 4.2)."""
+from typing import Tuple, Type
+
 from mmpretrain.models.backbones.resnet import BasicBlock
 from mmpretrain.models.backbones.resnet_cifar import ResNet_CIFAR
 from mmpretrain.registry import MODELS
 
 
+class _SixNPlusTwo:
+    """``arch_settings`` for every depth 6n+2 (n >= 1): three stages of n
+    BasicBlocks. MMPretrain's ``ResNet`` only asks ``depth in`` and
+    ``[depth]`` of it."""
+
+    def __contains__(self, depth) -> bool:
+        return isinstance(depth, int) and not isinstance(depth, bool) and \
+            depth >= 8 and (depth - 2) % 6 == 0
+
+    def __getitem__(self, depth: int) -> Tuple[Type[BasicBlock], tuple]:
+        if depth not in self:
+            raise KeyError(depth)
+        n = (depth - 2) // 6
+        return BasicBlock, (n, n, n)
+
+
 @MODELS.register_module()
 class CIFARResNet(ResNet_CIFAR):
-    """Classic CIFAR ResNet-20/32/44/56/110/1202 with BasicBlocks.
+    """Classic CIFAR ResNet-8/14/20/32/44/56/110/... with BasicBlocks.
 
     MMPretrain's ``ResNet_CIFAR`` is an ImageNet ResNet (18/34/50, four
     stages of 64-512 channels) with a CIFAR stem. This is the original
@@ -27,22 +45,15 @@ class CIFARResNet(ResNet_CIFAR):
     ``(B, 16 * 2**i, 32 / 2**i, 32 / 2**i)``, i.e. ``(B, 64, 8, 8)`` last.
 
     Args:
-        depth (int): 6n+2 with n in {3, 5, 7, 9, 18, 200}: 20, 32, 44, 56,
-            110 or 1202.
+        depth (int): 6n+2 with n >= 1: 8, 14, 20, 26, 32, 44, 56, 110, ...
+            (n BasicBlocks per stage).
         out_indices (Sequence[int]): Stages to output. Defaults to ``(2, )``.
         zero_init_residual (bool): Zero-init the last BN of each block.
             Defaults to False, as in the reference implementations.
         **kwargs: Any other argument of :class:`mmpretrain.models.ResNet`.
     """
 
-    arch_settings = {
-        20: (BasicBlock, (3, 3, 3)),
-        32: (BasicBlock, (5, 5, 5)),
-        44: (BasicBlock, (7, 7, 7)),
-        56: (BasicBlock, (9, 9, 9)),
-        110: (BasicBlock, (18, 18, 18)),
-        1202: (BasicBlock, (200, 200, 200)),
-    }
+    arch_settings = _SixNPlusTwo()
 
     def __init__(self,
                  depth,
@@ -51,8 +62,9 @@ class CIFARResNet(ResNet_CIFAR):
                  **kwargs):
         if depth not in self.arch_settings:
             raise ValueError(
-                f'CIFARResNet: depth={depth!r} is not 6n+2 with a known n; '
-                f'use one of {sorted(self.arch_settings)}.')
+                f'CIFARResNet: depth={depth!r} is not 6n+2 with n >= 1; '
+                'use 8, 14, 20, 26, 32, 44, 56, 110, ... (n BasicBlocks per '
+                'stage).')
         kwargs.setdefault('stem_channels', 16)
         kwargs.setdefault('base_channels', 16)
         kwargs.setdefault('num_stages', 3)

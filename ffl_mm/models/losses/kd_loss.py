@@ -12,7 +12,8 @@ def kd_kl_div(student_logits: torch.Tensor,
     """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch.
 
     The teacher is detached: only the student gets a gradient. Computed in
-    float32 from logits of any floating dtype (mixed precision).
+    at least float32: half-precision logits (fp16/bf16 under AMP) go up to
+    float32, float32 and float64 logits keep their precision.
 
     Args:
         student_logits (Tensor): ``(B, C)``.
@@ -27,11 +28,11 @@ def kd_kl_div(student_logits: torch.Tensor,
             f'KD needs student and teacher logits of one shape, got '
             f'{tuple(student_logits.shape)} and '
             f'{tuple(teacher_logits.shape)}.')
-    # in float32 whatever the logits' precision (fp16/bf16 under AMP)
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
     log_p_student = F.log_softmax(
-        student_logits.float() / temperature, dim=1)
+        student_logits.to(dtype) / temperature, dim=1)
     log_p_teacher = F.log_softmax(
-        teacher_logits.detach().float() / temperature, dim=1)
+        teacher_logits.detach().to(dtype) / temperature, dim=1)
     kl = F.kl_div(
         log_p_student, log_p_teacher, reduction='batchmean', log_target=True)
     return kl * (temperature * temperature)
