@@ -222,18 +222,20 @@ def test_several_out_indices_and_fusion_in_index():
 @pytest.mark.parametrize('change, match', [
     (dict(head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
                     in_channels=256)),
-     r'head of branch 0 has in_channels=256 but branch 0\'s backbone and '
-     r'neck give 512 features; set in_channels=512'),
+     r'head of branch 0 has in_channels=256 but gets 512 channels \(branch '
+     r'0\'s ResNet gives a map \(2, 512, 2, 2\) for a 64 px probe\); set '
+     r'in_channels=512'),
     (dict(head=[dict(type='LinearClsHead', num_classes=NUM_CLASSES),
                 dict(type='LinearClsHead', num_classes=NUM_CLASSES,
                      in_channels=64)]),
      r'head of branch 1 has in_channels=64 but .* 512'),
     (dict(fusion_neck=dict(type='FFLFusionNeck', in_channels=[512, 256])),
-     r'fusion_neck.in_channels=\[512, 256\] but branch 1 gives maps of 512 '
-     r'channels'),
+     r'fusion_neck.in_channels=\[512, 256\] but branch 1\'s ResNet gives a '
+     r'map \(2, 512, 2, 2\) for a 64 px probe \(all branches: \[512, 512\]'),
     (dict(fusion_head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
                            in_channels=100)),
-     r'fusion_head has in_channels=100 but the fusion neck gives 512'),
+     r'fusion_head has in_channels=100 but gets 512 channels \(the fusion '
+     r'neck gives a vector \(2, 512\)\)'),
     (dict(head=[dict(type='LinearClsHead', num_classes=5),
                 dict(type='LinearClsHead', num_classes=6)]),
      r'same classes, got head of branch 0: num_classes=5, head of branch '
@@ -250,14 +252,47 @@ def test_channel_and_class_mismatches_are_named(change, match):
 
 @pytest.mark.parametrize('backbone, match', [
     (dict(type='VisionTransformer', arch='deit-tiny', img_size=32,
-          patch_size=16), r"\(2, 192\) to fuse.*out_type='featmap'"),
+          patch_size=16),
+     r"VisionTransformer gives a vector \(2, 192\) for a 64 px probe; the "
+     r"fusion neck needs a map.*out_type='featmap'"),
     (dict(type='VisionTransformer', arch='deit-tiny', img_size=32,
-          patch_size=16, out_type='raw'), r'\(2, 17, 192\) to fuse \(for a 64 px probe\)'),
-    (dict(type='ConvNeXt', arch='atto'), r'ConvNeXt\) gives \(2, 320\).*gap_before_final_norm=False'),
+          patch_size=16, out_type='raw'),
+     r'gives a token sequence \(2, 17, 192\) for a 64 px probe'),
+    (dict(type='ConvNeXt', arch='atto'),
+     r'ConvNeXt gives a vector \(2, 320\).*gap_before_final_norm=False'),
 ])
 def test_outputs_that_are_not_maps_are_refused(backbone, match):
     with pytest.raises(ValueError, match=match):
         MODELS.build(ffl_on(backbone))
+
+
+@pytest.mark.parametrize('head_in', [320, None])
+def test_branch_neck_that_fails_on_the_probe_is_named(head_in):
+    """A vector backbone with a pooling neck: the neck's failure names the
+    branch, the neck and what the backbone gives (it was an
+    UnboundLocalError)."""
+    head = dict(type='LinearClsHead', num_classes=NUM_CLASSES)
+    if head_in:
+        head['in_channels'] = head_in
+    cfg = dict(
+        type='MultiBranchClassifier',
+        num_branches=2,
+        backbone=dict(type='ConvNeXt', arch='atto',
+                      gap_before_final_norm=True),
+        head=head)
+    with pytest.raises(ValueError, match=r'the neck of branch 0 '
+                       r'\(GlobalAveragePooling\) fails on what its backbone '
+                       r'gives \(branch 0\'s ConvNeXt gives a vector \(2, '
+                       r'320\) for a 64 px probe\).*neck=None'):
+        MODELS.build(cfg)
+    cfg['neck'] = None
+    model = MODELS.build(cfg)
+    assert [h.in_channels for h in model.heads] == [320, 320]
+    cfg['head'] = dict(head, in_channels=100)
+    with pytest.raises(ValueError, match=r'head of branch 0 has '
+                       r'in_channels=100 but gets 320 channels \(branch 0\'s '
+                       r'ConvNeXt gives a vector \(2, 320\)'):
+        MODELS.build(cfg)
 
 
 def test_vit_class_token_branches_without_fusion():

@@ -134,4 +134,3 @@ def test_three_sgd_steps_equal_the_authors(reference, setup):
     assert len(reference['after_steps']) == len(state)
     for name, want in reference['after_steps'].items():
         assert_close(f'after steps {name}', state[ours(name)], want)
-

@@ -26,7 +26,11 @@ TOOLS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TOOLS)
 sys.path.insert(0, REPO)
 
-from ffl_mm.apis.results import markdown_table, write_report  # noqa: E402
+from ffl_mm.apis.results import (markdown_table, output_label,  # noqa: E402
+                                 write_report)
+from ffl_mm.models.utils.output_names import (metric_key,  # noqa: E402
+                                              output_order,
+                                              parse_metric_key)
 
 METHOD_CONFIG = {
     'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
@@ -108,18 +112,14 @@ def main(argv=None):
         base = train_and_test(BASELINE_CONFIG,
                               osp.join(work_root, f'baseline_seed{seed}'),
                               seed, args.cfg_options)
-        branches = sorted(
-            int(k[len('accuracy/branch'):-len('_top1')]) for k in method
-            if k.startswith('accuracy/branch') and k.endswith('_top1'))
-        for i in branches:
-            rows.setdefault(f'{args.method.upper()} branch {i}', []).append(
-                method[f'accuracy/branch{i}_top1'])
-        rows.setdefault(f'{args.method.upper()} ensemble', []).append(
-            method['accuracy/ensemble_top1'])
-        rows.setdefault(f'{args.method.upper()} fused', []).append(
-            method['accuracy/fused_top1'])
-        rows.setdefault(BASELINE_NAME, []).append(
-            base['accuracy/top1'])
+        outputs = sorted((parsed[0] for key in method
+                          if (parsed := parse_metric_key(key)) and
+                          parsed[0] and key == metric_key(*parsed)),
+                         key=output_order)
+        for name in outputs:
+            rows.setdefault(output_label(name, args.method.upper()),
+                            []).append(method[metric_key(name)])
+        rows.setdefault(BASELINE_NAME, []).append(base[metric_key(None)])
     table = make_table(rows, args.seeds)
     title = (f'Digits test split (450 images), top-1 %: '
              f'{method_cfg} vs {BASELINE_CONFIG}')

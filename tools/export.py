@@ -39,6 +39,8 @@ import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
 from ffl_mm.apis import export, quiet_logger  # noqa: E402
 from ffl_mm.apis.benchmark import input_size  # noqa: E402
 from ffl_mm.apis.model_cfg import runner_model_cfg  # noqa: E402
+from ffl_mm.models.utils.output_names import (  # noqa: E402
+    FUSED, branch_index, branch_name)
 
 TOLERANCE = 1e-5
 
@@ -89,8 +91,8 @@ def verify(cfg, source, exported_model, output):
     exported_model.eval()
     with torch.no_grad():
         expected = torch.stack([
-            s.pred_score if output == 'fused' else s.branch_scores[
-                int(output[len('branch'):])]
+            s.pred_score if output == FUSED else s.branch_scores[
+                branch_index(output)]
             for s in source.predict(source.data_preprocessor(
                 dict(inputs=inputs))['inputs'])
         ])
@@ -112,10 +114,10 @@ def main(argv=None):
     stem = osp.splitext(osp.basename(args.config))[0]
     try:
         if args.fused:
-            output = 'fused'
+            output = FUSED
             out_cfg, state = export.export_fused(cfg, model)
         else:
-            output = f'branch{args.branch}'
+            output = branch_name(args.branch)
             out_cfg, state = export.export_branch(cfg, model, args.branch)
     except export.ExportError as error:
         raise SystemExit(f'export: {error}') from None

@@ -9,11 +9,6 @@ _base_ = ['./ffl_resnet34x2_imagenet.py']
 model = dict(
     shared_stages=0,
     backbone=dict(_delete_=True, type='MobileNetV2', widen_factor=1.0),
-    head=dict(_delete_=True, type='LinearClsHead', num_classes=1000,
-              topk=(1, 5)),
-    fusion_neck=dict(_delete_=True, type='FFLFusionNeck'),
-    fusion_head=dict(_delete_=True, type='LinearClsHead', num_classes=1000,
-                     topk=(1, 5)),
     # the CIFAR ramp: 80 of 300 epochs (reconstruction)
     distill_loss=dict(rampup=80))
 optim_wrapper = dict(

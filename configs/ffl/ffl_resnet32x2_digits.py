@@ -4,18 +4,14 @@ _base_ = [
     '../_base_/models/ffl_cifar-resnet32x2.py',
     '../_base_/datasets/digits_bs64.py',
     '../_base_/schedules/digits_bs64.py',
+    '../_base_/schedules/fusion_decay.py',
     '../_base_/default_runtime.py',
 ]
 model = dict(
     head=dict(num_classes=10),
     fusion_head=dict(num_classes=10),
     distill_loss=dict(rampup=4))
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        custom_keys={
-            'fusion_neck': dict(decay_mult=0.1),
-            'fusion_head': dict(decay_mult=0.1),
-        }))
+optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
 val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator
 default_hooks = dict(

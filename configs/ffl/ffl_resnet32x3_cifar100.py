@@ -2,4 +2,4 @@
 # each branch learns from the fused classifier of all three, the fused
 # classifier from the mean of the three branch logits.
 _base_ = ['./ffl_resnet32x2_cifar100.py']
-model = dict(num_branches=3, fusion_neck=dict(num_branches=3))
+model = dict(num_branches=3)

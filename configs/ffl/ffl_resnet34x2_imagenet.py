@@ -3,10 +3,14 @@
 # the authors published no ImageNet recipe). MMPretrain's standard ResNet
 # ImageNet schedule for 8 GPUs x 32 images (SGD lr 0.1 for batch 256,
 # 100 epochs, steps at 30/60/90), fusion module with weight decay 1e-5.
+# The classifiers keep MMPretrain's initialisation (LinearClsHead: Normal(0,
+# 0.01), zero bias), as MMPretrain's own ResNet-34 recipe; in_channels
+# (512) are inferred.
 #   tools/dist_train.sh configs/ffl/ffl_resnet34x2_imagenet.py 8
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
     'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    '../_base_/schedules/fusion_decay.py',
     '../_base_/default_runtime.py',
 ]
 model = dict(
@@ -20,27 +24,18 @@ model = dict(
     head=dict(
         type='LinearClsHead',
         num_classes=1000,
-        in_channels=512,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)),
-    fusion_neck=dict(
-        type='FFLFusionNeck', in_channels=512, num_branches=2,
-        out_channels=512),
+    fusion_neck=dict(type='FFLFusionNeck'),
     fusion_head=dict(
         type='LinearClsHead',
         num_classes=1000,
-        in_channels=512,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)),
     # The CIFAR ramp (80 of 300 epochs) scaled to 100 epochs (reconstruction).
     distill_loss=dict(type='MutualKDLoss', temperature=3.0, rampup=27),
     test_cfg=dict(predict='fused'),
 )
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        custom_keys={
-            'fusion_neck': dict(decay_mult=0.1),
-            'fusion_head': dict(decay_mult=0.1),
-        }))
+optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
 val_evaluator = dict(_delete_=True, type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator

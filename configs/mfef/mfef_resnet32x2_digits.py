@@ -1,10 +1,6 @@
 # The MFEF demo on the embedded digits data (make demo METHOD=mfef).
-_base_ = ['../ffl/ffl_resnet32x2_digits.py']
-model = dict(
-    fusion_pre_neck=[
-        dict(type='MultiScaleNeck', scales=4),
-        dict(type='DualAttentionNeck', reduction=16, kernel_size=7),
-    ])
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        custom_keys={'fusion_pre_necks': dict(decay_mult=0.1)}))
+_base_ = [
+    '../ffl/ffl_resnet32x2_digits.py',
+    '../_base_/models/mfef_pre_neck.py',
+]
+model = dict(fusion_pre_neck={{_base_.mfef_pre_neck}})

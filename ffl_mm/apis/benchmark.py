@@ -46,15 +46,11 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
         cfg['test_cfg'] = dict(predict='ensemble')
         return cfg
     if variant == 'single':
-
-        def first(item):
-            return item[0] if isinstance(item, (list, tuple)) else item
-
+        # branch 0 as a plain network, channels as the model infers them
+        branches = MODELS.build(variant_model_cfg(cfg, 'ce_only'))
         return ConfigDict(
             type='ImageClassifier',
-            backbone=first(cfg['backbone']),
-            neck=first(cfg.get('neck', dict(type='GlobalAveragePooling'))),
-            head=first(cfg['head']),
+            **branches.branch_cfg(0),
             data_preprocessor=cfg.get('data_preprocessor'))
     raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}.')
 

@@ -20,6 +20,7 @@ from mmengine.config import Config, ConfigDict
 from mmpretrain.registry import DATASETS, METRICS, MODELS, TRANSFORMS
 
 from ..models.classifiers import MultiBranchClassifier
+from ..models.utils.output_names import FUSED
 from .model_cfg import data_preprocessor_cfg, runner_model_cfg
 
 #: Keys copied from the training config so that MMPretrain's
@@ -94,29 +95,6 @@ def _to_plain(obj):
     return obj
 
 
-def branch_state_dict(model: MultiBranchClassifier,
-                      branch: int) -> 'OrderedDict[str, torch.Tensor]':
-    """Branch ``branch`` with ``ImageClassifier``'s keys: ``backbone.*``
-    (the shared trunk's modules from branch 0, the branch's own stages),
-    ``neck.*`` and ``head.*``."""
-    own = model.backbones[branch].state_dict()
-    if model.trunk is None:
-        backbone = own
-    else:
-        late = set(model.trunk.stage_names[model.trunk.shared_stages:])
-        backbone = OrderedDict(
-            (k, v) for k, v in model.backbones[0].state_dict().items()
-            if k.split('.', 1)[0] not in late)
-        backbone.update(own)
-    state = OrderedDict()
-    for prefix, part in (('backbone.', backbone),
-                         ('neck.', model.necks[branch].state_dict()),
-                         ('head.', model.heads[branch].state_dict())):
-        for key, value in part.items():
-            state[prefix + key] = value.detach().clone()
-    return state
-
-
 def check_branch(model: MultiBranchClassifier, branch: int) -> None:
     if not isinstance(branch, int) or \
             not 0 <= branch < model.num_branches:
@@ -139,7 +117,7 @@ def export_branch(cfg: Config, model: MultiBranchClassifier,
         tuple: ``(config dict, state dict)``.
     """
     check_branch(model, branch)
-    parts = copy.deepcopy(model.branch_cfgs[branch])
+    parts = model.branch_cfg(branch)
     for name, part in parts.items():
         if part is not None and not isinstance(part, dict):
             raise ExportError(
@@ -156,7 +134,7 @@ def export_branch(cfg: Config, model: MultiBranchClassifier,
     if needs:
         out['custom_imports'] = dict(
             imports=['ffl_mm'], allow_failed_imports=False)
-    return _to_plain(out), branch_state_dict(model, branch)
+    return _to_plain(out), model.branch_state_dict(branch)
 
 
 def export_fused(cfg: Config, model: MultiBranchClassifier
@@ -168,7 +146,7 @@ def export_fused(cfg: Config, model: MultiBranchClassifier
                           'trained with cross-entropy only); export a '
                           '--branch instead.')
     model_cfg = runner_model_cfg(cfg)
-    model_cfg['test_cfg'] = dict(predict='fused')
+    model_cfg['test_cfg'] = dict(predict=FUSED)
     out = _runtime(cfg, model_cfg, plain_evaluator=False)
     out['custom_imports'] = dict(
         imports=['ffl_mm'], allow_failed_imports=False)

@@ -14,13 +14,12 @@ Used by ``tools/analyze_results.py`` and ``tools/demo.py``.
 import glob
 import json
 import os.path as osp
-import re
 import statistics
 from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence
 
-#: Output names of a MultiBranchClassifier's metric, in table order.
-_OUTPUT = re.compile(r'^accuracy/(branch\d+|ensemble|fused)_top1$')
+from ..models.utils.output_names import (branch_index, metric_key,
+                                         output_order, parse_metric_key)
 
 
 class ResultsError(ValueError):
@@ -89,20 +88,18 @@ def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
     curves: Dict[str, Dict[int, float]] = defaultdict(OrderedDict)
     for record in val:
         epoch = int(record.get('step', record.get('epoch', 0)))
-        named = {m.group(1): v for k, v in record.items()
-                 if (m := _OUTPUT.match(k))}
+        named = {}
+        for key, value in record.items():
+            parsed = parse_metric_key(key)
+            if parsed and parsed[0] and parsed[1] == 1 and \
+                    key == metric_key(*parsed):
+                named[parsed[0]] = value
         if not named:
-            named = {'top1': record['accuracy/top1']}
+            named = {'top1': record[metric_key(None)]}
         for name, value in named.items():
             curves[name][epoch] = float(value)
     return {k: OrderedDict(sorted(v.items())) for k, v in
-            sorted(curves.items(), key=lambda kv: _output_order(kv[0]))}
-
-
-def _output_order(name: str):
-    if name.startswith('branch'):
-        return (0, int(name[len('branch'):]))
-    return ({'ensemble': 1, 'fused': 2}.get(name, 3), 0)
+            sorted(curves.items(), key=lambda kv: output_order(kv[0]))}
 
 
 def final_top1(work_dir: str) -> Dict[str, float]:
@@ -139,8 +136,10 @@ def markdown_table(rows: Dict[str, Sequence[float]],
 
 
 def output_label(name: str, method: str = 'FFL') -> str:
-    if name.startswith('branch'):
-        return f'{method} branch {name[len("branch"):]}'
+    """The table row of an output: ``'FFL branch 0'``, ``'FFL fused'``."""
+    index = branch_index(name)
+    if index is not None:
+        return f'{method} branch {index}'
     return f'{method} {name}' if name != 'top1' else method
 
 

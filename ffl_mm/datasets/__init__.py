@@ -1,4 +1,5 @@
 # Copyright (c) ffl_mm contributors.
 from .digits import Digits
+from .transforms import BorderPad
 
-__all__ = ['Digits']
+__all__ = ['BorderPad', 'Digits']

@@ -1,11 +1,14 @@
 # CIFAR-100 as FFL trains on it: MMPretrain's CIFAR-100 settings (the
 # paper's normalisation, 129.3/124.1/112.4 and 68.2/65.4/70.4), batch 128,
-# 4-pixel *reflect* padding, random 32x32 crop and horizontal flip.
+# and the authors' augmentation in their order: 4-pixel reflect padding,
+# horizontal flip, random 32x32 crop. (MMPretrain's RandomCrop would pad
+# with zeros whatever its padding_mode, hence BorderPad.)
 _base_ = ['mmpretrain::_base_/datasets/cifar100_bs16.py']
 
 train_pipeline = [
-    dict(type='RandomCrop', crop_size=32, padding=4, padding_mode='reflect'),
+    dict(type='BorderPad', padding=4, padding_mode='reflect'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='RandomCrop', crop_size=32),
     dict(type='PackInputs'),
 ]
 # The workers stack each batch into one tensor (default_collate) instead of

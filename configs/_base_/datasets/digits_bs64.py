@@ -10,7 +10,10 @@ data_preprocessor = dict(
     to_rgb=False)
 
 train_pipeline = [
-    dict(type='RandomCrop', crop_size=32, padding=2, padding_mode='reflect'),
+    # 2-pixel reflect padding, random 32x32 crop (no flip: digits are not
+    # mirror-symmetric)
+    dict(type='BorderPad', padding=2, padding_mode='reflect'),
+    dict(type='RandomCrop', crop_size=32),
     dict(type='PackInputs'),
 ]
 test_pipeline = [dict(type='PackInputs')]

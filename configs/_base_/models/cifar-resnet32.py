@@ -1,5 +1,7 @@
 # One classic CIFAR ResNet-32 in MMPretrain's ImageClassifier: the
-# single-network baseline of FFL (472,756 parameters for CIFAR-100).
+# single-network baseline of FFL (472,756 parameters for CIFAR-100), its
+# classifier initialised like the authors' (PyTorch's default, as in
+# ffl_cifar-resnet32x2.py).
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='CIFARResNet', depth=32),
@@ -9,4 +11,5 @@ model = dict(
         num_classes=100,
         in_channels=64,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)))
+        topk=(1, 5),
+        init_cfg=dict(type='TorchDefault', layer='Linear')))

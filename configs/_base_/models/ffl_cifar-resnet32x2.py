@@ -1,7 +1,12 @@
 # FFL-S with two CIFAR ResNet-32 branches: the stem and stages 1-2 are
 # shared, stage 3 and the classifier are per branch; the fusion module fuses
-# the two 64-channel stage-3 maps. 849,148 parameters for CIFAR-100, as the
-# authors' model.
+# the two stage-3 maps. 849,148 parameters for CIFAR-100, as the authors'
+# model. in_channels are inferred from the backbones (64 here) and the
+# fusion neck's branch count from the model, so a config that changes the
+# backbone or num_branches says only that.
+# The classifiers keep PyTorch's default initialisation (uniform in
+# ±1/sqrt(fan_in), bias too), as in the authors' code; MMPretrain's
+# LinearClsHead would draw Normal(0, 0.01) with a zero bias.
 model = dict(
     type='MultiBranchClassifier',
     num_branches=2,
@@ -11,16 +16,14 @@ model = dict(
     head=dict(
         type='LinearClsHead',
         num_classes=100,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-    fusion_neck=dict(
-        type='FFLFusionNeck', in_channels=64, num_branches=2,
-        out_channels=64),
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        init_cfg=dict(type='TorchDefault', layer='Linear')),
+    fusion_neck=dict(type='FFLFusionNeck'),
     fusion_head=dict(
         type='LinearClsHead',
         num_classes=100,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        init_cfg=dict(type='TorchDefault', layer='Linear')),
     # T = 3; w(e) = exp(-5 (1 - min(e, 80) / 80)^2)
     distill_loss=dict(
         type='MutualKDLoss', temperature=3.0, loss_weight=1.0, rampup=80),

@@ -7,6 +7,8 @@ from mmengine.evaluator import BaseMetric
 from mmpretrain.evaluation import Accuracy
 from mmpretrain.registry import METRICS
 
+from ...models.utils import output_names as names
+
 
 @METRICS.register_module()
 class MultiBranchAccuracy(BaseMetric):
@@ -54,30 +56,32 @@ class MultiBranchAccuracy(BaseMetric):
                 'pred_score': sample['pred_score'].cpu(),
                 'gt_label': sample['gt_label'].cpu(),
             }
-            for key in ('branch_scores', 'ensemble_score', 'fused_score'):
+            for key in (names.BRANCH_SCORES_FIELD, names.ENSEMBLE_SCORE_FIELD,
+                        names.FUSED_SCORE_FIELD):
                 if key in sample:
                     result[key] = sample[key].cpu()
             self.results.append(result)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         target = torch.cat([r['gt_label'] for r in results])
-        outputs = {'': torch.stack([r['pred_score'] for r in results])}
+        outputs = {None: torch.stack([r['pred_score'] for r in results])}
         first = results[0]
-        if 'fused_score' in first:
-            outputs['fused_'] = torch.stack(
-                [r['fused_score'] for r in results])
-        if 'ensemble_score' in first:
-            outputs['ensemble_'] = torch.stack(
-                [r['ensemble_score'] for r in results])
-        if 'branch_scores' in first:
-            branches = torch.stack([r['branch_scores'] for r in results])
+        for name, field in ((names.FUSED, names.FUSED_SCORE_FIELD),
+                            (names.ENSEMBLE, names.ENSEMBLE_SCORE_FIELD)):
+            if field in first:
+                outputs[name] = torch.stack([r[field] for r in results])
+        if names.BRANCH_SCORES_FIELD in first:
+            branches = torch.stack(
+                [r[names.BRANCH_SCORES_FIELD] for r in results])
             for i in range(branches.size(1)):
-                outputs[f'branch{i}_'] = branches[:, i]
-        num_classes = outputs[''].size(1)
+                outputs[names.branch_name(i)] = branches[:, i]
+        num_classes = outputs[None].size(1)
         topk = tuple(k for k in self.topk if k <= num_classes)
         metrics = {}
         for name, scores in outputs.items():
             accs = Accuracy.calculate(scores, target, topk=topk)
             for k, acc in zip(topk, accs):
-                metrics[f'{name}top{k}'] = float(acc[0])
+                # BaseMetric adds the prefix
+                metrics[names.metric_key(name, k, prefix=None)] = float(
+                    acc[0])
         return metrics

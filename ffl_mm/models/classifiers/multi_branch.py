@@ -1,149 +1,25 @@
 # Copyright (c) ffl_mm contributors.
 """Several branches, a fusion module and mutual distillation in one
 MMPretrain classifier."""
-import contextlib
 import copy
-import inspect
-import re
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import ModuleList, Sequential
+from mmengine.model import ModuleList
 from mmpretrain.models.classifiers import BaseClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..utils import TrunkSplit, recompute_in_backward
+from ..necks.fusion_pre_necks import FusionPreNecks
+from ..utils import TrunkSplit
+from ..utils import branch_cfgs as bc
+from ..utils import channel_probe as cp
+from ..utils import output_names as names
 
 ConfigType = Union[dict, nn.Module]
-
-
-def _per_branch(cfg: Union[None, dict, Sequence[dict]], num_branches: int,
-                name: str) -> List[Optional[dict]]:
-    """One config for each branch: a single config is deep-copied."""
-    if cfg is None or isinstance(cfg, dict):
-        return [copy.deepcopy(cfg) for _ in range(num_branches)]
-    cfg = list(cfg)
-    if len(cfg) != num_branches:
-        raise ValueError(
-            f'MultiBranchClassifier: {name} is a list of {len(cfg)} '
-            f'configs but there are {num_branches} branches; give one '
-            'config (shared) or one per branch.')
-    return [copy.deepcopy(c) for c in cfg]
-
-
-def _build(cfg: Optional[ConfigType]) -> Optional[nn.Module]:
-    if cfg is None or isinstance(cfg, nn.Module):
-        return cfg
-    return MODELS.build(cfg)
-
-
-@contextlib.contextmanager
-def _eval_mode(*modules: nn.Module):
-    """Eval mode and no gradient for ``modules``; every submodule's
-    ``training`` flag is restored as it was afterwards."""
-    flags = [(m, m.training) for top in modules for m in top.modules()]
-    try:
-        for top in modules:
-            top.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def _accepts_in_channels(cfg: dict) -> bool:
-    """Whether the registered class of ``cfg`` takes ``in_channels``."""
-    cls = cfg.get('type')
-    if isinstance(cls, str):
-        cls = MODELS.get(cls)
-    if cls is None:
-        return False
-    try:
-        return 'in_channels' in inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _check_num_classes(head_cfgs: Sequence[Optional[dict]],
-                       fusion_head: Optional[dict]) -> None:
-    """Every head must predict the same classes."""
-    named = [(f'head of branch {i}', cfg.get('num_classes'))
-             for i, cfg in enumerate(head_cfgs) if isinstance(cfg, dict)]
-    if isinstance(fusion_head, dict):
-        named.append(('fusion_head', fusion_head.get('num_classes')))
-    named = [(name, n) for name, n in named if n is not None]
-    if len({n for _, n in named}) > 1:
-        raise ValueError(
-            'MultiBranchClassifier: every head must predict the same '
-            'classes, got ' +
-            ', '.join(f'{name}: num_classes={n}' for name, n in named) +
-            '; set one num_classes.')
-
-
-def _with_in_channels(cfg: Optional[ConfigType], probe: dict, key: str,
-                      branch: Optional[int], name: str):
-    """``cfg`` with ``in_channels`` filled in from the probe, or checked
-    against it.
-
-    Args:
-        cfg: A head/neck config (a built module is returned as is).
-        probe (dict): :meth:`MultiBranchClassifier._probe`'s result.
-        key (str): ``'features'`` (per-branch head input), ``'maps'`` (the
-            maps to fuse, filled in as a list) or ``'fused'``.
-        branch (int, optional): The branch, for per-branch keys.
-        name (str): The config key, for messages.
-    """
-    if cfg is None or isinstance(cfg, nn.Module) or \
-            not _accepts_in_channels(cfg):
-        return cfg
-    cfg = copy.deepcopy(cfg)
-    where = name if branch is None else f'{name} of branch {branch}'
-    given = cfg.get('in_channels')
-    found = probe.get(key)
-    if found is not None and branch is not None:
-        found = found[branch]
-    if found is None:
-        if given is None:
-            reason = probe.get('error') or 'its input is not a tensor'
-            raise ValueError(
-                f'MultiBranchClassifier: {where} has no in_channels and it '
-                f'could not be inferred ({reason}); set {name}.in_channels.')
-        return cfg
-    if given is None:
-        cfg['in_channels'] = found
-    elif isinstance(given, int) and isinstance(found, int) and \
-            given != found:
-        source = ('the fusion neck gives' if branch is None else
-                  f"branch {branch}'s backbone and neck give")
-        raise ValueError(
-            f'MultiBranchClassifier: {where} has in_channels={given} but '
-            f'{source} {found} features; set in_channels={found} or leave '
-            'it out to have it inferred.')
-    return cfg
-
-
-def _check_fusion_channels(fusion_neck: nn.Module, probe: dict) -> None:
-    """The fusion neck's ``in_channels`` must match the branch maps."""
-    expected = getattr(fusion_neck, 'in_channels', None)
-    found = probe.get('maps')
-    if found is None or not isinstance(expected, (list, tuple)):
-        return
-    if len(expected) != len(found):
-        raise ValueError(
-            f'MultiBranchClassifier: fusion_neck.in_channels={list(expected)}'
-            f' is for {len(expected)} branches, the model has {len(found)}.')
-    for i, (want, got) in enumerate(zip(expected, found)):
-        if want != got:
-            raise ValueError(
-                f'MultiBranchClassifier: fusion_neck.in_channels='
-                f'{list(expected)} but branch {i} gives maps of {got} '
-                f'channels (all branches: {found}); set '
-                f'fusion_neck.in_channels={found} or leave it out to have '
-                'it inferred.')
 
 
 @MODELS.register_module()
@@ -158,17 +34,15 @@ class MultiBranchClassifier(BaseClassifier):
 
     ``f_i`` is branch i's backbone output at ``fusion_in_index`` (the last
     one by default), a map ``(B, C_i, H_i, W_i)``. Branches may be any
-    MMPretrain backbones, alike or not. Backbones whose output is a vector
-    or a token sequence cannot be fused as they are: for
-    ``VisionTransformer`` set ``out_type='featmap'`` (patch tokens as a
-    ``(B, C, H/p, W/p)`` map), otherwise a clear error names the branch.
+    MMPretrain backbones, alike or not, whose output is a map (for
+    ``VisionTransformer``: ``out_type='featmap'``).
 
     Channels are inferred: at build time every branch runs once on a
-    ``(2, 3, 64, 64)`` probe of zeros (eval mode, no gradient, no random
-    numbers drawn), and a missing ``in_channels`` of a branch head, of the
-    fusion neck or of the fusion head is filled in from what the modules
-    actually give. A given ``in_channels`` that disagrees is an error naming
-    the branch and both numbers.
+    ``(2, 3, 64, 64)`` probe of zeros (:mod:`..utils.channel_probe`), and a
+    missing ``in_channels`` of a branch head, of the fusion neck or of the
+    fusion head is filled in from what the modules actually give. A given
+    ``in_channels`` that disagrees is an error naming the branch, what it
+    gives and what the config asks for.
 
     Args:
         backbone (dict | list[dict]): One backbone config, copied for every
@@ -185,16 +59,13 @@ class MultiBranchClassifier(BaseClassifier):
         head (dict | list[dict]): Per-branch head, an MMPretrain
             ``ClsHead`` (e.g. ``LinearClsHead`` with ``CrossEntropyLoss``).
         fusion_pre_neck (dict | list[dict], optional): Necks that enhance
-            each branch's last map before fusion, built once per branch and
-            applied in order; MFEF uses ``[dict(type='MultiScaleNeck'),
-            dict(type='DualAttentionNeck')]``. A missing ``in_channels`` is
-            taken from ``fusion_neck.in_channels`` of that branch. None:
-            the maps go to the fusion neck as they are (FFL).
+            each branch's map before fusion, built once per branch
+            (:class:`FusionPreNecks`); MFEF uses
+            ``[dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]``.
+            None: the maps go to the fusion neck as they are (FFL).
         fusion_pre_neck_with_cp (bool): Recompute the ``fusion_pre_neck``
-            chain in backward instead of keeping its activations (activation
-            checkpointing; BatchNorm statistics still move once a step, see
-            :func:`recompute_in_backward`). Saves memory, costs one more
-            forward pass of the chain. Defaults to False.
+            chains in backward instead of keeping their activations.
+            Defaults to False.
         heads_on_enhanced (bool): Whether the branch necks/heads see the
             enhanced maps (True) or the raw backbone maps (False, default,
             so each branch stays a plain network that exports without the
@@ -219,9 +90,6 @@ class MultiBranchClassifier(BaseClassifier):
             ``ClsDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
-
-    #: Side of the build-time probe that infers and checks channels.
-    probe_size = 64
 
     def __init__(self,
                  backbone: Union[dict, Sequence[dict]],
@@ -249,198 +117,68 @@ class MultiBranchClassifier(BaseClassifier):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             init_cfg=init_cfg, data_preprocessor=data_preprocessor)
-
-        if isinstance(backbone, (list, tuple)):
-            if num_branches is not None and num_branches != len(backbone):
-                raise ValueError(
-                    f'MultiBranchClassifier: num_branches={num_branches} '
-                    f'but {len(backbone)} backbone configs; give one config '
-                    'per branch or drop num_branches.')
-            num_branches = len(backbone)
-        elif num_branches is None:
-            raise ValueError(
-                'MultiBranchClassifier: set num_branches (>= 2) or give a '
-                'list of backbone configs.')
-        if not isinstance(num_branches, int) or num_branches < 2:
-            raise ValueError(
-                f'MultiBranchClassifier: num_branches={num_branches!r}; '
-                'mutual learning needs at least 2 branches.')
-        if head is None:
-            raise ValueError('MultiBranchClassifier: a branch `head` config '
-                             'is required (e.g. LinearClsHead).')
-        self.num_branches = num_branches
+        self.num_branches = num_branches = bc.check_args(
+            backbone, num_branches, head, fusion_neck, fusion_head,
+            distill_loss, fusion_pre_neck, heads_on_enhanced,
+            fusion_pre_neck_with_cp)
         self.shared_stages = shared_stages
+        self.fusion_in_index = fusion_in_index
 
-        backbone_cfgs = _per_branch(backbone, num_branches, 'backbone')
-        self.backbones = ModuleList([_build(cfg) for cfg in backbone_cfgs])
+        backbone_cfgs = bc.per_branch(backbone, num_branches, 'backbone')
+        self.backbones = ModuleList([bc.build(cfg) for cfg in backbone_cfgs])
         self.trunk = None
         if shared_stages:
             self.trunk = TrunkSplit(self.backbones, shared_stages)
-        neck_cfgs = _per_branch(neck, num_branches, 'neck')
+        neck_cfgs = bc.per_branch(neck, num_branches, 'neck')
         self.necks = ModuleList(
-            [_build(cfg) or nn.Identity() for cfg in neck_cfgs])
-        self.fusion_in_index = fusion_in_index
+            [bc.build(cfg) or nn.Identity() for cfg in neck_cfgs])
 
-        if (fusion_neck is None) != (fusion_head is None):
-            raise ValueError(
-                'MultiBranchClassifier: fusion_neck and fusion_head go '
-                'together; give both (FFL/MFEF) or neither (cross-entropy '
-                'only).')
-        if distill_loss is not None and fusion_neck is None:
-            raise ValueError(
-                'MultiBranchClassifier: distill_loss needs the fused '
-                'classifier; add fusion_neck and fusion_head.')
-        head_cfgs = _per_branch(head, num_branches, 'head')
-        _check_num_classes(head_cfgs, fusion_head)
-        probe = self._probe(with_fusion=fusion_neck is not None)
+        head_cfgs = bc.per_branch(head, num_branches, 'head')
+        bc.check_num_classes(head_cfgs, fusion_head)
+        probe = cp.probe_branches(self.forward_backbones, self.backbones,
+                                  self.necks, fusion_in_index,
+                                  need_maps=fusion_neck is not None)
         head_cfgs = [
-            _with_in_channels(cfg, probe, 'features', i, 'head')
+            cp.with_in_channels(cfg, probe.head_in(i), 'head',
+                                probe.source(i), branch=i)
             for i, cfg in enumerate(head_cfgs)
         ]
-        self.heads = ModuleList([_build(cfg) for cfg in head_cfgs])
+        self.heads = ModuleList([bc.build(cfg) for cfg in head_cfgs])
         # each branch as a plain ImageClassifier would be configured (with
         # the inferred in_channels), for exporting a student
-        self.branch_cfgs = [
+        self._branch_cfgs = [
             dict(backbone=b, neck=n, head=h)
             for b, n, h in zip(backbone_cfgs, neck_cfgs, head_cfgs)
         ]
-        self.fusion_neck = None
-        self.fusion_head = None
+        self.fusion_neck = self.fusion_head = self.fusion_pre_necks = None
         if fusion_neck is not None:
-            self.fusion_neck = _build(
-                _with_in_channels(fusion_neck, probe, 'maps', None,
-                                  'fusion_neck'))
-            _check_fusion_channels(self.fusion_neck, probe)
-            self.fusion_head = _build(
-                _with_in_channels(fusion_head,
-                                  self._probe_fusion(probe), 'fused', None,
-                                  'fusion_head'))
-        self.distill_loss = _build(distill_loss)
-        self.heads_on_enhanced = heads_on_enhanced
-        self.fusion_pre_necks = None
+            self._build_fusion(fusion_neck, fusion_head, probe)
         if fusion_pre_neck is not None:
-            if fusion_neck is None:
-                raise ValueError('MultiBranchClassifier: fusion_pre_neck '
-                                 'enhances maps for the fusion neck; add '
-                                 'fusion_neck and fusion_head.')
-            self.fusion_pre_necks = ModuleList([
-                self._build_pre_neck(fusion_pre_neck, i)
-                for i in range(num_branches)
-            ])
-        elif heads_on_enhanced:
-            raise ValueError('MultiBranchClassifier: heads_on_enhanced=True '
-                             'needs fusion_pre_neck.')
-        elif fusion_pre_neck_with_cp:
-            raise ValueError('MultiBranchClassifier: '
-                             'fusion_pre_neck_with_cp=True needs '
-                             'fusion_pre_neck (there is nothing to '
-                             'recompute).')
-        self.fusion_pre_neck_with_cp = bool(fusion_pre_neck_with_cp)
+            self.fusion_pre_necks = FusionPreNecks(
+                fusion_pre_neck, self.fusion_neck.in_channels, num_branches,
+                with_cp=fusion_pre_neck_with_cp)
+        self.heads_on_enhanced = heads_on_enhanced
+        self.distill_loss = bc.build(distill_loss)
 
-        self.test_cfg = dict(test_cfg or {})
-        unknown = set(self.test_cfg) - {'predict'}
-        if unknown:
-            raise ValueError(
-                f'MultiBranchClassifier: unknown test_cfg key(s) '
-                f'{sorted(unknown)}; the only key is predict='
-                f"'fused'|'ensemble'|'branch<i>'.")
-        default = 'fused' if self.with_fusion else 'ensemble'
-        self.predict_mode = self.test_cfg.setdefault('predict', default)
-        self._check_predict_mode(self.predict_mode)
+        self.test_cfg = bc.predict_mode(
+            test_cfg, self.output_names,
+            names.FUSED if self.with_fusion else names.ENSEMBLE)
+        self.predict_mode = self.test_cfg['predict']
 
-    # ------------------------------------------------------------------
-    # build-time probe
-    # ------------------------------------------------------------------
-    def _probe(self, with_fusion: bool) -> dict:
-        """Run the branches once on zeros to learn their output shapes.
-
-        Returns:
-            dict: ``features`` (per branch, the channels of the neck output
-            a head gets), ``maps`` (per branch, the channels of the map to
-            fuse) and ``map_tensors``; or ``error`` (the exception) when
-            the backbones cannot run on a ``probe_size`` input.
-
-        Raises:
-            ValueError: ``fusion_in_index`` out of range, or (with fusion)
-                a branch output that is not a ``(B, C, H, W)`` map.
-        """
-        with _eval_mode(*self.backbones, *self.necks):
-            return self._probe_in_eval(with_fusion)
-
-    def _probe_in_eval(self, with_fusion: bool) -> dict:
-        size = self.probe_size
-        try:
-            feats = self.forward_backbones(torch.zeros(2, 3, size, size))
-        except Exception as error:  # a backbone that needs other inputs
-            return dict(error=f'running the branches on a (2, 3, {size}, '
-                        f'{size}) probe failed: {error!r}')
-        index = self.fusion_in_index
-        for i, f in enumerate(feats):
-            if not -len(f) <= index < len(f):
-                raise ValueError(
-                    f'MultiBranchClassifier: fusion_in_index={index} but '
-                    f"branch {i}'s backbone gives {len(f)} output(s); use "
-                    f'-1 (the last) or an index below {len(f)}.')
-        maps = [f[index] for f in feats]
-        if with_fusion:
-            for i, x in enumerate(maps):
-                self._check_map(i, x)
-        try:
-            features = []
-            for f, neck in zip(feats, self.necks):
-                out = neck(f)
-                out = out[-1] if isinstance(out, (list, tuple)) else out
-                features.append(
-                    int(out.shape[1]) if torch.is_tensor(out) and
-                    out.dim() >= 2 else None)
-        except Exception as error:
-            features = None
-        probe = dict(
-            features=features,
-            maps=[int(x.shape[1]) if x.dim() == 4 else None for x in maps],
-            map_tensors=maps)
-        if features is None:
-            probe['error'] = f'the branch necks failed on the probe: {error!r}'
-        return probe
-
-    def _check_map(self, branch: int, x) -> None:
-        """Only ``(B, C, H, W)`` maps can be fused."""
-        if torch.is_tensor(x) and x.dim() == 4:
-            return
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        backbone = self.backbones[branch]
-        raise ValueError(
-            f"MultiBranchClassifier: branch {branch}'s backbone "
-            f'({type(backbone).__name__}) gives {shape} to fuse (for a '
-            f'{self.probe_size} px probe); the fusion neck needs a map '
-            "(B, C, H, W). For VisionTransformer-like backbones set "
-            "out_type='featmap' (patch tokens as a map), for ConvNeXt "
-            'gap_before_final_norm=False; otherwise choose a map output '
-            'with out_indices / fusion_in_index.')
-
-    def _probe_fusion(self, probe: dict) -> dict:
-        """Channels of the fusion neck's output on the probe maps."""
-        if 'error' in probe:
-            return probe
-        try:
-            with _eval_mode(self.fusion_neck):
-                out = self.fusion_neck(probe['map_tensors'])
-        except Exception as error:
-            return dict(error=f'running the fusion neck on the probe maps '
-                        f'failed: {error!r}')
-        out = out[-1] if isinstance(out, (list, tuple)) else out
-        return dict(fused=int(out.shape[1]))
-
-    def _build_pre_neck(self, cfg, branch: int) -> nn.Module:
-        """Branch ``branch``'s chain of enhancement necks."""
-        cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
-        channels = getattr(self.fusion_neck, 'in_channels', None)
-        layers = []
-        for one in copy.deepcopy(cfgs):
-            if 'in_channels' not in one and channels is not None:
-                one['in_channels'] = channels[branch]
-            layers.append(_build(one))
-        return Sequential(*layers)
+    def _build_fusion(self, fusion_neck: ConfigType, fusion_head: ConfigType,
+                      probe: cp.BranchProbe) -> None:
+        """The fusion neck and head, their channels inferred and checked."""
+        sources = probe.error or '; '.join(
+            probe.source(i) for i in range(self.num_branches))
+        self.fusion_neck = bc.build(
+            cp.with_in_channels(fusion_neck, probe.map_channels or None,
+                                'fusion_neck', sources))
+        cp.check_fusion_channels(self.fusion_neck, probe)
+        fused = cp.probe_fusion(self.fusion_neck, probe)
+        self.fusion_head = bc.build(
+            cp.with_in_channels(
+                fusion_head, fused.head_in(0), 'fusion_head', fused.error or
+                f'the fusion neck gives {fused.outputs[0]}'))
 
     @property
     def with_fusion(self) -> bool:
@@ -449,21 +187,28 @@ class MultiBranchClassifier(BaseClassifier):
     @property
     def output_names(self) -> List[str]:
         """Names of every output: ``branch{i}``, ``ensemble``, ``fused``."""
-        names = [f'branch{i}' for i in range(self.num_branches)]
-        names.append('ensemble')
-        if self.with_fusion:
-            names.append('fused')
-        return names
+        return names.output_names(self.num_branches, self.with_fusion)
 
-    def _check_predict_mode(self, mode: str) -> None:
-        if mode not in self.output_names:
-            raise ValueError(
-                f"MultiBranchClassifier: unknown test_cfg predict={mode!r}; "
-                f"choose one of {self.output_names}.")
+    def branch_cfg(self, branch: int) -> Dict[str, Optional[ConfigType]]:
+        """``backbone``, ``neck`` and ``head`` of branch ``branch`` as a
+        plain ``ImageClassifier`` takes them (inferred channels filled
+        in)."""
+        return copy.deepcopy(self._branch_cfgs[branch])
 
-    # ------------------------------------------------------------------
-    # forward passes
-    # ------------------------------------------------------------------
+    def branch_state_dict(self, branch: int) -> Dict[str, torch.Tensor]:
+        """Branch ``branch`` with ``ImageClassifier``'s keys: ``backbone.*``
+        (with a shared trunk, the trunk's modules and the branch's own
+        stages), ``neck.*`` and ``head.*``; detached copies."""
+        backbone = self.backbones[branch].state_dict() if self.trunk is None \
+            else self.trunk.backbone_state_dict(self.backbones, branch)
+        state = OrderedDict()
+        for prefix, part in (('backbone.', backbone),
+                             ('neck.', self.necks[branch].state_dict()),
+                             ('head.', self.heads[branch].state_dict())):
+            for key, value in part.items():
+                state[prefix + key] = value.detach().clone()
+        return state
+
     def forward_backbones(
             self, inputs: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
         """Every branch's backbone outputs.
@@ -497,11 +242,7 @@ class MultiBranchClassifier(BaseClassifier):
         maps = [f[index] for f in feats]
         if self.fusion_pre_necks is None:
             return feats, maps
-        enhance = recompute_in_backward if self.fusion_pre_neck_with_cp \
-            else nn.Module.__call__
-        enhanced = [
-            enhance(pre, x) for pre, x in zip(self.fusion_pre_necks, maps)
-        ]
+        enhanced = self.fusion_pre_necks(maps)
         if self.heads_on_enhanced:
             feats = [
                 f[:index % len(f)] + (e, ) + f[index % len(f) + 1:]
@@ -525,16 +266,11 @@ class MultiBranchClassifier(BaseClassifier):
                 inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None,
                 mode: str = 'tensor'):
-        """MMPretrain's three modes.
-
-        * ``'tensor'``: a dict of logits ``(B, num_classes)``:
-          ``branch{i}``, ``ensemble`` and (with fusion) ``fused``.
-        * ``'loss'``: a dict of named losses (see :meth:`loss`).
-        * ``'predict'``: a list of :obj:`DataSample` (see :meth:`predict`).
-        """
+        """MMPretrain's three modes: ``'tensor'`` (a dict of logits
+        ``(B, num_classes)`` keyed by :attr:`output_names`), ``'loss'``
+        (:meth:`loss`) and ``'predict'`` (:meth:`predict`)."""
         if mode == 'tensor':
-            branch_logits, fused_logits = self._forward_all(inputs)
-            return self._named_logits(branch_logits, fused_logits)
+            return self._named_logits(*self._forward_all(inputs))
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
@@ -542,27 +278,22 @@ class MultiBranchClassifier(BaseClassifier):
         raise RuntimeError(f'Invalid mode "{mode}".')
 
     def _named_logits(self, branch_logits, fused_logits):
-        logits = {f'branch{i}': z for i, z in enumerate(branch_logits)}
-        logits['ensemble'] = torch.stack(branch_logits).mean(dim=0)
+        logits = {names.branch_name(i): z for i, z in enumerate(branch_logits)}
+        logits[names.ENSEMBLE] = torch.stack(branch_logits).mean(dim=0)
         if fused_logits is not None:
-            logits['fused'] = fused_logits
+            logits[names.FUSED] = fused_logits
         return logits
 
     def extract_feat(self,
                      inputs: torch.Tensor,
                      stage: str = 'neck') -> Tuple[torch.Tensor, ...]:
-        """Features of the output that ``test_cfg.predict`` selects.
-
-        Follows ``ImageClassifier.extract_feat``: ``stage`` is
-        ``'backbone'``, ``'neck'`` or ``'pre_logits'``.
-
-        * ``branch{i}``: that branch's backbone outputs, neck outputs or
-          head pre-logits.
-        * ``fused``: the maps that enter the fusion neck (``'backbone'``;
-          enhanced by ``fusion_pre_neck`` where set), the fusion neck's
-          output (``'neck'``) or the fused head's pre-logits.
-        * ``ensemble``: a tuple with each branch's feature at ``stage``
-          (the last one of each branch for ``'backbone'``/``'neck'``).
+        """Features of the output that ``test_cfg.predict`` selects, at
+        ``stage`` ``'backbone'``, ``'neck'`` or ``'pre_logits'`` (as
+        ``ImageClassifier.extract_feat``): for ``branch{i}`` that branch's;
+        for ``fused`` the maps entering the fusion neck (enhanced where
+        ``fusion_pre_neck`` is set), its output or the fused head's
+        pre-logits; for ``ensemble`` a tuple of each branch's (last)
+        feature.
 
         Returns:
             tuple[Tensor]: As described above.
@@ -572,7 +303,7 @@ class MultiBranchClassifier(BaseClassifier):
                              'from "backbone", "neck" and "pre_logits"')
         maps, fusion_inputs = self.forward_maps(inputs)
         mode = self.predict_mode
-        if mode == 'fused':
+        if mode == names.FUSED:
             if stage == 'backbone':
                 return tuple(fusion_inputs)
             fused = self.fusion_neck(fusion_inputs)
@@ -588,14 +319,11 @@ class MultiBranchClassifier(BaseClassifier):
                 return feats
             return (self.heads[i].pre_logits(feats), )
 
-        if mode == 'ensemble':
+        if mode == names.ENSEMBLE:
             return tuple(
                 branch_feat(i)[-1] for i in range(self.num_branches))
-        return branch_feat(int(re.fullmatch(r'branch(\d+)', mode).group(1)))
+        return branch_feat(names.branch_index(mode))
 
-    # ------------------------------------------------------------------
-    # training and inference
-    # ------------------------------------------------------------------
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """Cross-entropy of every classifier plus the distillation terms.
@@ -614,11 +342,12 @@ class MultiBranchClassifier(BaseClassifier):
         losses = {}
         for i, (head, logits) in enumerate(zip(self.heads, branch_logits)):
             losses.update(
-                self._head_loss(head, logits, data_samples, f'branch{i}'))
+                self._head_loss(head, logits, data_samples,
+                                names.branch_name(i)))
         if self.with_fusion:
             losses.update(
                 self._head_loss(self.fusion_head, fused_logits, data_samples,
-                                'fused'))
+                                names.FUSED))
         if self.distill_loss is not None:
             losses.update(self.distill_loss(branch_logits, fused_logits))
         return losses
@@ -650,19 +379,21 @@ class MultiBranchClassifier(BaseClassifier):
             data_samples (list[DataSample], optional): Filled in place;
                 created when None.
         """
-        branch_logits, fused_logits = self._forward_all(inputs)
-        logits = self._named_logits(branch_logits, fused_logits)
+        logits = self._named_logits(*self._forward_all(inputs))
         scores = {name: F.softmax(z, dim=1) for name, z in logits.items()}
-        branch_scores = torch.stack(
-            [scores[f'branch{i}'] for i in range(self.num_branches)], dim=1)
+        branch_scores = torch.stack([
+            scores[names.branch_name(i)] for i in range(self.num_branches)
+        ], dim=1)
         selected = scores[self.predict_mode]
         labels = selected.argmax(dim=1, keepdim=True)
         if data_samples is None:
             data_samples = [DataSample() for _ in range(selected.size(0))]
         for i, sample in enumerate(data_samples):
             sample.set_pred_score(selected[i]).set_pred_label(labels[i])
-            sample.set_field(branch_scores[i], 'branch_scores')
-            sample.set_field(scores['ensemble'][i], 'ensemble_score')
-            if 'fused' in scores:
-                sample.set_field(scores['fused'][i], 'fused_score')
+            sample.set_field(branch_scores[i], names.BRANCH_SCORES_FIELD)
+            sample.set_field(scores[names.ENSEMBLE][i],
+                             names.ENSEMBLE_SCORE_FIELD)
+            if names.FUSED in scores:
+                sample.set_field(scores[names.FUSED][i],
+                                 names.FUSED_SCORE_FIELD)
         return data_samples

@@ -1,6 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """Sharing the stem and early stages of a backbone between branches."""
-from typing import List, Sequence, Tuple
+from collections import OrderedDict
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -79,6 +80,18 @@ class TrunkSplit:
             for name in list(backbone._modules):
                 if name not in keep:
                     delattr(backbone, name)
+
+    def backbone_state_dict(self, backbones: Sequence[nn.Module],
+                            branch: int) -> Dict[str, torch.Tensor]:
+        """Branch ``branch``'s backbone as one plain backbone's state dict:
+        the shared stem and stages of branch 0, then the branch's own
+        stages (same keys as a backbone built from the same config)."""
+        late = set(self.stage_names[self.shared_stages:])
+        state = OrderedDict(
+            (k, v) for k, v in backbones[0].state_dict().items()
+            if k.split('.', 1)[0] not in late)
+        state.update(backbones[branch].state_dict())
+        return state
 
     @staticmethod
     def forward_stem(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,71 @@
+# Copyright (c) ffl_mm contributors.
+"""The per-branch enhancement of the maps to fuse (MFEF)."""
+import copy
+from typing import List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import ModuleList, Sequential
+from mmpretrain.registry import MODELS
+
+from ..utils import recompute_in_backward
+
+
+class FusionPreNecks(ModuleList):
+    """One chain of necks per branch, applied to that branch's map before
+    the fusion neck (MFEF's multi-scale extraction and dual attention).
+
+    Entry ``[i][j]`` is neck ``j`` of branch ``i``, so the state-dict keys
+    under a classifier's ``fusion_pre_necks`` are ``{i}.{j}.*``.
+
+    Args:
+        cfg (dict | Sequence[dict]): The chain, built once per branch; a
+            config without ``in_channels`` gets that branch's channels.
+        in_channels (int | Sequence[int] | None): Channels of each branch's
+            map (one int: every branch's), as the fusion neck takes them;
+            None: every config in ``cfg`` gives its own.
+        num_branches (int): N.
+        with_cp (bool): Recompute each chain in backward instead of keeping
+            its activations (:func:`recompute_in_backward`: BatchNorm
+            statistics still move once a step). Saves memory, costs one
+            more forward pass of the chains. Defaults to False.
+    """
+
+    def __init__(self,
+                 cfg: Union[dict, Sequence[dict]],
+                 in_channels: Union[None, int, Sequence[int]],
+                 num_branches: int,
+                 with_cp: bool = False):
+        cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
+        if not isinstance(in_channels, (list, tuple)):
+            in_channels = [in_channels] * num_branches
+        if len(in_channels) != num_branches:
+            raise ValueError(
+                f'FusionPreNecks: in_channels={list(in_channels)} is for '
+                f'{len(in_channels)} branches, not {num_branches}.')
+        super().__init__([
+            Sequential(*[
+                MODELS.build(self._with_channels(one, channels))
+                for one in cfgs
+            ]) for channels in in_channels
+        ])
+        self.with_cp = bool(with_cp)
+
+    @staticmethod
+    def _with_channels(cfg: dict, channels: Optional[int]) -> dict:
+        cfg = copy.deepcopy(cfg)
+        if 'in_channels' not in cfg and channels is not None:
+            cfg['in_channels'] = channels
+        return cfg
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """
+        Args:
+            maps (Sequence[Tensor]): N maps ``(B, C_i, H_i, W_i)``.
+
+        Returns:
+            list[Tensor]: N enhanced maps of the same shapes.
+        """
+        enhance = recompute_in_backward if self.with_cp else \
+            nn.Module.__call__
+        return [enhance(chain, x) for chain, x in zip(self, maps)]

@@ -1,0 +1,59 @@
+# Copyright (c) ffl_mm contributors.
+"""The one owner of output names: formatting and parsing round trips, and
+every user of them (model, metric, results) agrees."""
+import pytest
+import torch
+from mmpretrain.registry import METRICS, MODELS
+
+import ffl_mm  # noqa: F401
+from ffl_mm.apis.results import output_label
+from ffl_mm.models.utils import output_names as names
+
+
+def test_names_and_order():
+    assert names.output_names(3, True) == [
+        'branch0', 'branch1', 'branch2', 'ensemble', 'fused'
+    ]
+    assert names.output_names(2, False) == ['branch0', 'branch1', 'ensemble']
+    assert [names.branch_index(n) for n in
+            ('branch0', 'branch12', 'fused', 'branch', 'xbranch1', None)] == \
+        [0, 12, None, None, None, None]
+    shuffled = ['fused', 'branch10', 'ensemble', 'branch2', 'top1']
+    assert sorted(shuffled, key=names.output_order) == [
+        'branch2', 'branch10', 'ensemble', 'fused', 'top1'
+    ]
+    assert output_label('branch3', 'MFEF') == 'MFEF branch 3'
+    assert output_label('fused') == 'FFL fused'
+
+
+@pytest.mark.parametrize('name, k', [(None, 1), ('branch0', 5),
+                                     ('branch11', 1), ('ensemble', 1),
+                                     ('fused', 3)])
+def test_metric_keys_round_trip(name, k):
+    key = names.metric_key(name, k)
+    assert key.startswith('accuracy/') and key.endswith(f'top{k}')
+    assert names.parse_metric_key(key) == (name, k)
+    assert names.parse_metric_key(names.metric_key(name, k, prefix=None)) \
+        == (name, k)
+    assert names.parse_metric_key('accuracy/branchX_top1') is None
+    assert names.parse_metric_key('loss_kd_fused') is None
+
+
+def test_model_and_metric_use_the_same_names():
+    model = MODELS.build(
+        dict(type='MultiBranchClassifier', num_branches=2,
+             backbone=dict(type='CIFARResNet', depth=8),
+             head=dict(type='LinearClsHead', num_classes=4),
+             fusion_neck=dict(type='FFLFusionNeck'),
+             fusion_head=dict(type='LinearClsHead', num_classes=4))).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert sorted(model(x)) == sorted(model.output_names)
+        samples = model.predict(x)
+    for s in samples:
+        s.set_gt_label(0)
+    metric = METRICS.build(dict(type='MultiBranchAccuracy', topk=(1, )))
+    metric.process(None, [s.to_dict() for s in samples])
+    got = metric.evaluate(3)
+    want = {names.metric_key(n) for n in model.output_names}
+    assert set(got) == want | {names.metric_key(None)}
