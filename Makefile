@@ -33,8 +33,8 @@ demo: $(STAMP)
 # 128) against cross-entropy-only branches and separate networks, on the CPU.
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)
-	$(BIN)/python tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --json $(BENCH_DIR)/ffl_resnet32x2.json
-	$(BIN)/python tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --json $(BENCH_DIR)/mfef_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --json $(BENCH_DIR)/ffl_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --json $(BENCH_DIR)/mfef_resnet32x2.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO, run_tool
-from ffl_mm.apis import benchmark as bench
+from ffl_mm.analysis import benchmark as bench
 
 FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 
@@ -67,7 +67,8 @@ def test_interleaving_and_summary():
 
 def test_benchmark_tool_writes_every_field(tmp_path):
     out = tmp_path / 'bench.json'
-    run_tool('benchmark.py', FFL, '--batch-size', '4', '--iters', '2',
+    run_tool('analysis_tools/benchmark.py', FFL, '--batch-size', '4',
+             '--iters', '2',
              '--warmup', '1', '--loop-overhead', '--json', str(out))
     result = json.loads(out.read_text())
     for key in ('ratio_time_vs_ce_only', 'ratio_memory_vs_ce_only',
@@ -104,7 +105,7 @@ def test_bare_step_does_the_work_of_train_step():
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
 
-    from ffl_mm.apis.loop_overhead import bare_train_step
+    from ffl_mm.analysis.loop_overhead import bare_train_step
     cfg = Config.fromfile(FFL)
     data = bench.synthetic_batch(4, 32, 10)
     models = []
@@ -127,7 +128,7 @@ def test_bare_step_does_the_work_of_train_step():
 
 
 def test_interleaved_bare_loop_hook_timing():
-    from ffl_mm.apis.loop_overhead import InterleavedBareLoopHook
+    from ffl_mm.analysis.loop_overhead import InterleavedBareLoopHook
     ticks = iter(range(0, 1000, 1))
     calls = []
     hook = InterleavedBareLoopHook(calls.append, warmup=1,
@@ -141,7 +142,7 @@ def test_interleaved_bare_loop_hook_timing():
 
 
 def test_cpu_allocator_tuning(monkeypatch):
-    from ffl_mm.apis import tune_cpu_allocator
+    from ffl_mm.engine.launch import tune_cpu_allocator
     monkeypatch.setenv('FFL_MM_NO_MALLOC_TUNING', '1')
     assert tune_cpu_allocator() is False
     monkeypatch.delenv('FFL_MM_NO_MALLOC_TUNING')

@@ -42,7 +42,8 @@ def test_mfef_model_in_channels_last_matches_contiguous():
 
 def test_benchmark_channels_last_flag(tmp_path):
     out = tmp_path / 'bench.json'
-    run_tool('benchmark.py', f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py',
+    run_tool('analysis_tools/benchmark.py',
+             f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py',
              '--batch-size', '4', '--iters', '1', '--warmup', '1',
              '--channels-last', '--no-memory', '--json', str(out))
     result = json.loads(out.read_text())

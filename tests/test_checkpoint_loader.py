@@ -1,5 +1,6 @@
 # Copyright (c) ffl_mm contributors.
-"""The safe local checkpoint loader that ffl_mm installs into MMEngine."""
+"""The safe local checkpoint loader that ffl_mm.engine.compat installs into
+MMEngine."""
 import collections
 import os
 import pickle
@@ -13,6 +14,7 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
 from mmpretrain.registry import MODELS
 
 import ffl_mm  # noqa: F401
+import ffl_mm.engine.compat  # noqa: F401  the safe loader, atomic writes
 from ffl_mm.engine import (CheckpointLoadError, UnsafeCheckpointError,
                            load_from_safe_local)
 

@@ -6,7 +6,7 @@ import torch
 from mmpretrain.registry import METRICS, MODELS
 
 import ffl_mm  # noqa: F401
-from ffl_mm.apis.results import output_label
+from ffl_mm.analysis.results import output_label
 from ffl_mm.models.utils import output_names as names
 
 

@@ -6,7 +6,6 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import DATASETS, MODELS
 
 import ffl_mm
@@ -29,12 +28,6 @@ def test_components_live_in_mmpretrain_registries():
     assert DATASETS.scope == 'mmpretrain' and MODELS.scope == 'mmpretrain'
 
 
-def test_safe_loader_is_mmengines_local_loader():
-    from ffl_mm.engine import load_from_safe_local
-    assert CheckpointLoader._get_checkpoint_loader('work_dirs/a.pth') is \
-        load_from_safe_local
-
-
 def test_configs_and_tools_ship_under_mim():
     mim = osp.join(osp.dirname(ffl_mm.__file__), '.mim')
     assert osp.isfile(osp.join(mim, 'tools', 'train.py'))
@@ -49,7 +42,7 @@ def test_every_config_loads_builds_and_trains_a_step(path):
     import torch
     from mmpretrain.structures import DataSample
     cfg = Config.fromfile(path)
-    assert cfg.custom_imports['imports'] == ['ffl_mm']
+    assert cfg.custom_imports['imports'] == ['ffl_mm', 'ffl_mm.engine.compat']
     model = MODELS.build(cfg.model)
     model.init_weights()
     size = 64 if 'imagenet' in path else 32

@@ -11,7 +11,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from ffl_mm.apis.benchmark import SavedTensorMeter
+from ffl_mm.analysis.benchmark import SavedTensorMeter
 from ffl_mm.models.utils import recompute_in_backward
 from test_multi_branch import ffl_cfg
 

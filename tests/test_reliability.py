@@ -15,7 +15,7 @@ import torch
 from mmengine.fileio import get_file_backend
 
 from conftest import REPO, TINY_DIGITS, run_cmd, run_tool
-from ffl_mm.apis import results
+from ffl_mm.analysis import results
 from ffl_mm.engine import (AtomicLocalBackend, atomic_write,
                            find_resumable_checkpoint)
 from ffl_mm.engine.hooks import (EpochSeedHook, FiniteLossHook,

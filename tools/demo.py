@@ -6,7 +6,8 @@ ffl``, default) or MFEF (``--method mfef``) model and the baseline with the same
 ``tools/test.py`` and prints one table: each branch, the ensemble and the
 fused classifier, and the baseline (top-1 %, mean ± std over the
 seeds). The table is also written to ``<work-dir>/results.md`` and the
-numbers to ``<work-dir>/results.json``; ``tools/analyze_results.py`` then
+numbers to ``<work-dir>/results.json``;
+``tools/analysis_tools/analyze_results.py`` then
 writes ``<work-dir>/analysis/`` (the final-validation table and PNG plots of
 accuracy and every loss term per epoch), and the demo prints how to export
 a student from the run.
@@ -26,8 +27,8 @@ TOOLS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TOOLS)
 sys.path.insert(0, REPO)
 
-from ffl_mm.apis.results import (markdown_table, output_label,  # noqa: E402
-                                 write_report)
+from ffl_mm.analysis.results import (markdown_table,  # noqa: E402
+                                     output_label, write_report)
 from ffl_mm.models.utils.output_names import (metric_key,  # noqa: E402
                                               output_order,
                                               parse_metric_key)
@@ -87,8 +88,8 @@ def make_table(rows, seeds):
 
 
 def analyze(work_root, method, seeds):
-    """``tools/analyze_results.py`` on the runs: table and plots in
-    ``<work_root>/analysis``; returns the written paths."""
+    """``tools/analysis_tools/analyze_results.py`` on the runs: table and
+    plots in ``<work_root>/analysis``; returns the written paths."""
     report = write_report(
         [osp.join(work_root, f'{method}_seed{s}') for s in seeds],
         osp.join(work_root, 'analysis'),

@@ -36,9 +36,9 @@ from mmengine.runner.checkpoint import (load_checkpoint,  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
-from ffl_mm.apis import export, quiet_logger  # noqa: E402
-from ffl_mm.apis.benchmark import input_size  # noqa: E402
-from ffl_mm.apis.model_cfg import runner_model_cfg  # noqa: E402
+from ffl_mm.apis import export  # noqa: E402
+from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
+from ffl_mm.engine.launch import quiet_logger  # noqa: E402
 from ffl_mm.models.utils.output_names import (  # noqa: E402
     FUSED, branch_index, branch_name)
 

@@ -1,9 +1,13 @@
 # MMPretrain's runtime defaults, plus what every ffl_mm config needs.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
-# Registers ffl_mm's models, metrics, hooks and datasets into MMPretrain's
-# registries and installs the safe checkpoint loader.
-custom_imports = dict(imports=['ffl_mm'], allow_failed_imports=False)
+# ffl_mm registers its models, metrics, hooks, datasets and transforms;
+# ffl_mm.engine.compat makes MMEngine read local checkpoints through the safe
+# loader (torch >= 2.6) and write them atomically. Any tool that reads this
+# config (ours, MMPretrain's, mim) gets both; drop the second to keep
+# MMEngine's own checkpoint reading and writing.
+custom_imports = dict(
+    imports=['ffl_mm', 'ffl_mm.engine.compat'], allow_failed_imports=False)
 
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
 

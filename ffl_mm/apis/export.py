@@ -17,7 +17,8 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmpretrain.registry import DATASETS, METRICS, MODELS, TRANSFORMS
+from mmpretrain.registry import (DATASETS, METRICS, MODELS, TRANSFORMS,
+                                 WEIGHT_INITIALIZERS)
 
 from ..models.classifiers import MultiBranchClassifier
 from ..models.utils.output_names import FUSED
@@ -50,7 +51,8 @@ def ffl_mm_types(obj) -> list:
     """The ``type`` names in ``obj`` that only ffl_mm registers."""
     found = []
     for name in _types(obj):
-        for registry in (MODELS, DATASETS, TRANSFORMS, METRICS):
+        for registry in (MODELS, DATASETS, TRANSFORMS, METRICS,
+                         WEIGHT_INITIALIZERS):
             cls = registry.get(name)
             if cls is not None:
                 if cls.__module__.startswith('ffl_mm'):

@@ -24,3 +24,16 @@ def runner_model_cfg(cfg: Config) -> ConfigDict:
     model = copy.deepcopy(cfg.model)
     model['data_preprocessor'] = data_preprocessor_cfg(cfg)
     return model
+
+
+def input_size(cfg: Config) -> int:
+    """Side of the training crops: the train pipeline's crop size."""
+    pipeline = cfg.train_dataloader.dataset.get('pipeline', [])
+    for step in reversed(pipeline):
+        for key in ('crop_size', 'scale'):
+            value = step.get(key) if isinstance(step, dict) else None
+            if isinstance(value, int):
+                return value
+            if isinstance(value, (tuple, list)) and value:
+                return int(value[0])
+    return 224

@@ -4,10 +4,11 @@ from .atomic_backend import AtomicLocalBackend, atomic_write
 from .checkpoint_loader import (CheckpointLoadError, UnsafeCheckpointError,
                                 load_from_safe_local)
 
-from .resume import find_resumable_checkpoint, latest_checkpoint_pointer
+from .resume import (find_resumable_checkpoint, latest_checkpoint_pointer,
+                     resolve_auto_resume)
 
 __all__ = [
     'AtomicLocalBackend', 'atomic_write', 'CheckpointLoadError',
     'UnsafeCheckpointError', 'find_resumable_checkpoint',
-    'latest_checkpoint_pointer', 'load_from_safe_local'
+    'latest_checkpoint_pointer', 'load_from_safe_local', 'resolve_auto_resume'
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Union
 
 import mmengine
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import LocalBackend
 
 
 def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
@@ -32,8 +32,8 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
 
 
 class AtomicLocalBackend(LocalBackend):
-    """MMEngine's ``LocalBackend`` with atomic ``put``/``put_text``; it
-    replaces that backend for local paths when ffl_mm is imported, so
+    """MMEngine's ``LocalBackend`` with atomic ``put``/``put_text``. Once
+    :mod:`ffl_mm.engine.compat` has made it the backend of local paths,
     ``save_checkpoint`` and the ``last_checkpoint`` pointer are written
     write-then-rename."""
 
@@ -43,6 +43,3 @@ class AtomicLocalBackend(LocalBackend):
     def put_text(self, obj: str, filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
         atomic_write(obj.encode(encoding), filepath)
-
-
-register_backend('local', AtomicLocalBackend, force=True, prefixes='')

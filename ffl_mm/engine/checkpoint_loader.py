@@ -23,10 +23,11 @@ refused before it runs, with :class:`UnsafeCheckpointError` naming the file
 and the offending globals. A truncated or otherwise unreadable file gives
 :class:`CheckpointLoadError`.
 
-Importing :mod:`ffl_mm` registers :func:`load_from_safe_local` as
-MMEngine's loader for local paths (``CheckpointLoader`` prefix ``''``), so
-``--resume``, ``load_from``, ``tools/test.py`` and ``init_cfg`` pretrained
-weights all go through it.
+Importing :mod:`ffl_mm.engine.compat` (ffl_mm's configs and tools do)
+registers :func:`load_from_safe_local` as MMEngine's loader for local paths
+(``CheckpointLoader`` prefix ``''``), so ``--resume``, ``load_from``,
+``tools/test.py`` and ``init_cfg`` pretrained weights all go through it.
+``import ffl_mm`` alone leaves MMEngine's loader as it is.
 """
 import collections
 import os.path as osp
@@ -37,7 +38,6 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
 
 #: Statistics methods of ``HistoryBuffer`` that MMEngine itself registers.
 _HISTORY_BUFFER_METHODS = frozenset({'min', 'max', 'mean', 'current'})
@@ -172,14 +172,3 @@ def _damaged(filename: str, exc: BaseException) -> CheckpointLoadError:
         f'bytes): {type(exc).__name__}: {exc}. The file is truncated or not '
         'a PyTorch checkpoint (for example, the process died while writing '
         'it). Use an earlier checkpoint of the run.')
-
-
-def register_safe_local_loader() -> None:
-    """Make MMEngine read every local checkpoint path through
-    :func:`load_from_safe_local`."""
-    CheckpointLoader.register_scheme(
-        prefixes='', force=True)(
-            load_from_safe_local)
-
-
-register_safe_local_loader()

@@ -1,9 +1,12 @@
 # Copyright (c) ffl_mm contributors.
 """Which checkpoint ``--resume`` (auto) should continue from."""
 import glob
+import logging
 import os.path as osp
 import re
 from typing import List, Optional, Tuple
+
+from mmengine.logging import print_log
 
 from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
 
@@ -72,3 +75,39 @@ def find_resumable_checkpoint(
             continue
         return path, skipped
     return None, skipped
+
+
+def resolve_auto_resume(cfg, resume: Optional[str]) -> None:
+    """``--resume`` without a path: point ``cfg.load_from`` at the newest
+    checkpoint of ``cfg.work_dir`` that loads (in place).
+
+    MMEngine would take the one named in ``last_checkpoint`` and fail if it
+    is damaged; a truncated or unreadable newest file is skipped, with a
+    warning naming it and why, for the previous good one.
+
+    Args:
+        cfg (Config): After MMPretrain's ``merge_args`` (``work_dir`` set).
+        resume (str, optional): The ``--resume`` argument (``'auto'``
+            without a path); anything else leaves ``cfg`` alone.
+
+    Raises:
+        SystemExit: Checkpoints exist and none of them loads.
+    """
+    if resume != 'auto' or not osp.isdir(cfg.work_dir):
+        return
+    path, skipped = find_resumable_checkpoint(cfg.work_dir)
+    for bad, reason in skipped:
+        print_log(f'--resume: skipping {bad}: {reason}', logger='current',
+                  level=logging.WARNING)
+    if path is None:
+        if skipped:
+            raise SystemExit(
+                f'--resume: no readable checkpoint in {cfg.work_dir} (every '
+                'one above is damaged); drop --resume to start from scratch '
+                'or give --resume PATH.')
+        return  # no checkpoint yet: MMEngine starts from scratch
+    if skipped or path != latest_checkpoint_pointer(cfg.work_dir):
+        # MMEngine would resume from last_checkpoint (damaged or missing)
+        print_log(f'--resume: resuming from {path}, the newest readable '
+                  'checkpoint.', logger='current', level=logging.WARNING)
+        cfg.load_from = path

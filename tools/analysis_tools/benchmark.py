@@ -17,8 +17,10 @@ repeatable, measured in a fresh process per variant), the parameters and the rat
 
 Examples::
 
-    python tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py
-    python tools/benchmark.py configs/ffl/ffl_resnet34x2_imagenet.py \\
+    python tools/analysis_tools/benchmark.py \\
+        configs/ffl/ffl_resnet32x2_cifar100.py
+    python tools/analysis_tools/benchmark.py \\
+        configs/ffl/ffl_resnet34x2_imagenet.py \\
         --batch-size 32 --iters 5 --json bench.json
 """
 import argparse
@@ -27,15 +29,15 @@ import os.path as osp
 import subprocess
 import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
-from ffl_mm.apis import quiet_logger, tune_cpu_allocator  # noqa: E402
-from ffl_mm.apis import benchmark as bench  # noqa: E402
-from ffl_mm.apis.loop_overhead import runner_vs_bare_loop  # noqa: E402
+from ffl_mm.engine.launch import quiet_logger, tune_cpu_allocator  # noqa: E402,E501
+from ffl_mm.analysis import benchmark as bench  # noqa: E402
+from ffl_mm.analysis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
 
 def parse_args(argv=None):

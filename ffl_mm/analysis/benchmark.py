@@ -1,7 +1,8 @@
 # Copyright (c) ffl_mm contributors.
 """Training-step cost of a multi-branch model against its floors.
 
-Used by ``tools/benchmark.py``. Three variants are built from one config:
+Used by ``tools/analysis_tools/benchmark.py``. Three variants are built
+from one config:
 
 * ``ffl`` (a): the configured FFL/MFEF model;
 * ``ce_only`` (b): the same branches (and shared trunk) trained with
@@ -27,7 +28,7 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .model_cfg import runner_model_cfg
+from ..apis.model_cfg import input_size, runner_model_cfg  # noqa: F401
 
 VARIANTS = ('ffl', 'ce_only', 'single')
 
@@ -53,19 +54,6 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
             **branches.branch_cfg(0),
             data_preprocessor=cfg.get('data_preprocessor'))
     raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}.')
-
-
-def input_size(cfg: Config) -> int:
-    """Side of the training crops: the train pipeline's crop size."""
-    pipeline = cfg.train_dataloader.dataset.get('pipeline', [])
-    for step in reversed(pipeline):
-        for key in ('crop_size', 'scale'):
-            value = step.get(key) if isinstance(step, dict) else None
-            if isinstance(value, int):
-                return value
-            if isinstance(value, (tuple, list)) and value:
-                return int(value[0])
-    return 224
 
 
 def synthetic_batch(batch_size: int, size: int, num_classes: int,

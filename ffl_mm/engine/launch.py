@@ -1,11 +1,19 @@
 # Copyright (c) ffl_mm contributors.
-"""What ``tools/train.py`` and ``tools/test.py`` do before building the
-Runner: distributed set-up that also works without CUDA, and data-loader
-settings that PyTorch would reject."""
+"""What ``tools/train.py`` and ``tools/test.py`` add to MMPretrain's own
+tools: MMPretrain's argument handling itself (:func:`mmpretrain_tool`),
+distributed set-up that also works without CUDA, data-loader settings that
+PyTorch would reject, a data-path check and the CPU allocator tuning. Not
+imported by ``import ffl_mm``."""
+import argparse
 import datetime
+import importlib.util
 import logging
 import os
+import os.path as osp
 import re
+import sys
+from types import ModuleType
+from typing import List, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -89,28 +97,56 @@ def close_distributed() -> None:
         torch_dist.destroy_process_group()
 
 
-def sanitize_dataloaders(cfg: Config,
-                         pin_memory: bool = True,
-                         persistent_workers: bool = True) -> None:
-    """Adjust data-loader settings in place.
+def sanitize_dataloaders(cfg: Config) -> None:
+    """Give data loaders with ``num_workers=0`` ``persistent_workers=False``
+    (in place).
 
-    Args:
-        cfg (Config): The config.
-        pin_memory (bool): False turns pinned memory off everywhere.
-        persistent_workers (bool): False turns persistent workers off.
-
-    ``persistent_workers=True`` with ``num_workers=0`` makes PyTorch raise
-    a ValueError; such loaders get ``persistent_workers=False``.
+    MMPretrain's tools turn ``persistent_workers`` on for every loader that
+    does not set it, and PyTorch raises a ValueError for persistent workers
+    without workers (the digits configs load in the main process).
     """
     for key in DATALOADER_KEYS:
         loader = cfg.get(key, None)
-        if not loader:
-            continue
-        if not pin_memory:
-            loader['pin_memory'] = False
-        if not persistent_workers or loader.get('num_workers', 0) == 0:
-            if 'persistent_workers' in loader:
-                loader['persistent_workers'] = False
+        if loader and loader.get('num_workers', 0) == 0 and \
+                loader.get('persistent_workers', False):
+            loader['persistent_workers'] = False
+
+
+def mmpretrain_tool(name: str) -> ModuleType:
+    """MMPretrain's own ``tools/<name>.py``, loaded as a module.
+
+    ffl_mm's ``tools/train.py`` and ``tools/test.py`` parse their arguments
+    and merge them into the config with these very functions
+    (``parse_args``, ``merge_args``), so that they behave exactly as
+    MMPretrain's tools, data-loader defaults included. The mmpretrain wheel
+    ships them under ``mmpretrain/.mim/tools``; a source checkout of
+    MMPretrain has them under ``tools/``.
+    """
+    import mmpretrain
+    package = osp.dirname(mmpretrain.__file__)
+    for path in (osp.join(package, '.mim', 'tools', f'{name}.py'),
+                 osp.join(osp.dirname(package), 'tools', f'{name}.py')):
+        if osp.isfile(path):
+            spec = importlib.util.spec_from_file_location(
+                f'mmpretrain_tools_{name}', path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise FileNotFoundError(
+        f'MMPretrain\'s tools/{name}.py is not installed with mmpretrain '
+        f'({package}); install the mmpretrain wheel (pip install '
+        'mmpretrain==1.2.0).')
+
+
+def parse_tool_args(tool: ModuleType, argv: Optional[List[str]],
+                    prog: str) -> argparse.Namespace:
+    """``tool.parse_args()`` (which reads ``sys.argv``) on ``argv``."""
+    saved = sys.argv
+    sys.argv = [prog, *(sys.argv[1:] if argv is None else argv)]
+    try:
+        return tool.parse_args()
+    finally:
+        sys.argv = saved
 
 
 def quiet_logger(level: int = logging.WARNING) -> None:
@@ -203,3 +239,22 @@ def tune_cpu_allocator() -> bool:
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # never trim it
     ok &= mallopt(_M_TOP_PAD, 2**28) == 1  # grow it in 256 MB steps
     return bool(ok)
+
+
+def load_checkpoint_strictly(runner, filename: str) -> dict:
+    """Load ``filename`` into the runner's model; missing or unexpected
+    keys are an error (a plain ``load_from`` would warn and evaluate random
+    weights). The classifier inside a DDP wrapper or a test-time
+    augmentation model (``--tta``) gets the weights."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    from mmengine.runner import load_checkpoint
+    model = runner.model
+    if is_model_wrapper(model):
+        model = model.module
+    if isinstance(model, BaseTTAModel):
+        model = model.module
+    checkpoint = load_checkpoint(
+        model, filename, map_location='cpu', strict=True,
+        logger=runner.logger)
+    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    return checkpoint

@@ -27,7 +27,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader, Dataset
 
-from .model_cfg import runner_model_cfg
+from ..apis.model_cfg import runner_model_cfg
 
 
 class RepeatedBatch(Dataset):

@@ -13,7 +13,8 @@ of one or more runs (e.g. seeds) and writes to ``--out``:
 
 Example::
 
-    python tools/analyze_results.py work_dirs/demo/ffl/ffl_seed0 \\
+    python tools/analysis_tools/analyze_results.py \\
+        work_dirs/demo/ffl/ffl_seed0 \\
         --baseline work_dirs/demo/ffl/baseline_seed0 \\
         --out work_dirs/demo/ffl/analysis
 """
@@ -21,9 +22,9 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
-from ffl_mm.apis import results  # noqa: E402
+from ffl_mm.analysis import results  # noqa: E402
 
 
 def parse_args(argv=None):
