@@ -57,3 +57,20 @@ def test_model_and_metric_use_the_same_names():
     got = metric.evaluate(3)
     want = {names.metric_key(n) for n in model.output_names}
     assert set(got) == want | {names.metric_key(None)}
+
+
+def test_output_top1_of_a_test_run():
+    """The demo's table rows: top-1 of each named output once, in order
+    (top-5 and the selected output's key left out)."""
+    from ffl_mm.analysis.results import output_top1
+    metrics = {
+        'accuracy/top1': 90.0, 'accuracy/top5': 99.0,
+        'accuracy/fused_top1': 91.0, 'accuracy/fused_top5': 99.5,
+        'accuracy/branch1_top1': 88.0, 'accuracy/branch1_top5': 98.0,
+        'accuracy/branch0_top1': 87.0, 'accuracy/ensemble_top1': 89.0,
+        'data_time': 0.1
+    }
+    assert list(output_top1(metrics).items()) == [
+        ('branch0', 87.0), ('branch1', 88.0), ('ensemble', 89.0),
+        ('fused', 91.0)
+    ]

@@ -149,10 +149,12 @@ def test_image_folder_classes_train(tmp_path):
 
 
 def test_cifar_configs_collate_in_the_workers(tmp_path):
-    """The CIFAR configs stack batches in the data workers (one tensor per
-    batch crosses to the main process); the classifier takes the stacked
-    batch exactly as MMPretrain's list of images."""
+    """Under the tools (ours as MMPretrain's), the CIFAR configs stack
+    batches in the data workers (one tensor per batch crosses to the main
+    process); the classifier takes the stacked batch exactly as
+    MMPretrain's list of images."""
     import copy
+    import importlib.util
 
     import torch
     from mmengine.optim import build_optim_wrapper
@@ -161,8 +163,12 @@ def test_cifar_configs_collate_in_the_workers(tmp_path):
 
     from ffl_mm.apis.model_cfg import runner_model_cfg
     init_default_scope('mmpretrain')
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs/ffl/ffl_resnet32x2_cifar100.py'))
+    spec = importlib.util.spec_from_file_location(
+        'ours_train', osp.join(REPO, 'tools', 'train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = osp.join(REPO, 'configs/ffl/ffl_resnet32x2_cifar100.py')
+    cfg = tool.merge_args(Config.fromfile(config), tool.parse_args([config]))
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[key].collate_fn == dict(type='default_collate'), key
     root = str(tmp_path / 'cifar')

@@ -28,10 +28,9 @@ REPO = osp.dirname(TOOLS)
 sys.path.insert(0, REPO)
 
 from ffl_mm.analysis.results import (markdown_table,  # noqa: E402
-                                     output_label, write_report)
-from ffl_mm.models.utils.output_names import (metric_key,  # noqa: E402
-                                              output_order,
-                                              parse_metric_key)
+                                     output_label, output_top1,
+                                     write_report)
+from ffl_mm.models.utils.output_names import metric_key  # noqa: E402
 
 METHOD_CONFIG = {
     'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
@@ -113,13 +112,9 @@ def main(argv=None):
         base = train_and_test(BASELINE_CONFIG,
                               osp.join(work_root, f'baseline_seed{seed}'),
                               seed, args.cfg_options)
-        outputs = sorted((parsed[0] for key in method
-                          if (parsed := parse_metric_key(key)) and
-                          parsed[0] and key == metric_key(*parsed)),
-                         key=output_order)
-        for name in outputs:
+        for name, top1 in output_top1(method).items():
             rows.setdefault(output_label(name, args.method.upper()),
-                            []).append(method[metric_key(name)])
+                            []).append(top1)
         rows.setdefault(BASELINE_NAME, []).append(base[metric_key(None)])
     table = make_table(rows, args.seeds)
     title = (f'Digits test split (450 images), top-1 %: '

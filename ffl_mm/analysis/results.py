@@ -80,6 +80,20 @@ def loss_curves(train: Sequence[dict]) -> Dict[str, Dict[int, float]]:
     return dict(sorted(curves.items()))
 
 
+def output_top1(metrics: Dict[str, float]) -> Dict[str, float]:
+    """Top-1 of every named output in a metrics dict (``accuracy/
+    branch0_top1``, ..., ``accuracy/fused_top1``; the selected output's
+    ``accuracy/top1`` and top-k for k > 1 left out), in table order."""
+    named = {}
+    for key, value in metrics.items():
+        parsed = parse_metric_key(key)
+        if parsed and parsed[0] and parsed[1] == 1 and \
+                key == metric_key(*parsed):
+            named[parsed[0]] = value
+    return OrderedDict(sorted(named.items(), key=lambda kv: output_order(
+        kv[0])))
+
+
 def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
     """Top-1 of every output per evaluated epoch: ``{output: {epoch:
     top1}}`` with outputs ``branch{i}``, ``ensemble``, ``fused``, or
@@ -88,12 +102,7 @@ def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
     curves: Dict[str, Dict[int, float]] = defaultdict(OrderedDict)
     for record in val:
         epoch = int(record.get('step', record.get('epoch', 0)))
-        named = {}
-        for key, value in record.items():
-            parsed = parse_metric_key(key)
-            if parsed and parsed[0] and parsed[1] == 1 and \
-                    key == metric_key(*parsed):
-                named[parsed[0]] = value
+        named = output_top1(record)
         if not named:
             named = {'top1': record[metric_key(None)]}
         for name, value in named.items():
