@@ -35,7 +35,8 @@ from mmengine.runner.checkpoint import (load_checkpoint,  # noqa: E402
                                         load_state_dict)
 from mmpretrain.registry import MODELS  # noqa: E402
 
-import ffl_mm  # noqa: F401,E402  registers components, safe checkpoints
+import ffl_mm  # noqa: F401,E402
+import ffl_mm.engine.compat  # noqa: F401,E402  safe checkpoint reading
 from ffl_mm.apis import export  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
 from ffl_mm.engine.launch import quiet_logger  # noqa: E402
