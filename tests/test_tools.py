@@ -207,25 +207,42 @@ def test_demo_commands_and_table(tmp_path, monkeypatch):
     assert '| FFL fused | 95.00 | 97.00 | 96.00 ± 1.41 |' in table
 
 
-def test_mmpretrain_own_train_tool_gets_the_compat_module(tmp_path):
-    """MMPretrain's own tools/train.py on a config of ours: the config's
-    ``custom_imports`` bring ffl_mm.engine.compat, so the run writes its
-    checkpoints atomically and ``--resume`` reads an MMEngine training
-    checkpoint under torch >= 2.6 (its plain loader refuses them) and
-    continues at the next iteration."""
+def test_mmpretrain_own_tools_run_our_config_unchanged(tmp_path):
+    """MMPretrain's own tools/train.py and tools/test.py on a config of
+    ours, with no extra flags: the config's ``custom_imports`` bring
+    ffl_mm.engine.compat, so checkpoints are written atomically and
+    ``--resume`` reads an MMEngine training checkpoint under torch >= 2.6
+    (its plain loader refuses them) and continues at the next iteration;
+    ``--tta`` (theirs and ours) averages every output over the views, so
+    the selected (fused) top-1 equals ``fused_top1``."""
+    import json
+
     from ffl_mm.engine.launch import mmpretrain_tool
-    tool = mmpretrain_tool('train').__file__
+    train = mmpretrain_tool('train').__file__
+    test = mmpretrain_tool('test').__file__
     work = str(tmp_path / 'work')
-    options = [*TINY_DIGITS, 'train_dataloader.persistent_workers=False',
-               'val_dataloader.persistent_workers=False',
-               'test_dataloader.persistent_workers=False']
     cfg = 'configs/ffl/ffl_resnet32x2_digits.py'
-    run_cmd([sys.executable, tool, cfg, '--work-dir', work, '--cfg-options',
-             *options, 'train_cfg.max_epochs=1'])
+    run_cmd([sys.executable, train, cfg, '--work-dir', work, '--cfg-options',
+             *TINY_DIGITS, 'train_cfg.max_epochs=1'])
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
     assert not [f for f in os.listdir(work) if f.endswith('.tmp')]
-    _, out = run_cmd([sys.executable, tool, cfg, '--work-dir', work,
-                      '--resume', '--cfg-options', *options,
+    _, out = run_cmd([sys.executable, train, cfg, '--work-dir', work,
+                      '--resume', '--cfg-options', *TINY_DIGITS,
                       'train_cfg.max_epochs=2'])
     assert 'resumed epoch: 1, iter: 4' in out
     assert re.search(r'Epoch\(train\) \[2\]\[4/4\]', out)
+    ckpt = osp.join(work, 'epoch_2.pth')
+    results = {}
+    for name, tool in (('mmpretrain', test),
+                       ('ours', osp.join('tools', 'test.py'))):
+        out_file = str(tmp_path / f'{name}.json')
+        run_cmd([sys.executable, tool, cfg, ckpt, '--tta', '--work-dir',
+                 str(tmp_path / name), '--out', out_file, '--out-item',
+                 'metrics', '--cfg-options', *TINY_DIGITS])
+        with open(out_file) as f:
+            results[name] = json.load(f)
+    for metrics in results.values():
+        assert metrics['accuracy/top1'] == metrics['accuracy/fused_top1']
+        assert metrics['accuracy/top5'] == metrics['accuracy/fused_top5']
+    # the same weights, loaded by either tool
+    assert results['mmpretrain'] == results['ours']

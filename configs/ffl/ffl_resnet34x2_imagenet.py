@@ -37,5 +37,8 @@ model = dict(
     test_cfg=dict(predict='fused'),
 )
 optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
+# --tta (ours and MMPretrain's tools/test.py): average every output over
+# the views, not only pred_score
+tta_model = dict(type='MultiBranchTTA')
 val_evaluator = dict(_delete_=True, type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator

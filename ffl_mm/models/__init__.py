@@ -1,2 +1,2 @@
 # Copyright (c) ffl_mm contributors.
-from . import backbones, classifiers, losses, necks, utils  # noqa: F401
+from . import backbones, classifiers, losses, necks, tta, utils  # noqa: F401

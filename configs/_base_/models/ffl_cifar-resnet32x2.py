@@ -29,3 +29,6 @@ model = dict(
         type='MutualKDLoss', temperature=3.0, loss_weight=1.0, rampup=80),
     test_cfg=dict(predict='fused'),
 )
+# --tta (ours and MMPretrain's tools/test.py): average every output over
+# the views, not only pred_score
+tta_model = dict(type='MultiBranchTTA')
