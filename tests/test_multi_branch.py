@@ -249,3 +249,14 @@ def test_configuration_errors(change, error, match):
     cfg.update(copy.deepcopy(change))
     with pytest.raises(error, match=match):
         MODELS.build(cfg)
+
+
+def test_num_branches_from_the_command_line():
+    """``--cfg-options model.num_branches=3`` on a shipped config: the
+    fusion neck's branch count and channels follow (nothing hard-coded)."""
+    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py')
+    cfg.merge_from_dict({'model.num_branches': 3})
+    model = MODELS.build(cfg.model)
+    assert len(model.heads) == 3
+    assert model.fusion_neck.in_channels == [64, 64, 64]
+    assert model.output_names[:3] == ['branch0', 'branch1', 'branch2']

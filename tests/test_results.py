@@ -77,7 +77,7 @@ def test_table_and_tool(tmp_path):
     assert '| FFL fused | 80.00 | 81.00 | 80.50 ± 0.71 |' in table
     assert '| baseline | 72.00 |  | 72.00 ± 0.00 |' in table
     out = tmp_path / 'analysis'
-    _, log = run_tool('analysis_tools/analyze_results.py', *runs,
+    _, log = run_tool('analysis_tools/analyze_runs.py', *runs,
                       '--baseline', *base,
                       '--out', str(out))
     assert '| FFL branch 0 | 75.00 | 75.00 | 75.00 ± 0.00 |' in log
@@ -87,7 +87,7 @@ def test_table_and_tool(tmp_path):
 
 
 def test_missing_logs_are_a_clear_error(tmp_path):
-    code, log = run_tool('analysis_tools/analyze_results.py', str(tmp_path),
+    code, log = run_tool('analysis_tools/analyze_runs.py', str(tmp_path),
                          check=False)
     assert code != 0
     assert 'no */vis_data/scalars.json' in log

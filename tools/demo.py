@@ -7,7 +7,7 @@ ffl``, default) or MFEF (``--method mfef``) model and the baseline with the same
 fused classifier, and the baseline (top-1 %, mean ± std over the
 seeds). The table is also written to ``<work-dir>/results.md`` and the
 numbers to ``<work-dir>/results.json``;
-``tools/analysis_tools/analyze_results.py`` then
+``tools/analysis_tools/analyze_runs.py`` then
 writes ``<work-dir>/analysis/`` (the final-validation table and PNG plots of
 accuracy and every loss term per epoch), and the demo prints how to export
 a student from the run.
@@ -87,7 +87,7 @@ def make_table(rows, seeds):
 
 
 def analyze(work_root, method, seeds):
-    """``tools/analysis_tools/analyze_results.py`` on the runs: table and
+    """``tools/analysis_tools/analyze_runs.py`` on the runs: table and
     plots in ``<work_root>/analysis``; returns the written paths."""
     report = write_report(
         [osp.join(work_root, f'{method}_seed{s}') for s in seeds],

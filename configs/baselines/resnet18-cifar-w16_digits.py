@@ -18,3 +18,5 @@ model = dict(
         in_channels=128,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)))
+# two log records an epoch (see ffl/ffl_resnet32x2_digits.py)
+default_hooks = dict(logger=dict(interval=10))

@@ -14,5 +14,8 @@ model = dict(
 optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
 val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator
+# 22 iterations an epoch: two log records each (MMPretrain's analyze_logs.py
+# cal_train_time drops an epoch's first record)
 default_hooks = dict(
+    logger=dict(interval=10),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))

@@ -9,7 +9,7 @@ validation records (``accuracy/top1``, ``accuracy/branch0_top1``, ...,
 ``step`` = epoch) after every evaluation. A resumed run adds a timestamp
 folder; the folders are read in order and later records win.
 
-Used by ``tools/analysis_tools/analyze_results.py`` and ``tools/demo.py``.
+Used by ``tools/analysis_tools/analyze_runs.py`` and ``tools/demo.py``.
 """
 import glob
 import json

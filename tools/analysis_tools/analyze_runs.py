@@ -13,7 +13,7 @@ of one or more runs (e.g. seeds) and writes to ``--out``:
 
 Example::
 
-    python tools/analysis_tools/analyze_results.py \\
+    python tools/analysis_tools/analyze_runs.py \\
         work_dirs/demo/ffl/ffl_seed0 \\
         --baseline work_dirs/demo/ffl/baseline_seed0 \\
         --out work_dirs/demo/ffl/analysis
@@ -49,7 +49,7 @@ def main(argv=None):
             args.work_dirs, out, args.baseline, args.method,
             args.baseline_name)
     except results.ResultsError as error:
-        raise SystemExit(f'analyze_results: {error}') from None
+        raise SystemExit(f'analyze_runs: {error}') from None
     print(report['text'])
     print(f'\nWritten: {report["table"]}, ' + ', '.join(report['plots']))
     return report
