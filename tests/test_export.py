@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 from conftest import REPO, run_tool
@@ -184,7 +184,9 @@ def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
     cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py')
     model = MODELS.build(cfg.model)
     out, state = export.export_branch(cfg, model, 0)
-    assert export.ffl_mm_types(out) == ['CIFARResNet', 'Digits']
+    assert export.ffl_mm_types(out) == [
+        'CIFARResNet', 'Digits', 'TorchDefault'
+    ]
     assert out['custom_imports']['imports'] == ['ffl_mm']
     assert out['test_evaluator']['type'] == 'Accuracy'
     assert out['model']['head']['in_channels'] == 64
