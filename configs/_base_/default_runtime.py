@@ -20,3 +20,11 @@ custom_hooks = [
     dict(type='FiniteLossHook', interval=1),
     dict(type='SyncBuffersHook'),
 ]
+
+# MMPretrain's visualiser, without the `_scope_` tag that inheriting through
+# `mmpretrain::` adds (MMPretrain's browse_dataset.py passes the dict to
+# UniversalVisualizer as keyword arguments).
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])
