@@ -63,7 +63,7 @@ def parse_args(argv=None):
     parser.add_argument('--default-malloc', action='store_true',
                         help="CPU: keep glibc's default allocator settings "
                         '(as tools/train.py does not; see '
-                        'ffl_mm.apis.tune_cpu_allocator)')
+                        'ffl_mm.engine.launch.tune_cpu_allocator)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     # internal: measure one variant's memory in this (fresh) process
     parser.add_argument('--memory-variant', help=argparse.SUPPRESS)
@@ -76,6 +76,9 @@ def main(argv=None):
     allocator_tuned = False
     if not args.device.startswith('cuda') and not args.default_malloc:
         allocator_tuned = tune_cpu_allocator()
+        if allocator_tuned and not args.memory_variant:
+            print('CPU: glibc keeps freed memory in the process, as in '
+                  'tools/train.py (--default-malloc turns it off).')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
