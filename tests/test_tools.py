@@ -276,3 +276,33 @@ def test_mmpretrain_browse_dataset_in_every_mode(config, tmp_path):
             assert len(os.listdir(out)) == 1, mode
     finally:
         sys.argv = saved
+
+
+def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
+    """MMPretrain's visualization/vis_tsne.py (and vis_cam.py) read
+    ``model.backbone``: on a multi-branch model that stops with a message
+    that says to export the branch first; ``hasattr`` stays False."""
+    from mmpretrain.registry import MODELS
+
+    from ffl_mm.engine.launch import mmpretrain_tool
+    model = MODELS.build(
+        dict(type='MultiBranchClassifier', num_branches=2,
+             backbone=dict(type='CIFARResNet', depth=8),
+             head=dict(type='LinearClsHead', num_classes=3)))
+    assert not hasattr(model, 'backbone')
+    with pytest.raises(AttributeError, match='tools/export.py CONFIG '
+                       'CHECKPOINT --branch I'):
+        model.backbone
+    with pytest.raises(AttributeError, match='no attribute .nothing.'):
+        model.nothing
+    tool = mmpretrain_tool('visualization/vis_tsne')
+    saved = sys.argv
+    sys.argv = ['vis_tsne.py',
+                osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py'),
+                '--work-dir', str(tmp_path), '--max-num-class', '2',
+                '--max-num-samples', '4', '--device', 'cpu']
+    try:
+        with pytest.raises(AttributeError, match='export'):
+            tool.main()
+    finally:
+        sys.argv = saved

@@ -180,6 +180,11 @@ class MultiBranchClassifier(BaseClassifier):
                 fusion_head, fused.head_in(0), 'fusion_head', fused.error or
                 f'the fusion neck gives {fused.outputs[0]}'))
 
+    def __getattr__(self, name: str):
+        if name == 'backbone':  # e.g. MMPretrain's vis_cam.py, vis_tsne.py
+            raise AttributeError(bc.NO_SINGLE_BACKBONE)
+        return super().__getattr__(name)
+
     @property
     def with_fusion(self) -> bool:
         return self.fusion_neck is not None
@@ -211,14 +216,8 @@ class MultiBranchClassifier(BaseClassifier):
 
     def forward_backbones(
             self, inputs: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
-        """Every branch's backbone outputs.
-
-        Args:
-            inputs (Tensor): ``(B, 3, H, W)``.
-
-        Returns:
-            list[tuple[Tensor]]: N tuples, as each plain backbone returns.
-        """
+        """Every branch's backbone outputs for images ``(B, 3, H, W)``: N
+        tuples, as each plain backbone returns them."""
         if self.trunk is not None:
             return self.trunk.forward(self.backbones, inputs)
         outs = []

@@ -8,6 +8,14 @@ from mmpretrain.registry import MODELS
 
 ConfigType = Union[dict, nn.Module]
 
+#: What asking a multi-branch model for ``.backbone`` says.
+NO_SINGLE_BACKBONE = (
+    "MultiBranchClassifier has no single `backbone` (it has `backbones`, one "
+    'per branch). Tools that need `model.backbone` (MMPretrain\'s '
+    'vis_cam.py, vis_tsne.py) work on an exported branch: python '
+    'tools/export.py CONFIG CHECKPOINT --branch I --out DIR, then run the '
+    'tool on DIR\'s config and checkpoint.')
+
 
 def per_branch(cfg: Union[None, dict, Sequence[dict]], num_branches: int,
                name: str) -> List[Optional[dict]]:
