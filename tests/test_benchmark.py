@@ -7,6 +7,7 @@ from mmengine.config import Config
 
 from conftest import REPO, run_tool
 from ffl_mm.analysis import benchmark as bench
+from ffl_mm.apis.model_cfg import input_size
 
 FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 
@@ -22,9 +23,9 @@ def test_variant_configs():
     assert bench.variant_model_cfg(cfg.model, 'ffl') == cfg.model
     with pytest.raises(ValueError, match='unknown variant'):
         bench.variant_model_cfg(cfg.model, 'fast')
-    assert bench.input_size(cfg) == 32
+    assert input_size(cfg) == 32
     imagenet = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet34x2_imagenet.py')
-    assert bench.input_size(imagenet) == 224
+    assert input_size(imagenet) == 224
 
 
 def test_interleaving_and_summary():

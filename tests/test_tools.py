@@ -255,7 +255,7 @@ def test_mmpretrain_browse_dataset_in_every_mode(config, tmp_path):
     pinned matplotlib works with MMEngine's visualiser). The CIFAR config
     reads tiny CIFAR-format files the test writes (MMPretrain's own parsing
     and md5 check)."""
-    from ffl_mm.engine.launch import mmpretrain_tool
+    from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
     tool = mmpretrain_tool('visualization/browse_dataset')
     options = []
     if 'cifar' in config:
@@ -266,16 +266,14 @@ def test_mmpretrain_browse_dataset_in_every_mode(config, tmp_path):
         name = _write_cifar(root, CIFAR100, 100)
         options = ['--cfg-options', f'train_dataloader.dataset.type={name}',
                    f'train_dataloader.dataset.data_root={root}']
-    saved = sys.argv
-    try:
-        for mode in ('original', 'transformed', 'concat', 'pipeline'):
-            out = tmp_path / mode
-            sys.argv = ['browse_dataset.py', osp.join(REPO, config), '-o',
-                        str(out), '-n', '1', '-m', mode, *options]
+    for mode in ('original', 'transformed', 'concat', 'pipeline'):
+        out = tmp_path / mode
+        with tool_argv('browse_dataset.py', [
+                osp.join(REPO, config), '-o', str(out), '-n', '1', '-m', mode,
+                *options
+        ]):
             tool.main()
-            assert len(os.listdir(out)) == 1, mode
-    finally:
-        sys.argv = saved
+        assert len(os.listdir(out)) == 1, mode
 
 
 def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
@@ -284,7 +282,7 @@ def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
     that says to export the branch first; ``hasattr`` stays False."""
     from mmpretrain.registry import MODELS
 
-    from ffl_mm.engine.launch import mmpretrain_tool
+    from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
     model = MODELS.build(
         dict(type='MultiBranchClassifier', num_branches=2,
              backbone=dict(type='CIFARResNet', depth=8),
@@ -296,13 +294,9 @@ def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
     with pytest.raises(AttributeError, match='no attribute .nothing.'):
         model.nothing
     tool = mmpretrain_tool('visualization/vis_tsne')
-    saved = sys.argv
-    sys.argv = ['vis_tsne.py',
-                osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py'),
-                '--work-dir', str(tmp_path), '--max-num-class', '2',
-                '--max-num-samples', '4', '--device', 'cpu']
-    try:
-        with pytest.raises(AttributeError, match='export'):
-            tool.main()
-    finally:
-        sys.argv = saved
+    with tool_argv('vis_tsne.py', [
+            osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py'),
+            '--work-dir', str(tmp_path), '--max-num-class', '2',
+            '--max-num-samples', '4', '--device', 'cpu'
+    ]), pytest.raises(AttributeError, match='export'):
+        tool.main()

@@ -33,9 +33,8 @@ from mmpretrain.registry import RUNNERS  # noqa: E402
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine.launch import (close_distributed,  # noqa: E402
-                                  load_checkpoint_strictly, mmpretrain_tool,
-                                  parse_tool_args, sanitize_dataloaders,
-                                  setup_launcher)
+                                  mmpretrain_tool, parse_tool_args,
+                                  sanitize_dataloaders, setup_launcher)
 
 MMPRETRAIN_TEST = mmpretrain_tool('test')
 
@@ -46,7 +45,7 @@ def parse_args(argv=None):
 
 def merge_args(cfg, args):
     """MMPretrain's ``merge_args``; the checkpoint is then loaded strictly
-    by :func:`load_checkpoint_strictly`, not by the Runner's lenient
+    by ``Runner.load_checkpoint``, not by the Runner's lenient
     ``load_from``."""
     cfg = MMPRETRAIN_TEST.merge_args(cfg, args)
     sanitize_dataloaders(cfg)
@@ -71,7 +70,8 @@ def main(argv=None):
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    load_checkpoint_strictly(runner, args.checkpoint)
+    # MMEngine unwraps DDP and TTA models for the weights
+    runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

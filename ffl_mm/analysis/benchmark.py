@@ -28,7 +28,7 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..apis.model_cfg import input_size, runner_model_cfg  # noqa: F401
+from ..apis.model_cfg import runner_model_cfg
 
 VARIANTS = ('ffl', 'ce_only', 'single')
 

@@ -5,6 +5,7 @@ distributed set-up that also works without CUDA, data-loader settings that
 PyTorch would reject, a data-path check and the CPU allocator tuning. Not
 imported by ``import ffl_mm``."""
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import logging
@@ -13,7 +14,7 @@ import os.path as osp
 import re
 import sys
 from types import ModuleType
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -138,15 +139,24 @@ def mmpretrain_tool(name: str) -> ModuleType:
         'mmpretrain==1.2.0).')
 
 
-def parse_tool_args(tool: ModuleType, argv: Optional[List[str]],
-                    prog: str) -> argparse.Namespace:
-    """``tool.parse_args()`` (which reads ``sys.argv``) on ``argv``."""
+@contextlib.contextmanager
+def tool_argv(prog: str, argv: Optional[List[str]]) -> Iterator[None]:
+    """``sys.argv`` as ``[prog, *argv]`` inside the block (the command line
+    of this process when ``argv`` is None), for MMPretrain's tools, which
+    read ``sys.argv`` themselves."""
     saved = sys.argv
     sys.argv = [prog, *(sys.argv[1:] if argv is None else argv)]
     try:
-        return tool.parse_args()
+        yield
     finally:
         sys.argv = saved
+
+
+def parse_tool_args(tool: ModuleType, argv: Optional[List[str]],
+                    prog: str) -> argparse.Namespace:
+    """``tool.parse_args()`` on ``argv``."""
+    with tool_argv(prog, argv):
+        return tool.parse_args()
 
 
 def quiet_logger(level: int = logging.WARNING) -> None:
@@ -239,22 +249,3 @@ def tune_cpu_allocator() -> bool:
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # never trim it
     ok &= mallopt(_M_TOP_PAD, 2**28) == 1  # grow it in 256 MB steps
     return bool(ok)
-
-
-def load_checkpoint_strictly(runner, filename: str) -> dict:
-    """Load ``filename`` into the runner's model; missing or unexpected
-    keys are an error (a plain ``load_from`` would warn and evaluate random
-    weights). The classifier inside a DDP wrapper or a test-time
-    augmentation model (``--tta``) gets the weights."""
-    from mmengine.model import BaseTTAModel, is_model_wrapper
-    from mmengine.runner import load_checkpoint
-    model = runner.model
-    if is_model_wrapper(model):
-        model = model.module
-    if isinstance(model, BaseTTAModel):
-        model = model.module
-    checkpoint = load_checkpoint(
-        model, filename, map_location='cpu', strict=True,
-        logger=runner.logger)
-    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    return checkpoint

@@ -37,6 +37,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 import ffl_mm  # noqa: F401,E402
 from ffl_mm.engine.launch import quiet_logger, tune_cpu_allocator  # noqa: E402,E501
 from ffl_mm.analysis import benchmark as bench  # noqa: E402
+from ffl_mm.apis.model_cfg import input_size  # noqa: E402
 from ffl_mm.analysis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
 
@@ -88,7 +89,7 @@ def main(argv=None):
         raise SystemExit("--amp uses MMEngine's AmpOptimWrapper, which "
                          'needs --device cuda.')
     batch_size = args.batch_size or cfg.train_dataloader.batch_size
-    size = bench.input_size(cfg)
+    size = input_size(cfg)
     num_classes = cfg.data_preprocessor.get('num_classes', None) or 1000
     data = bench.synthetic_batch(batch_size, size, num_classes)
     options = dict(

@@ -39,6 +39,16 @@ def describe(x) -> str:
     return f'{kind} {tuple(x.shape)}'
 
 
+def _last(out):
+    """The last of a neck's outputs (necks may return tuples)."""
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
+def _channels(x) -> Optional[int]:
+    """Dimension 1 of a ``(B, C, ...)`` tensor; None for anything else."""
+    return int(x.shape[1]) if torch.is_tensor(x) and x.dim() >= 2 else None
+
+
 @dataclass
 class BranchProbe:
     """What each branch gives on the probe.
@@ -143,10 +153,7 @@ def probe_branches(forward_backbones: Callable, backbones: Sequence,
                     f'gives ({probe.source(i)}): {error!r}. Choose a neck '
                     'for that output (neck=None passes vectors to the head '
                     'as they are).') from None
-            out = out[-1] if isinstance(out, (list, tuple)) else out
-            probe.head_channels.append(
-                int(out.shape[1])
-                if torch.is_tensor(out) and out.dim() >= 2 else None)
+            probe.head_channels.append(_channels(_last(out)))
     return probe
 
 
@@ -164,10 +171,10 @@ def probe_fusion(fusion_neck: nn.Module, probe: BranchProbe) -> BranchProbe:
             backbones=[name],
             error=f'running the fusion neck on the probe maps failed: '
             f'{error!r}')
-    out = out[-1] if isinstance(out, (list, tuple)) else out
+    out = _last(out)
     return BranchProbe(
         backbones=[name], outputs=[describe(out)], maps=[out],
-        head_channels=[int(out.shape[1])])
+        head_channels=[_channels(out)])
 
 
 def accepts_in_channels(cfg: dict) -> bool:
