@@ -12,16 +12,24 @@ BENCH_DIR ?= work_dirs/bench
 METHOD ?= ffl
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean
+.PHONY: venv extras demo test bench clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/constraints.txt setup.py
+# The legacy editable install (--no-use-pep517) makes the checkout the
+# distribution's location, where MMEngine and mim find ffl_mm/.mim/ (links to
+# configs/ and tools/) for `ffl_mm::` config bases and `mim train ffl_mm`.
+$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/build.txt requirements/constraints.txt setup.py
 	@echo ">> creating $(VENV) with $(PYTHON) (first run: a few minutes)"
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/tests.txt
-	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/build.txt -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP_INSTALL) --no-deps --no-build-isolation --no-use-pep517 -e .
 	@touch $@
+
+# Optional tools (openmim for `mim train/test ffl_mm ...`, tensorboard),
+# resolved against the pinned set so that nothing pinned moves.
+extras: $(STAMP)
+	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/optional.txt
 
 # FFL ResNet-32x2 (METHOD=mfef: MFEF) and a single ResNet-32 on the embedded
 # digits data, then the table of branches / ensemble / fused / baseline.

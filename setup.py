@@ -4,7 +4,8 @@
 Like MMPretrain's own wheel, the package carries ``configs/`` and ``tools/``
 under ``ffl_mm/.mim/`` so they are found from an installed copy (for
 example ``mim train ffl_mm ...`` or ``ffl_mm::`` config bases). An editable
-install links them; any other build copies them.
+install links them in the checkout; a wheel gets copies in its build
+directory, so the checkout stays clean.
 """
 import os
 import os.path as osp
@@ -12,6 +13,7 @@ import shutil
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
 MIM_ITEMS = ('configs', 'tools', 'model-index.yml')
@@ -48,14 +50,17 @@ def install_requires() -> list:
     return [r for r in reqs if not r.startswith('mmcv-lite')]
 
 
-def add_mim_extension() -> None:
-    """Place ``configs/``, ``tools/`` and ``model-index.yml`` under
-    ``ffl_mm/.mim/``.
+def link_mim_dir() -> None:
+    """Link ``configs/``, ``tools/`` and ``model-index.yml`` into the
+    checkout's ``ffl_mm/.mim/`` (ignored by git), for an editable install.
 
-    Symbolic links for an editable install (edits show at once), copies
-    for wheels and sdists.
+    MMEngine (``ffl_mm::`` bases) and mim look for them under
+    ``<distribution location>/ffl_mm/.mim/``. A legacy editable install
+    (``pip install --no-use-pep517 -e .``, what ``make`` runs) puts the
+    checkout on ``sys.path`` as the distribution's location, so the links
+    are found and edits show at once. (A PEP 660 editable install keeps the
+    distribution in site-packages, where MMEngine finds no ``ffl_mm/``.)
     """
-    editable = any(cmd in sys.argv for cmd in ('develop', 'editable_wheel'))
     mim_dir = osp.join(HERE, 'ffl_mm', '.mim')
     os.makedirs(mim_dir, exist_ok=True)
     for item in MIM_ITEMS:
@@ -67,19 +72,37 @@ def add_mim_extension() -> None:
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
-        if editable:
-            os.symlink(osp.relpath(src, mim_dir), dst)
-        elif osp.isfile(src):
-            shutil.copy2(src, dst)
-        else:
-            shutil.copytree(
-                src,
-                dst,
-                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        os.symlink(osp.relpath(src, mim_dir), dst)
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that also copies ``configs/``, ``tools/`` and
+    ``model-index.yml`` to ``ffl_mm/.mim/`` in the build directory, as
+    MMPretrain's wheel carries them. The checkout is left as it is."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            return
+        mim_dir = osp.join(self.build_lib, 'ffl_mm', '.mim')
+        if osp.isdir(mim_dir) or osp.islink(mim_dir):
+            shutil.rmtree(mim_dir) if not osp.islink(mim_dir) else \
+                os.remove(mim_dir)
+        os.makedirs(mim_dir)
+        for item in MIM_ITEMS:
+            src = osp.join(HERE, item)
+            if osp.isfile(src):
+                shutil.copy2(src, osp.join(mim_dir, item))
+            elif osp.isdir(src):
+                shutil.copytree(
+                    src,
+                    osp.join(mim_dir, item),
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
 
 
 if __name__ == '__main__':
-    add_mim_extension()
+    if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
+        link_mim_dir()
     setup(
         name='ffl_mm',
         version=read_version(),
@@ -90,14 +113,12 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         python_requires='>=3.9',
         packages=find_packages(include=['ffl_mm', 'ffl_mm.*']),
-        include_package_data=True,
-        package_data={
-            'ffl_mm': [
-                '.mim/configs/**/*.py', '.mim/tools/*', '.mim/model-index.yml'
-            ],
-        },
+        cmdclass={'build_py': BuildPyWithMim},
         install_requires=install_requires(),
-        extras_require={'tests': read_requirements('tests.txt')},
+        extras_require={
+            'tests': read_requirements('tests.txt'),
+            'optional': read_requirements('optional.txt'),
+        },
         license='Apache License 2.0',
         zip_safe=False,
     )

@@ -52,6 +52,18 @@ def run_tool(tool, *args, **kwargs):
                    **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Each test starts in the registry scope the previous one found: a
+    Runner or ``init_default_scope`` in one test changes MMEngine's current
+    scope for the rest of the process."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
 @pytest.fixture
 def repo():
     return REPO

@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 from mmengine.runner import save_checkpoint
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

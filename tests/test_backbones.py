@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 import pytest
 import torch
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
@@ -12,8 +12,11 @@ def _count(module):
 
 
 def _plain(backbone, in_channels, num_classes):
+    # _scope_: MMPretrain's ImageClassifier builds its backbone in the
+    # current scope, which must be ffl_mm's for CIFARResNet
     return MODELS.build(
         dict(
+            _scope_='ffl_mm',
             type='ImageClassifier',
             backbone=backbone,
             neck=dict(type='GlobalAveragePooling'),

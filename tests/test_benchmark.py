@@ -104,7 +104,7 @@ def test_bare_step_does_the_work_of_train_step():
     """The bare loop trains exactly like ``train_step``: same weights."""
     import torch
     from mmengine.optim import build_optim_wrapper
-    from mmpretrain.registry import MODELS
+    from ffl_mm.registry import MODELS
 
     from ffl_mm.analysis.loop_overhead import bare_train_step
     cfg = Config.fromfile(FFL)

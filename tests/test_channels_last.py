@@ -4,7 +4,7 @@ and MFEF modules give the same losses and gradients in either layout."""
 import json
 
 import torch
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

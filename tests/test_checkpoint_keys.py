@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 from conftest import REPO

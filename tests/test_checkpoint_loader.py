@@ -11,7 +11,7 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         load_checkpoint)
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 import ffl_mm.engine.compat  # noqa: F401  the safe loader, atomic writes

@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 import numpy as np
 import pytest
-from mmpretrain.registry import DATASETS
+from ffl_mm.registry import DATASETS
 from sklearn.datasets import load_digits
 
 from ffl_mm.datasets import Digits

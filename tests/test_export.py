@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 from conftest import REPO, run_tool

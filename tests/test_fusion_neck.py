@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 import pytest
 import torch
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 from ffl_mm.models.necks import FFLFusionNeck

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmpretrain.registry import MODELS, WEIGHT_INITIALIZERS
+from ffl_mm.registry import MODELS, WEIGHT_INITIALIZERS
 
 import ffl_mm  # noqa: F401
 from conftest import REPO

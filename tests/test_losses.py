@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from mmengine.logging import MessageHub
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 from ffl_mm.models.losses import (KDLoss, MutualKDLoss, kd_kl_div,

@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 import pytest
 import torch
-from mmpretrain.registry import METRICS
+from ffl_mm.registry import METRICS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

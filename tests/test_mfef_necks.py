@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 import pytest
 import torch
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
@@ -191,6 +191,7 @@ def test_dual_attention_errors(kwargs, match):
 def test_necks_in_a_plain_image_classifier():
     model = MODELS.build(
         dict(
+            _scope_='ffl_mm',
             type='ImageClassifier',
             backbone=dict(type='CIFARResNet', depth=20),
             neck=[

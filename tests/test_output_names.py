@@ -3,7 +3,7 @@
 every user of them (model, metric, results) agrees."""
 import pytest
 import torch
-from mmpretrain.registry import METRICS, MODELS
+from ffl_mm.registry import METRICS, MODELS
 
 import ffl_mm  # noqa: F401
 from ffl_mm.analysis.results import output_label

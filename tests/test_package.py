@@ -1,12 +1,11 @@
 # Copyright (c) ffl_mm contributors.
 """Installation, registration and the configs that ship with the package."""
 import glob
-import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
-from mmpretrain.registry import DATASETS, MODELS
+from ffl_mm.registry import MODELS
 
 import ffl_mm
 from conftest import REPO
@@ -20,12 +19,6 @@ def test_version():
     assert isinstance(ffl_mm.__version__, str)
     assert ffl_mm.version_info[:2] == tuple(
         int(x) for x in ffl_mm.__version__.split('.')[:2])
-
-
-def test_components_live_in_mmpretrain_registries():
-    assert DATASETS.get('Digits') is ffl_mm.datasets.Digits
-    # one registry: no ffl_mm scope of its own
-    assert DATASETS.scope == 'mmpretrain' and MODELS.scope == 'mmpretrain'
 
 
 def test_configs_and_tools_ship_under_mim():
@@ -59,65 +52,3 @@ def test_every_config_loads_builds_and_trains_a_step(path):
     with torch.no_grad():
         preds = model(inputs, samples, mode='predict')
     assert preds[0].pred_score.shape == (num_classes, )
-
-
-def test_wheel_carries_configs_and_tools(tmp_path):
-    """A non-editable build copies configs/ and tools/ into ffl_mm/.mim."""
-    import shutil
-    import subprocess
-    import sys
-    import zipfile
-    src = tmp_path / 'src'
-    for item in ('ffl_mm', 'configs', 'tools', 'requirements'):
-        shutil.copytree(
-            osp.join(REPO, item),
-            src / item,
-            symlinks=False,
-            ignore=shutil.ignore_patterns('.mim', '__pycache__', '*.egg-info'))
-    for item in ('setup.py', 'model-index.yml', 'README.md'):
-        if osp.exists(osp.join(REPO, item)):
-            shutil.copy(osp.join(REPO, item), src / item)
-    subprocess.run([
-        sys.executable, '-m', 'pip', 'wheel', '--no-deps',
-        '--no-build-isolation', '-q', '-w',
-        str(tmp_path / 'dist'),
-        str(src)
-    ],
-                   check=True,
-                   capture_output=True)
-    wheel, = (tmp_path / 'dist').glob('ffl_mm-*.whl')
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert 'ffl_mm/.mim/tools/train.py' in names
-    assert 'ffl_mm/.mim/tools/dist_train.sh' in names
-    assert 'ffl_mm/.mim/model-index.yml' in names
-    assert 'ffl_mm/.mim/configs/_base_/default_runtime.py' in names
-    assert 'ffl_mm/.mim/configs/baselines/resnet18-cifar-w16_digits.py' in \
-        names
-
-    # Installed from the wheel, a user config can inherit ours by package
-    # scope, as with `mmpretrain::`.
-    site = tmp_path / 'site'
-    subprocess.run([
-        sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
-        str(site),
-        str(wheel)
-    ],
-                   check=True,
-                   capture_output=True)
-    user_cfg = tmp_path / 'mine.py'
-    user_cfg.write_text(
-        "_base_ = ['ffl_mm::baselines/resnet18-cifar-w16_digits.py']\n"
-        'train_cfg = dict(max_epochs=3)\n')
-    script = ('import ffl_mm; from mmengine.config import Config; '
-              f'cfg = Config.fromfile({str(user_cfg)!r}); '
-              'print(ffl_mm.__file__, cfg.train_cfg.max_epochs, '
-              'cfg.model.backbone.type)')
-    out = subprocess.run([sys.executable, '-c', script],
-                         cwd=str(tmp_path),
-                         env=dict(os.environ, PYTHONPATH=str(site)),
-                         check=True,
-                         capture_output=True,
-                         text=True).stdout
-    assert out.split()[-3:] == [
-        str(site / 'ffl_mm' / '__init__.py'), '3', 'ResNet_CIFAR'
-    ]

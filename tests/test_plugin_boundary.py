@@ -53,7 +53,7 @@ tooling = [m for m in new if m.startswith(
      'ffl_mm.engine.compat'))]
 assert not tooling, tooling
 assert not [m for m in new if m in UNIX_ONLY]
-from mmpretrain.registry import MODELS, TRANSFORMS  # noqa: E402
+from ffl_mm.registry import MODELS, TRANSFORMS  # noqa: E402
 assert MODELS.get('MultiBranchClassifier') and TRANSFORMS.get('BorderPad')
 
 import ffl_mm.engine.compat  # noqa: E402,F401

@@ -3,7 +3,7 @@
 import re
 
 import torch
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.optim import OptimWrapper
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

@@ -15,6 +15,7 @@ import torch
 from mmengine.fileio import get_file_backend
 
 from conftest import REPO, TINY_DIGITS, run_cmd, run_tool
+import ffl_mm.engine.compat  # noqa: F401 (the atomic backend under test)
 from ffl_mm.analysis import results
 from ffl_mm.engine import (AtomicLocalBackend, atomic_write,
                            find_resumable_checkpoint)
@@ -29,7 +30,7 @@ import os
 import signal
 
 from mmengine.hooks import Hook
-from mmpretrain.registry import HOOKS
+from ffl_mm.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -49,7 +50,7 @@ RANK_WEIGHTS_HOOK = '''
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
-from mmpretrain.registry import HOOKS
+from ffl_mm.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -270,7 +271,7 @@ def test_missing_dataset_path_is_a_clear_error(tmp_path):
 
 
 def test_load_from_another_architecture_is_reported(tmp_path):
-    from mmpretrain.registry import MODELS
+    from ffl_mm.registry import MODELS
     other = MODELS.build(dict(type='ResNet_CIFAR', depth=18,
                               base_channels=8))
     path = str(tmp_path / 'other.pth')

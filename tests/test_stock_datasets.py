@@ -12,7 +12,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.datasets import CIFAR10, CIFAR100
-from mmpretrain.registry import DATASETS
+from ffl_mm.registry import DATASETS
 from PIL import Image
 
 import ffl_mm  # noqa: F401
@@ -159,10 +159,10 @@ def test_cifar_configs_collate_in_the_workers(tmp_path):
     import torch
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
+    from ffl_mm.registry import MODELS
 
     from ffl_mm.apis.model_cfg import runner_model_cfg
-    init_default_scope('mmpretrain')
+    init_default_scope('ffl_mm')  # as the Runner of our configs
     spec = importlib.util.spec_from_file_location(
         'ours_train', osp.join(REPO, 'tools', 'train.py'))
     tool = importlib.util.module_from_spec(spec)

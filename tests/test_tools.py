@@ -50,7 +50,7 @@ def test_train_resume_and_test(tmp_path):
 
 
 def test_test_rejects_checkpoint_of_another_model(tmp_path):
-    from mmpretrain.registry import MODELS
+    from ffl_mm.registry import MODELS
     other = MODELS.build(
         dict(type='ResNet_CIFAR', depth=18, base_channels=8))
     path = str(tmp_path / 'other.pth')
@@ -280,7 +280,7 @@ def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
     """MMPretrain's visualization/vis_tsne.py (and vis_cam.py) read
     ``model.backbone``: on a multi-branch model that stops with a message
     that says to export the branch first; ``hasattr`` stays False."""
-    from mmpretrain.registry import MODELS
+    from ffl_mm.registry import MODELS
 
     from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
     model = MODELS.build(

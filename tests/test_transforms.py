@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mmcv.transforms import Compose
 from mmengine.config import Config
-from mmpretrain.registry import TRANSFORMS
+from ffl_mm.registry import TRANSFORMS
 
 import ffl_mm  # noqa: F401
 from conftest import REPO

@@ -2,7 +2,7 @@
 """Test-time augmentation averages every output of a multi-branch model."""
 import pytest
 import torch
-from mmpretrain.registry import MODELS
+from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401

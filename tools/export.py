@@ -31,9 +31,10 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner.checkpoint import (load_checkpoint,  # noqa: E402
                                         load_state_dict)
-from mmpretrain.registry import MODELS  # noqa: E402
+from ffl_mm.registry import MODELS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402  safe checkpoint reading
@@ -111,6 +112,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    # as MMPretrain's tools: build in the config's scope, as a Runner would
+    init_default_scope(cfg.get('default_scope', 'ffl_mm'))
     model, meta = load_model(cfg, args.checkpoint)
     stem = osp.splitext(osp.basename(args.config))[0]
     try:

@@ -1,6 +1,10 @@
 # MMPretrain's runtime defaults, plus what every ffl_mm config needs.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
+# Bare type names are looked up in ffl_mm's registries, then MMPretrain's and
+# MMEngine's (ffl_mm's are their children).
+default_scope = 'ffl_mm'
+
 # ffl_mm registers its models, metrics, hooks, datasets and transforms;
 # ffl_mm.engine.compat makes MMEngine read local checkpoints through the safe
 # loader (torch >= 2.6) and write them atomically. Any tool that reads this

@@ -13,8 +13,11 @@ _base_ = [
     '../_base_/schedules/fusion_decay.py',
     '../_base_/default_runtime.py',
 ]
+# _scope_: built in ffl_mm's registries whatever the current scope
+# (MMPretrain's get_model and inferencers build in 'mmpretrain').
 model = dict(
     type='MultiBranchClassifier',
+    _scope_='ffl_mm',
     num_branches=2,
     shared_stages=3,
     backbone=dict(

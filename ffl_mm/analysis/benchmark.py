@@ -25,9 +25,9 @@ from typing import Callable, Dict, List, Optional
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
 
 VARIANTS = ('ffl', 'ce_only', 'single')

@@ -24,9 +24,9 @@ from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmengine.device import get_device
 from mmengine.runner import Runner
-from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader, Dataset
 
+from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
 
 

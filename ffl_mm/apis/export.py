@@ -17,8 +17,9 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmpretrain.registry import (DATASETS, METRICS, MODELS, TRANSFORMS,
-                                 WEIGHT_INITIALIZERS)
+
+from ..registry import (DATASETS, METRICS, MODELS, TRANSFORMS,
+                        WEIGHT_INITIALIZERS)
 
 from ..models.classifiers import MultiBranchClassifier
 from ..models.utils.output_names import FUSED
@@ -26,7 +27,7 @@ from .model_cfg import data_preprocessor_cfg, runner_model_cfg
 
 #: Keys copied from the training config so that MMPretrain's
 #: ``tools/test.py`` and ``ImageClassificationInferencer`` work.
-RUNTIME_KEYS = ('default_scope', 'default_hooks', 'env_cfg', 'log_processor',
+RUNTIME_KEYS = ('default_hooks', 'env_cfg', 'log_processor',
                 'visualizer', 'log_level', 'test_dataloader', 'test_cfg',
                 'val_dataloader', 'val_cfg', 'randomness')
 
@@ -78,11 +79,28 @@ def _runtime(cfg: Config, model_cfg: dict, plain_evaluator: bool) -> dict:
     for key in RUNTIME_KEYS:
         if key in cfg:
             out[key] = copy.deepcopy(cfg[key])
-    out.setdefault('default_scope', 'mmpretrain')
     for key in ('test_evaluator', 'val_evaluator'):
         if key in cfg:
             out[key] = _plain_evaluator(cfg[key]) if plain_evaluator else \
                 copy.deepcopy(cfg[key])
+    return out
+
+
+def _set_scope(out: dict) -> dict:
+    """Scope the exported config by what it holds.
+
+    Only MMPretrain components: MMPretrain's scope and nothing of ffl_mm's,
+    so it loads with MMPretrain alone. Any ffl_mm component: ffl_mm's scope,
+    the model tagged ``_scope_='ffl_mm'`` (MMPretrain's ``get_model`` and
+    inferencers build models in scope ``mmpretrain``) and ffl_mm imported.
+    """
+    if ffl_mm_types(out):
+        out['default_scope'] = 'ffl_mm'
+        out['model']['_scope_'] = 'ffl_mm'
+        out['custom_imports'] = dict(
+            imports=['ffl_mm'], allow_failed_imports=False)
+    else:
+        out['default_scope'] = 'mmpretrain'
     return out
 
 
@@ -131,11 +149,7 @@ def export_branch(cfg: Config, model: MultiBranchClassifier,
         neck=parts['neck'],
         head=parts['head'],
         data_preprocessor=data_preprocessor_cfg(cfg))
-    out = _runtime(cfg, model_cfg, plain_evaluator=True)
-    needs = ffl_mm_types(out)
-    if needs:
-        out['custom_imports'] = dict(
-            imports=['ffl_mm'], allow_failed_imports=False)
+    out = _set_scope(_runtime(cfg, model_cfg, plain_evaluator=True))
     return _to_plain(out), model.branch_state_dict(branch)
 
 
@@ -149,9 +163,7 @@ def export_fused(cfg: Config, model: MultiBranchClassifier
                           '--branch instead.')
     model_cfg = runner_model_cfg(cfg)
     model_cfg['test_cfg'] = dict(predict=FUSED)
-    out = _runtime(cfg, model_cfg, plain_evaluator=False)
-    out['custom_imports'] = dict(
-        imports=['ffl_mm'], allow_failed_imports=False)
+    out = _set_scope(_runtime(cfg, model_cfg, plain_evaluator=False))
     state = OrderedDict(
         (k, v.detach().clone()) for k, v in model.state_dict().items())
     return _to_plain(out), state

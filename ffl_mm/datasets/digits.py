@@ -5,7 +5,8 @@ from typing import List, Optional, Sequence, Union
 import mmcv
 import numpy as np
 from mmpretrain.datasets import BaseDataset
-from mmpretrain.registry import DATASETS
+
+from ffl_mm.registry import DATASETS
 
 #: Every ``TEST_EVERY``-th sample (index 0, 4, 8, ...) forms the test split.
 TEST_EVERY = 4

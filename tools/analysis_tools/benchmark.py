@@ -33,6 +33,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 from ffl_mm.engine.launch import quiet_logger, tune_cpu_allocator  # noqa: E402,E501
@@ -83,6 +84,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    # as MMPretrain's tools: build in the config's scope, as a Runner would
+    init_default_scope(cfg.get('default_scope', 'ffl_mm'))
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda: this machine has no CUDA device.')
     if args.amp and not args.device.startswith('cuda'):

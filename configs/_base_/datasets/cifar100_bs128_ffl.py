@@ -12,8 +12,12 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=32),
     dict(type='PackInputs'),
 ]
+# _scope_: the dataset inherited through `mmpretrain::` is tagged
+# 'mmpretrain', and its pipeline now holds ffl_mm's BorderPad.
 train_dataloader = dict(
-    batch_size=128, num_workers=4, dataset=dict(pipeline=train_pipeline))
+    batch_size=128,
+    num_workers=4,
+    dataset=dict(_scope_='ffl_mm', pipeline=train_pipeline))
 val_dataloader = dict(batch_size=128, num_workers=4)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))

@@ -19,23 +19,31 @@ train_pipeline = [
 test_pipeline = [dict(type='PackInputs')]
 
 # The images live in memory and the pipeline is a crop: loading in the main
-# process is cheapest. persistent_workers=False because the tools (ours and
-# MMPretrain's) turn it on by default and PyTorch refuses it without workers. Measured on 2 CPU cores (FFL ResNet-32x2, 3 epochs):
-# data_time is 1.7 % of the step time with num_workers=0 and 6.5 % with 2
-# workers, which also slow the step (0.361 s vs 0.381 s) by taking cores
-# from training.
+# process is cheapest (workers would take cores from training).
+# persistent_workers=False because the tools (ours and MMPretrain's) turn it
+# on by default and PyTorch refuses it without workers. The datasets carry
+# _scope_='ffl_mm' because some of MMPretrain's tools (vis_tsne.py) build
+# them without setting the config's scope.
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(type=dataset_type, split='train', pipeline=train_pipeline),
+    dataset=dict(
+        _scope_='ffl_mm',
+        type=dataset_type,
+        split='train',
+        pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(type=dataset_type, split='test', pipeline=test_pipeline),
+    dataset=dict(
+        _scope_='ffl_mm',
+        type=dataset_type,
+        split='test',
+        pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, 5))

@@ -7,8 +7,11 @@
 # The classifiers keep PyTorch's default initialisation (uniform in
 # ±1/sqrt(fan_in), bias too), as in the authors' code; MMPretrain's
 # LinearClsHead would draw Normal(0, 0.01) with a zero bias.
+# _scope_: built in ffl_mm's registries whatever the current scope
+# (MMPretrain's get_model and inferencers build in 'mmpretrain').
 model = dict(
     type='MultiBranchClassifier',
+    _scope_='ffl_mm',
     num_branches=2,
     shared_stages=2,
     backbone=dict(type='CIFARResNet', depth=32),

@@ -4,7 +4,8 @@ from typing import Sequence, Union
 
 import mmcv
 from mmcv.transforms import BaseTransform
-from mmpretrain.registry import TRANSFORMS
+
+from ffl_mm.registry import TRANSFORMS
 
 PADDING_MODES = ('constant', 'edge', 'reflect', 'symmetric')
 

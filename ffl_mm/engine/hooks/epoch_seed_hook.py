@@ -5,7 +5,8 @@ import random
 import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmpretrain.registry import HOOKS
+
+from ffl_mm.registry import HOOKS
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

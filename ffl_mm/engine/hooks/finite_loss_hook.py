@@ -4,7 +4,8 @@ import math
 
 import torch
 from mmengine.hooks import Hook
-from mmpretrain.registry import HOOKS
+
+from ffl_mm.registry import HOOKS
 
 
 class NonFiniteLossError(RuntimeError):

@@ -5,8 +5,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.evaluation import Accuracy
-from mmpretrain.registry import METRICS
 
+from ffl_mm.registry import METRICS
 from ...models.utils import output_names as names
 
 

@@ -4,7 +4,8 @@ from typing import Tuple, Type
 
 from mmpretrain.models.backbones.resnet import BasicBlock
 from mmpretrain.models.backbones.resnet_cifar import ResNet_CIFAR
-from mmpretrain.registry import MODELS
+
+from ffl_mm.registry import MODELS
 
 
 class _SixNPlusTwo:

@@ -6,8 +6,9 @@ import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
-from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ffl_mm.registry import MODELS
 
 
 class WideBasicBlock(BaseModule):

@@ -10,9 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import ModuleList
 from mmpretrain.models.classifiers import BaseClassifier
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ffl_mm.registry import MODELS
 from ..necks.fusion_pre_necks import FusionPreNecks
 from ..utils import TrunkSplit
 from ..utils import branch_cfgs as bc

@@ -3,7 +3,8 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.registry import MODELS
+
+from ffl_mm.registry import MODELS
 
 
 def kd_kl_div(student_logits: torch.Tensor,

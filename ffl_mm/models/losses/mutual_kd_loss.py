@@ -6,8 +6,8 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
-from mmpretrain.registry import MODELS
 
+from ffl_mm.registry import MODELS
 from .kd_loss import kd_kl_div
 from .rampup import sigmoid_rampup
 

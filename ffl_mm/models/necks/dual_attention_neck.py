@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmpretrain.registry import MODELS
 
+from ffl_mm.registry import MODELS
 from .per_map_neck import PerMapNeck
 
 GATES = ('channel', 'spatial')

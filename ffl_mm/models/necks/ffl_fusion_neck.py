@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
-from mmpretrain.registry import MODELS
+
+from ffl_mm.registry import MODELS
 
 
 @MODELS.register_module()

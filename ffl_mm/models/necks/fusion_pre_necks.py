@@ -6,8 +6,8 @@ from typing import List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 from mmengine.model import ModuleList, Sequential
-from mmpretrain.registry import MODELS
 
+from ffl_mm.registry import MODELS
 from ..utils import recompute_in_backward
 
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
-from mmpretrain.registry import MODELS
 
+from ffl_mm.registry import MODELS
 from .per_map_neck import PerMapNeck
 
 

@@ -5,9 +5,9 @@ from typing import List
 
 import torch
 from mmpretrain.models.tta import AverageClsScoreTTA
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ffl_mm.registry import MODELS
 from ..utils.output_names import (BRANCH_SCORES_FIELD, ENSEMBLE_SCORE_FIELD,
                                   FUSED_SCORE_FIELD)
 

@@ -4,7 +4,8 @@ import copy
 from typing import List, Optional, Sequence, Union
 
 import torch.nn as nn
-from mmpretrain.registry import MODELS
+
+from ffl_mm.registry import MODELS
 
 ConfigType = Union[dict, nn.Module]
 

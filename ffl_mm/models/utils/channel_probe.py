@@ -9,7 +9,8 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-from mmpretrain.registry import MODELS
+
+from ffl_mm.registry import MODELS
 
 #: Side of the probe image.
 PROBE_SIZE = 64

@@ -2,12 +2,18 @@
 """PyTorch's own initialisation of a layer, as an MMEngine initialiser."""
 import torch.nn as nn
 from mmengine.model.weight_init import BaseInit, update_init_info
-from mmengine.registry import WEIGHT_INITIALIZERS
+from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_INITIALIZERS
 
 
-# In MMEngine's root registry, beside its own initialisers: ``init_weights``
-# builds initialisers in whatever scope is current (often none outside a
-# Runner), and every scope's registry falls back to the root.
+from ffl_mm.registry import WEIGHT_INITIALIZERS
+
+
+# Also in MMEngine's root node, the one exception to "everything in ffl_mm's
+# registries": ``init_weights`` builds initialisers in whatever scope is
+# current, often none in a user's script (``MODELS.build(cfg.model)`` then
+# ``init_weights()``), and MMEngine's root node cannot reach a grandchild
+# such as ``ffl_mm.TorchDefault``.
+@MMENGINE_INITIALIZERS.register_module(name='TorchDefault')
 @WEIGHT_INITIALIZERS.register_module(name='TorchDefault')
 class TorchDefaultInit(BaseInit):
     """Give the matching layers the initialisation PyTorch gives them on

@@ -1,0 +1,114 @@
+# Copyright (c) ffl_mm contributors.
+"""ffl_mm's registries: children of MMPretrain's in scope ``ffl_mm``,
+holding every ffl_mm component, reachable from any scope as
+``ffl_mm.<Type>`` without importing ffl_mm first."""
+import subprocess
+import sys
+
+import mmpretrain.registry as mmpretrain_registry
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+import ffl_mm.registry as ffl_registry
+
+OURS = {
+    'MODELS': {
+        'MultiBranchClassifier', 'CIFARResNet', 'WideResNet', 'KDLoss',
+        'MutualKDLoss', 'FFLFusionNeck', 'MultiScaleNeck',
+        'DualAttentionNeck', 'MultiBranchTTA'
+    },
+    'METRICS': {'MultiBranchAccuracy'},
+    'HOOKS': {'EpochSeedHook', 'FiniteLossHook'},
+    'DATASETS': {'Digits'},
+    'TRANSFORMS': {'BorderPad'},
+    'WEIGHT_INITIALIZERS': {'TorchDefault'},
+}
+
+
+@pytest.mark.parametrize('name', sorted(ffl_registry.ALL_REGISTRIES))
+def test_every_node_is_a_child_of_mmpretrains(name):
+    ours = ffl_registry.ALL_REGISTRIES[name]
+    theirs = getattr(mmpretrain_registry, name)
+    assert ours.scope == 'ffl_mm'
+    assert ours.parent is theirs
+    assert theirs._children['ffl_mm'] is ours
+
+
+def test_components_register_in_ffl_mm_only():
+    import ffl_mm  # noqa: F401
+    for name, types in OURS.items():
+        ours = getattr(ffl_registry, name)
+        assert types <= set(ours.module_dict), (name, types)
+        theirs = getattr(mmpretrain_registry, name)
+        # nothing of ours in MMPretrain's or MMEngine's nodes, and no name
+        # that shadows one of theirs
+        assert not set(ours.module_dict) & set(theirs.module_dict), name
+        # (TorchDefault: also MMEngine's, see torch_default_init.py)
+        assert not set(ours.module_dict) & set(
+            theirs.parent.module_dict) - {'TorchDefault'}
+    # ffl_mm's registry finds MMPretrain's and MMEngine's types too
+    assert ffl_registry.MODELS.get('ResNet') is \
+        mmpretrain_registry.MODELS.get('ResNet')
+    assert ffl_registry.HOOKS.get('CheckpointHook') is not None
+
+
+def test_nested_types_build_in_the_ffl_mm_scope():
+    """An MMPretrain classifier around an ffl_mm backbone (what the
+    baselines and exported branches are) builds under scope ``ffl_mm``,
+    from MMPretrain's registry as well as ours; a bare ffl_mm name in
+    MMPretrain's scope names the registry it was looked up in."""
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=dict(type='CIFARResNet', depth=8),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=64,
+                  init_cfg=dict(type='TorchDefault', layer='Linear')))
+    for registry in (ffl_registry.MODELS, mmpretrain_registry.MODELS):
+        with DefaultScope.overwrite_default_scope('ffl_mm'):
+            model = registry.build(cfg)
+            model.init_weights()
+        assert type(model.backbone).__name__ == 'CIFARResNet'
+        assert model(torch.zeros(1, 3, 8, 8), mode='tensor').shape == (1, 3)
+    # _scope_ on the outer dict: what ffl_mm's configs put on `model`
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = mmpretrain_registry.MODELS.build(dict(cfg, _scope_='ffl_mm'))
+        assert type(model.backbone).__name__ == 'CIFARResNet'
+        with pytest.raises(KeyError, match='CIFARResNet.*mmpretrain::model'):
+            mmpretrain_registry.MODELS.build(cfg)
+
+
+FROM_MMPRETRAIN_ONLY = r'''
+import sys
+import torch
+from mmengine.registry import DefaultScope
+from mmpretrain.registry import METRICS, MODELS, TRANSFORMS
+import numpy as np
+
+assert 'ffl_mm' not in sys.modules
+with DefaultScope.overwrite_default_scope('mmpretrain'):
+    metric = METRICS.build(dict(type='ffl_mm.MultiBranchAccuracy', topk=1))
+    pad = TRANSFORMS.build(dict(type='ffl_mm.BorderPad', padding=1))
+    out = pad(dict(img=np.zeros((2, 2, 3), np.uint8)))
+    model = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='ffl_mm.CIFARResNet', depth=8),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=64,
+                  init_cfg=dict(type='ffl_mm.TorchDefault', layer='Linear'))))
+    model.init_weights()
+assert type(metric).__name__ == 'MultiBranchAccuracy'
+assert out['img'].shape == (4, 4, 3)
+assert type(model.backbone).__name__ == 'CIFARResNet'
+print('scoped names ok')
+'''
+
+
+def test_scoped_names_build_without_importing_ffl_mm():
+    """``type='ffl_mm.X'`` from MMPretrain's registries, as MMPretrain's
+    eval_metric.py builds ``--metric type=ffl_mm.MultiBranchAccuracy``:
+    MMEngine imports ffl_mm.registry, whose locations register the rest."""
+    out = subprocess.run([sys.executable, '-c', FROM_MMPRETRAIN_ONLY],
+                         cwd='/', capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith('scoped names ok')
