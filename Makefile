@@ -9,10 +9,11 @@ PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 WORK_DIR ?= work_dirs/demo
 SEEDS ?= 0
 BENCH_DIR ?= work_dirs/bench
+BENCH_ROUNDS ?= 30
 METHOD ?= ffl
 PYTEST_ARGS ?=
 
-.PHONY: venv extras demo test bench clean
+.PHONY: venv extras demo test test-fast bench clean
 
 venv: $(STAMP)
 
@@ -38,14 +39,19 @@ demo: $(STAMP)
 	$(BIN)/python tools/demo.py --method $(METHOD) --seeds $(SEEDS) --work-dir $(WORK_DIR)/$(METHOD)
 
 # Training-step cost of FFL and MFEF ResNet-32x2 (CIFAR-100 shapes, batch
-# 128) against cross-entropy-only branches and separate networks, on the CPU.
+# 128) against cross-entropy-only branches and separate networks, on the CPU:
+# BENCH_ROUNDS interleaved rounds after 3 warm-up rounds (docs/benchmarks.md).
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --json $(BENCH_DIR)/ffl_resnet32x2.json
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --json $(BENCH_DIR)/mfef_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/ffl_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/mfef_resnet32x2.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# The unit tests only: no end-to-end run in a fresh process.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not e2e" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) work_dirs ffl_mm/.mim *.egg-info

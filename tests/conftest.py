@@ -1,10 +1,22 @@
 # Copyright (c) ffl_mm contributors.
+import hashlib
+import importlib.util
 import os
 import os.path as osp
+import pickle
+import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
+from mmpretrain.structures import DataSample
+
+# The suite runs as ffl_mm's configs and tools do: with the safe checkpoint
+# loader and the atomic writer installed for the whole session (the plugin
+# boundary itself is tested in a fresh interpreter).
+import ffl_mm.engine.compat  # noqa: E402,F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -52,6 +64,56 @@ def run_tool(tool, *args, **kwargs):
                    **kwargs)
 
 
+def free_port() -> str:
+    """A TCP port that nothing listens on now (bound to port 0 and
+    released), for torchrun's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
+
+
+_TOOLS = {}
+
+
+def tool_module(name):
+    """``tools/<name>`` loaded as a module (once), to call its ``main(argv)``
+    in this process where a subprocess is not the point."""
+    if name not in _TOOLS:
+        spec = importlib.util.spec_from_file_location(
+            'ffl_tool_' + name.replace('/', '_')[:-3],
+            osp.join(REPO, 'tools', name))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _TOOLS[name] = module
+    return _TOOLS[name]
+
+
+@pytest.fixture
+def run_in_process(monkeypatch, capsys):
+    """Call ``tools/<name>``'s ``main(argv)`` here; returns ``(result,
+    output)``. The CPU allocator tuning of tools/train.py stays off: it
+    would change this process for the tests after it."""
+    monkeypatch.setenv('FFL_MM_NO_MALLOC_TUNING', '1')
+
+    def call(name, *argv):
+        import time
+        import uuid
+
+        from mmengine.logging import MMLogger
+
+        # MMEngine names a Runner's logger, message hub and scope after the
+        # second it starts: two runs in one second would share them
+        time.sleep(1 - time.time() % 1)
+        # a current logger that prints to this test's captured stdout
+        MMLogger.get_instance(f'ffl_mm_test_{uuid.uuid4().hex}')
+        capsys.readouterr()
+        result = tool_module(name).main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return result, out.out + out.err
+
+    return call
+
+
 @pytest.fixture(autouse=True)
 def _restore_default_scope():
     """Each test starts in the registry scope the previous one found: a
@@ -67,3 +129,102 @@ def _restore_default_scope():
 @pytest.fixture
 def repo():
     return REPO
+
+
+# Shared builders of the unit tests.
+def count_params(module):
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def ffl_cfg(depth=20, num_classes=10, num_branches=2, shared_stages=2,
+            **kwargs):
+    """A small FFL model config on CIFAR ResNets (in_channels given)."""
+    cfg = dict(
+        type='MultiBranchClassifier',
+        num_branches=num_branches,
+        shared_stages=shared_stages,
+        backbone=dict(type='CIFARResNet', depth=depth),
+        head=dict(type='LinearClsHead', num_classes=num_classes,
+                  in_channels=64),
+        fusion_neck=dict(
+            type='FFLFusionNeck', in_channels=64,
+            num_branches=num_branches, out_channels=64),
+        fusion_head=dict(type='LinearClsHead', num_classes=num_classes,
+                         in_channels=64),
+        distill_loss=dict(type='MutualKDLoss', rampup=80))
+    cfg.update(kwargs)
+    return cfg
+
+
+def make_batch(n=4, num_classes=10, size=32):
+    """``(inputs, data_samples)``: random images, labels 0, 1, ..."""
+    torch.manual_seed(0)
+    x = torch.randn(n, 3, size, size)
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
+    return x, samples
+
+
+def heterogeneous_cfg(**kwargs):
+    """Independent CIFAR ResNet-20 (64 channels) + WRN-10-2 (128)."""
+    return ffl_cfg(
+        shared_stages=0,
+        num_branches=None,
+        backbone=[
+            dict(type='CIFARResNet', depth=20),
+            dict(type='WideResNet', depth=10, widen_factor=2)
+        ],
+        head=[
+            dict(type='LinearClsHead', num_classes=10, in_channels=64),
+            dict(type='LinearClsHead', num_classes=10, in_channels=128)
+        ],
+        fusion_neck=dict(type='FFLFusionNeck', in_channels=[64, 128],
+                         out_channels=64),
+        **kwargs)
+
+
+def md5(path):
+    """Hex MD5 of a file."""
+    with open(path, 'rb') as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def write_cifar(root, base, num_classes, n_per_file=16, seed=0):
+    """Write CIFAR-format pickles under ``root/<base.base_folder>`` and
+    register a test-only subclass of ``base`` whose md5 table lists them.
+
+    MMPretrain's parsing code and its md5 check both still run.
+    """
+    from mmpretrain.datasets import CIFAR10
+
+    from ffl_mm.registry import DATASETS
+    rng = np.random.default_rng(seed)
+    folder = osp.join(root, base.base_folder)
+    os.makedirs(folder, exist_ok=True)
+    label_key = 'labels' if base is CIFAR10 else 'fine_labels'
+    table = {}
+    for name, _ in base.train_list + base.test_list:
+        entry = {
+            'data':
+            rng.integers(0, 256, (n_per_file, 3 * 32 * 32), dtype=np.uint8),
+            label_key: rng.integers(0, num_classes, n_per_file).tolist(),
+        }
+        path = osp.join(folder, name)
+        with open(path, 'wb') as f:
+            pickle.dump(entry, f)
+        table[name] = md5(path)
+    meta_path = osp.join(folder, base.meta['filename'])
+    with open(meta_path, 'wb') as f:
+        pickle.dump({base.meta['key']: [f'c{i}' for i in range(num_classes)]},
+                    f)
+    name = f'Tiny{base.__name__}'
+    subclass = type(
+        name, (base, ), {
+            'train_list': [[n, table[n]] for n, _ in base.train_list],
+            'test_list': [[n, table[n]] for n, _ in base.test_list],
+            'meta': {
+                **base.meta, 'md5': md5(meta_path)
+            },
+        })
+    DATASETS.register_module(name=name, module=subclass, force=True)
+    return name

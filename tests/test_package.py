@@ -1,6 +1,10 @@
 # Copyright (c) ffl_mm contributors.
-"""Installation, registration and the configs that ship with the package."""
+"""The package and the configs it ships: every config loads, keeps the
+state-dict keys and shapes its checkpoints were saved with
+(``tests/data/state_dict_shapes.json``, see ``tests/data/README.md``),
+matches its model-zoo metadata, and trains a step."""
 import glob
+import json
 import os.path as osp
 
 import pytest
@@ -13,6 +17,32 @@ from conftest import REPO
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
                          recursive=True) if '_base_' not in p)
+
+with open(osp.join(REPO, 'tests', 'data', 'state_dict_shapes.json')) as f:
+    RECORDED = json.load(f)
+
+
+def _metafile_models():
+    import yaml
+    models = {}
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    for meta in index['Import']:
+        with open(osp.join(REPO, meta)) as f:
+            for model in yaml.safe_load(f)['Models']:
+                models[model['Config']] = model
+    return models
+
+
+METAFILE = _metafile_models()
+
+
+def test_every_shipped_config_is_recorded_and_in_the_model_zoo():
+    names = sorted(osp.relpath(p, REPO) for p in CONFIGS)
+    assert sorted(RECORDED) == names
+    method_configs = [n for n in names if n.startswith(('configs/ffl/',
+                                                        'configs/mfef/'))]
+    assert sorted(METAFILE) == method_configs
 
 
 def test_version():
@@ -37,6 +67,17 @@ def test_every_config_loads_builds_and_trains_a_step(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['ffl_mm', 'ffl_mm.engine.compat']
     model = MODELS.build(cfg.model)
+    # checkpoints keep loading: keys and shapes as recorded
+    got = {k: list(v.shape) for k, v in model.state_dict().items()}
+    want = RECORDED[osp.relpath(path, REPO)]
+    assert sorted(set(got) - set(want)) == [], 'new keys'
+    assert sorted(set(want) - set(got)) == [], 'missing keys'
+    assert {k: (want[k], got[k]) for k in want if got[k] != want[k]} == {}
+    meta = METAFILE.get(osp.relpath(path, REPO))
+    if meta is not None:
+        assert meta['Metadata']['Parameters'] == sum(
+            p.numel() for p in model.parameters())
+        assert meta['Metadata']['Epochs'] == cfg.train_cfg.max_epochs
     model.init_weights()
     size = 64 if 'imagenet' in path else 32
     num_classes = cfg.data_preprocessor.num_classes

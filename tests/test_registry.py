@@ -1,10 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """ffl_mm's registries: children of MMPretrain's in scope ``ffl_mm``,
-holding every ffl_mm component, reachable from any scope as
-``ffl_mm.<Type>`` without importing ffl_mm first."""
-import subprocess
-import sys
-
+holding every ffl_mm component (that ``ffl_mm.<Type>`` builds from any
+scope without importing ffl_mm first: test_plugin_boundary.py)."""
 import mmpretrain.registry as mmpretrain_registry
 import pytest
 import torch
@@ -76,39 +73,3 @@ def test_nested_types_build_in_the_ffl_mm_scope():
         assert type(model.backbone).__name__ == 'CIFARResNet'
         with pytest.raises(KeyError, match='CIFARResNet.*mmpretrain::model'):
             mmpretrain_registry.MODELS.build(cfg)
-
-
-FROM_MMPRETRAIN_ONLY = r'''
-import sys
-import torch
-from mmengine.registry import DefaultScope
-from mmpretrain.registry import METRICS, MODELS, TRANSFORMS
-import numpy as np
-
-assert 'ffl_mm' not in sys.modules
-with DefaultScope.overwrite_default_scope('mmpretrain'):
-    metric = METRICS.build(dict(type='ffl_mm.MultiBranchAccuracy', topk=1))
-    pad = TRANSFORMS.build(dict(type='ffl_mm.BorderPad', padding=1))
-    out = pad(dict(img=np.zeros((2, 2, 3), np.uint8)))
-    model = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='ffl_mm.CIFARResNet', depth=8),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=64,
-                  init_cfg=dict(type='ffl_mm.TorchDefault', layer='Linear'))))
-    model.init_weights()
-assert type(metric).__name__ == 'MultiBranchAccuracy'
-assert out['img'].shape == (4, 4, 3)
-assert type(model.backbone).__name__ == 'CIFARResNet'
-print('scoped names ok')
-'''
-
-
-def test_scoped_names_build_without_importing_ffl_mm():
-    """``type='ffl_mm.X'`` from MMPretrain's registries, as MMPretrain's
-    eval_metric.py builds ``--metric type=ffl_mm.MultiBranchAccuracy``:
-    MMEngine imports ffl_mm.registry, whose locations register the rest."""
-    out = subprocess.run([sys.executable, '-c', FROM_MMPRETRAIN_ONLY],
-                         cwd='/', capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith('scoped names ok')

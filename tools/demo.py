@@ -31,6 +31,7 @@ from ffl_mm.analysis.results import (markdown_table,  # noqa: E402
                                      output_label, output_top1,
                                      write_report)
 from ffl_mm.models.utils.output_names import metric_key  # noqa: E402
+from ffl_mm.engine.launch import python_command  # noqa: E402
 
 METHOD_CONFIG = {
     'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
@@ -134,7 +135,8 @@ def main(argv=None):
         checkpoint = osp.relpath(f.read().strip(), REPO)
     exported = osp.relpath(osp.join(work_root, 'exported'), REPO)
     print('\nExport a student (branch 0) as a plain MMPretrain model:\n'
-          f'  python tools/export.py {method_cfg} {checkpoint} --branch 0 '
+          f'  {python_command()} tools/export.py {method_cfg} {checkpoint} '
+          '--branch 0 '
           f'--out {exported}')
     return rows
 

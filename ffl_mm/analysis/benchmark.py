@@ -4,7 +4,7 @@
 Used by ``tools/analysis_tools/benchmark.py``. Three variants are built
 from one config:
 
-* ``ffl`` (a): the configured FFL/MFEF model;
+* ``model`` (a): the configured FFL/MFEF model;
 * ``ce_only`` (b): the same branches (and shared trunk) trained with
   cross-entropy only: no fusion neck, no MFEF modules, no distillation;
 * ``single`` (c): one sub-network as a plain MMPretrain ``ImageClassifier``
@@ -30,13 +30,13 @@ from mmpretrain.structures import DataSample
 from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
 
-VARIANTS = ('ffl', 'ce_only', 'single')
+VARIANTS = ('model', 'ce_only', 'single')
 
 
 def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
     """The model config of a variant (see the module docstring)."""
     cfg = copy.deepcopy(model_cfg)
-    if variant == 'ffl':
+    if variant == 'model':
         return cfg
     if variant == 'ce_only':
         for key in ('fusion_neck', 'fusion_head', 'distill_loss',
@@ -242,13 +242,13 @@ def ratios(results: dict, num_branches: int) -> dict:
     """The ratios the benchmark reports."""
     t = {k: v['time']['median_ms'] for k, v in results.items()}
     out = dict(
-        ratio_time_vs_ce_only=t['ffl'] / t['ce_only'],
-        ratio_time_vs_separate=t['ffl'] / (num_branches * t['single']),
-        ratio_time_vs_single=t['ffl'] / t['single'])
+        ratio_time_vs_ce_only=t['model'] / t['ce_only'],
+        ratio_time_vs_separate=t['model'] / (num_branches * t['single']),
+        ratio_time_vs_single=t['model'] / t['single'])
     mem = {k: v.get('memory', {}).get('peak_bytes') for k, v in
            results.items()}
-    if mem.get('ffl') and mem.get('ce_only'):
-        out['ratio_memory_vs_ce_only'] = mem['ffl'] / mem['ce_only']
+    if mem.get('model') and mem.get('ce_only'):
+        out['ratio_memory_vs_ce_only'] = mem['model'] / mem['ce_only']
     else:
         out['ratio_memory_vs_ce_only'] = None
     return out

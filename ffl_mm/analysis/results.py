@@ -122,16 +122,20 @@ def final_top1(work_dir: str) -> Dict[str, float]:
 
 
 def summarise(values: Sequence[float]) -> str:
-    """``'mean ± std'`` (sample std; 0 for one value)."""
+    """``'mean ± std'`` (sample std); one value is shown alone, as one
+    run has no spread."""
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f'{mean:.2f} ± {std:.2f}'
+    if len(values) < 2:
+        return f'{mean:.2f}'
+    return f'{mean:.2f} ± {statistics.stdev(values):.2f}'
 
 
 def markdown_table(rows: Dict[str, Sequence[float]],
                    columns: Sequence[str]) -> str:
-    """One row per model, one column per run, then mean ± std."""
-    head = ['model', *columns, 'mean ± std']
+    """One row per model, one column per run, then mean ± std (only for
+    more than one run: one run has no spread to show)."""
+    spread = len(columns) > 1
+    head = ['model', *columns] + (['mean ± std'] if spread else [])
     lines = [
         '| ' + ' | '.join(head) + ' |',
         '|' + '|'.join(['---'] * len(head)) + '|',
@@ -139,8 +143,9 @@ def markdown_table(rows: Dict[str, Sequence[float]],
     for name, values in rows.items():
         cells = [f'{values[i]:.2f}' if i < len(values) else ''
                  for i in range(len(columns))]
-        lines.append('| ' + ' | '.join([name, *cells, summarise(values)]) +
-                     ' |')
+        if spread:
+            cells.append(summarise(values))
+        lines.append('| ' + ' | '.join([name, *cells]) + ' |')
     return '\n'.join(lines)
 
 

@@ -85,13 +85,12 @@ def close_distributed() -> None:
 
     MMEngine never destroys the group it starts. With gloo on the CPU the
     group's worker threads may then still be joinable when the interpreter
-    exits, and the C++ runtime aborts the process ("terminate called
-    without an active exception", SIGABRT): seen here in 9 of 45 two-rank
-    CPU runs of ``test_dist_train_on_cpu_two_processes``, after every
-    checkpoint and log had been written, and in none of 12 runs since. A
-    barrier (every rank is done) and ``destroy_process_group`` join them
-    first. A no-op outside distributed runs. Not called when a
-    run fails: a barrier then could wait for a dead rank.
+    exits, and the C++ runtime may abort the process ("terminate called
+    without an active exception", SIGABRT) after every checkpoint and log
+    has been written (see docs/changelog.md). A barrier (every rank is
+    done) and ``destroy_process_group`` join them first. A no-op outside
+    distributed runs. Not called when a run fails: a barrier then could
+    wait for a dead rank.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
@@ -157,6 +156,15 @@ def parse_tool_args(tool: ModuleType, argv: Optional[List[str]],
     """``tool.parse_args()`` on ``argv``."""
     with tool_argv(prog, argv):
         return tool.parse_args()
+
+
+def python_command() -> str:
+    """The interpreter running this tool, as a user types it from the
+    current directory (``.venv/bin/python`` after ``make``), for the
+    commands that tools print."""
+    exe = sys.executable
+    rel = osp.relpath(exe, os.getcwd())
+    return exe if rel.startswith('..') else rel
 
 
 def quiet_logger(level: int = logging.WARNING) -> None:
@@ -226,12 +234,11 @@ def tune_cpu_allocator() -> bool:
 
     By default glibc serves every large block (an activation map, a
     gradient) with a fresh ``mmap`` and returns it to the system when it is
-    freed, so each training step page-faults its whole working set again.
-    Measured here (FFL ResNet-32x2, batch 128, 2 cores): 699 -> 636 ms a
-    step, and the order of ``zero_grad`` and the forward pass stops
-    mattering (MMEngine zeroes gradients after the step, which cost 6.5 %
-    more than zeroing before backward under the default settings). The
-    process keeps its peak memory instead of returning it between steps.
+    freed, so each training step page-faults its whole working set again,
+    and MMEngine's order (gradients freed after the optimizer step) costs
+    more than zeroing them before backward. With the tuning the process
+    keeps its peak memory instead of returning it between steps; figures
+    in docs/benchmarks.md.
 
     A no-op (returns False) off glibc, or with the environment variable
     ``FFL_MM_NO_MALLOC_TUNING=1``.

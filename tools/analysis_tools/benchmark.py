@@ -185,10 +185,13 @@ def print_table(summary):
     batch = summary['batch_size']
     rows = [('variant', 'params', 'median ms', 'q1-q3 ms', 'img/s',
              'peak MB')]
+    labels = dict(model='model (a)', ce_only='ce_only (b)',
+                  single='single (c)')
     for name, res in summary['variants'].items():
         t = res['time']
         mem = res.get('memory', {}).get('peak_bytes')
-        rows.append((name, f'{res["params"]:,}', f'{t["median_ms"]:.1f}',
+        rows.append((labels.get(name, name), f'{res["params"]:,}',
+                     f'{t["median_ms"]:.1f}',
                      f'{t["q1_ms"]:.1f}-{t["q3_ms"]:.1f}',
                      f'{batch / t["median_ms"] * 1e3:.1f}',
                      '-' if mem is None else f'{mem / 2**20:.1f}'))

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from conftest import run_tool
 from ffl_mm.analysis import results
 
 
@@ -64,7 +63,7 @@ def test_resumed_run_later_records_win(tmp_path):
     assert results.final_top1(run)['fused'] == 81.0
 
 
-def test_table_and_tool(tmp_path):
+def test_table_and_tool(tmp_path, run_in_process):
     runs = [_write_run(tmp_path, f'ffl_seed{i}', _ffl_records(80.0 + i))
             for i in range(2)]
     base = [_write_run(tmp_path, 'base', [
@@ -75,19 +74,22 @@ def test_table_and_tool(tmp_path):
     assert rows['baseline'] == [72.0]
     table = results.markdown_table(rows, ['seed 0', 'seed 1'])
     assert '| FFL fused | 80.00 | 81.00 | 80.50 ± 0.71 |' in table
-    assert '| baseline | 72.00 |  | 72.00 ± 0.00 |' in table
+    # one baseline run: its value, no '± 0.00'
+    assert '| baseline | 72.00 |  | 72.00 |' in table
+    single = results.markdown_table({'FFL fused': [80.0]}, ['seed 0'])
+    assert single.splitlines()[0] == '| model | seed 0 |'
+    assert single.splitlines()[2] == '| FFL fused | 80.00 |'
+    assert '±' not in single
     out = tmp_path / 'analysis'
-    _, log = run_tool('analysis_tools/analyze_runs.py', *runs,
-                      '--baseline', *base,
-                      '--out', str(out))
+    _, log = run_in_process('analysis_tools/analyze_runs.py', *runs,
+                            '--baseline', *base, '--out', out)
     assert '| FFL branch 0 | 75.00 | 75.00 | 75.00 ± 0.00 |' in log
+    assert '| baseline | 72.00 |  | 72.00 |' in log
     for name in ('results.md', 'accuracy.png', 'losses.png'):
         assert (out / name).stat().st_size > 0
     assert (out / 'accuracy.png').read_bytes()[:4] == b'\x89PNG'
 
 
-def test_missing_logs_are_a_clear_error(tmp_path):
-    code, log = run_tool('analysis_tools/analyze_runs.py', str(tmp_path),
-                         check=False)
-    assert code != 0
-    assert 'no */vis_data/scalars.json' in log
+def test_missing_logs_are_a_clear_error(tmp_path, run_in_process):
+    with pytest.raises(SystemExit, match=r'no \*/vis_data/scalars.json'):
+        run_in_process('analysis_tools/analyze_runs.py', tmp_path)

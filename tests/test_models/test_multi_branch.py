@@ -8,40 +8,10 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from ffl_mm.registry import MODELS
-from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from conftest import REPO
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-def ffl_cfg(depth=20, num_classes=10, num_branches=2, shared_stages=2,
-            **kwargs):
-    cfg = dict(
-        type='MultiBranchClassifier',
-        num_branches=num_branches,
-        shared_stages=shared_stages,
-        backbone=dict(type='CIFARResNet', depth=depth),
-        head=dict(type='LinearClsHead', num_classes=num_classes,
-                  in_channels=64),
-        fusion_neck=dict(
-            type='FFLFusionNeck', in_channels=64,
-            num_branches=num_branches, out_channels=64),
-        fusion_head=dict(type='LinearClsHead', num_classes=num_classes,
-                         in_channels=64),
-        distill_loss=dict(type='MutualKDLoss', rampup=80))
-    cfg.update(kwargs)
-    return cfg
-
-
-def _batch(n=4, num_classes=10, size=32):
-    torch.manual_seed(0)
-    x = torch.randn(n, 3, size, size)
-    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
-    return x, samples
+from conftest import (REPO, count_params, ffl_cfg, heterogeneous_cfg,
+                      make_batch)
 
 
 @pytest.mark.parametrize('depth, num_classes, total, fusion', [
@@ -52,10 +22,10 @@ def _batch(n=4, num_classes=10, size=32):
 def test_parameter_counts_match_the_authors(depth, num_classes, total,
                                             fusion):
     model = MODELS.build(ffl_cfg(depth=depth, num_classes=num_classes))
-    assert _count(model) == total
+    assert count_params(model) == total
     if fusion is not None:
-        assert _count(model.fusion_neck) + _count(model.fusion_head) == \
-            fusion
+        assert count_params(model.fusion_neck) + \
+            count_params(model.fusion_head) == fusion
         # shared trunk + two stage-3 copies with classifiers: 832,920
         assert total - fusion == 832920
 
@@ -66,7 +36,7 @@ def test_trunk_is_shared_and_branches_are_not():
     assert not hasattr(model.backbones[1], 'layer1')
     assert not hasattr(model.backbones[1], 'conv1')
     assert model.backbones[0].layer3 is not model.backbones[1].layer3
-    x, samples = _batch()
+    x, samples = make_batch()
     losses = model(x, samples, mode='loss')
     # the trunk learns from both branches' cross-entropy
     model.zero_grad()
@@ -81,7 +51,7 @@ def test_trunk_is_shared_and_branches_are_not():
 
 def test_loss_keys_and_values():
     model = MODELS.build(ffl_cfg(num_branches=3))
-    x, samples = _batch()
+    x, samples = make_batch()
     hub = MessageHub.get_current_instance()
     old = hub.get_info('epoch')
     hub.update_info('epoch', 40)
@@ -111,7 +81,7 @@ def test_loss_keys_and_values():
 
 def test_tensor_mode_returns_every_output():
     model = MODELS.build(ffl_cfg())
-    x, _ = _batch()
+    x, _ = make_batch()
     logits = model(x)
     assert set(logits) == {'branch0', 'branch1', 'ensemble', 'fused'}
     assert all(v.shape == (4, 10) for v in logits.values())
@@ -123,7 +93,7 @@ def test_tensor_mode_returns_every_output():
 def test_predict_fields_for_every_mode(mode):
     model = MODELS.build(ffl_cfg(test_cfg=dict(predict=mode)))
     model.eval()
-    x, samples = _batch()
+    x, samples = make_batch()
     with torch.no_grad():
         logits = model(x)
         preds = model(x, samples, mode='predict')
@@ -144,7 +114,7 @@ def test_predict_fields_for_every_mode(mode):
 
 def test_predict_without_data_samples():
     model = MODELS.build(ffl_cfg()).eval()
-    x, _ = _batch(n=3)
+    x, _ = make_batch(n=3)
     with torch.no_grad():
         preds = model(x, mode='predict')
     assert len(preds) == 3 and preds[0].pred_score.shape == (10, )
@@ -160,7 +130,7 @@ def test_predict_without_data_samples():
 ])
 def test_extract_feat(mode, stage, shapes):
     model = MODELS.build(ffl_cfg(test_cfg=dict(predict=mode))).eval()
-    x, _ = _batch(n=2)
+    x, _ = make_batch(n=2)
     with torch.no_grad():
         feats = model.extract_feat(x, stage=stage)
     assert [tuple(f.shape) for f in feats] == shapes
@@ -172,34 +142,16 @@ def test_cross_entropy_only_variant():
         cfg[key] = None
     model = MODELS.build(cfg)
     assert model.predict_mode == 'ensemble'
-    x, samples = _batch()
+    x, samples = make_batch()
     assert set(model(x, samples, mode='loss')) == {
         'loss_ce_branch0', 'loss_ce_branch1'
     }
 
 
-def heterogeneous_cfg(**kwargs):
-    """Independent CIFAR ResNet-20 (64 channels) + WRN-10-2 (128)."""
-    return ffl_cfg(
-        shared_stages=0,
-        num_branches=None,
-        backbone=[
-            dict(type='CIFARResNet', depth=20),
-            dict(type='WideResNet', depth=10, widen_factor=2)
-        ],
-        head=[
-            dict(type='LinearClsHead', num_classes=10, in_channels=64),
-            dict(type='LinearClsHead', num_classes=10, in_channels=128)
-        ],
-        fusion_neck=dict(type='FFLFusionNeck', in_channels=[64, 128],
-                         out_channels=64),
-        **kwargs)
-
-
 def test_independent_heterogeneous_branches():
     model = MODELS.build(heterogeneous_cfg())
     assert model.num_branches == 2
-    x, samples = _batch()
+    x, samples = make_batch()
     losses = model(x, samples, mode='loss')
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     assert model.backbones[1].layer1[0].conv1.weight.grad is not None

@@ -10,13 +10,9 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from test_multi_branch import ffl_cfg
+from conftest import count_params, ffl_cfg
 
 NUM_CLASSES = 5
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 def ffl_on(backbone, num_branches=2, **kwargs):
@@ -50,9 +46,12 @@ def _step(model, size=32, batch=2):
 BACKBONES = {
     'ResNet-18': (dict(type='ResNet', depth=18), 512),
     'ResNet_CIFAR-18': (dict(type='ResNet_CIFAR', depth=18), 512),
-    'ResNeXt-50': (dict(type='ResNeXt', depth=50, groups=32,
-                        width_per_group=4), 2048),
-    'SEResNet-50': (dict(type='SEResNet', depth=50), 2048),
+    # the 50-layer designs at a quarter of the width (the same code paths)
+    'ResNeXt-50': (dict(type='ResNeXt', depth=50, groups=8,
+                        width_per_group=4, stem_channels=16,
+                        base_channels=16), 512),
+    'SEResNet-50': (dict(type='SEResNet', depth=50, stem_channels=16,
+                         base_channels=16), 512),
     'MobileNetV2': (dict(type='MobileNetV2', widen_factor=0.5), 1280),
     'MobileNetV3': (dict(type='MobileNetV3', arch='small'), 576),
     'ShuffleNetV2': (dict(type='ShuffleNetV2', widen_factor=0.5), 1024),
@@ -135,11 +134,12 @@ def test_more_branches(num_branches):
     torch.testing.assert_close(out['ensemble'], stacked.mean(dim=0))
     # the trunk (stem, stages 1-2) is counted once, stage 3 N times
     single = MODELS.build(dict(type='CIFARResNet', depth=20))
-    late = _count(single.layer3)
+    late = count_params(single.layer3)
     heads = num_branches * (64 * 10 + 10)
-    fusion = _count(model.fusion_neck) + _count(model.fusion_head)
-    assert _count(model) == _count(single) + (num_branches - 1) * late + \
-        heads + fusion
+    fusion = count_params(model.fusion_neck) + \
+        count_params(model.fusion_head)
+    assert count_params(model) == count_params(single) + \
+        (num_branches - 1) * late + heads + fusion
 
 
 @pytest.mark.parametrize('backbone, shared, late', [
@@ -152,10 +152,12 @@ def test_more_branches(num_branches):
 def test_shared_trunk_for_the_resnet_family(backbone, shared, late):
     model = MODELS.build(ffl_on(backbone, shared_stages=shared))
     single = MODELS.build(backbone)
-    late_params = sum(_count(getattr(single, name)) for name in late)
-    heads = _count(model.heads)
-    fusion = _count(model.fusion_neck) + _count(model.fusion_head)
-    assert _count(model) == _count(single) + late_params + heads + fusion
+    late_params = sum(count_params(getattr(single, name)) for name in late)
+    heads = count_params(model.heads)
+    fusion = count_params(model.fusion_neck) + \
+        count_params(model.fusion_head)
+    assert count_params(model) == \
+        count_params(single) + late_params + heads + fusion
     assert sorted(model.backbones[1]._modules) == sorted(late)
     _step(model)
 

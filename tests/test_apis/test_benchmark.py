@@ -5,7 +5,7 @@ import json
 import pytest
 from mmengine.config import Config
 
-from conftest import REPO, run_tool
+from conftest import REPO
 from ffl_mm.analysis import benchmark as bench
 from ffl_mm.apis.model_cfg import input_size
 
@@ -20,7 +20,7 @@ def test_variant_configs():
     single = bench.variant_model_cfg(cfg.model, 'single')
     assert single.type == 'ImageClassifier'
     assert single.backbone.type == 'CIFARResNet'
-    assert bench.variant_model_cfg(cfg.model, 'ffl') == cfg.model
+    assert bench.variant_model_cfg(cfg.model, 'model') == cfg.model
     with pytest.raises(ValueError, match='unknown variant'):
         bench.variant_model_cfg(cfg.model, 'fast')
     assert input_size(cfg) == 32
@@ -55,7 +55,7 @@ def test_interleaving_and_summary():
     assert stats['min_ms'] == pytest.approx(10.0)
     assert stats['max_ms'] == pytest.approx(40.0)
     results = {
-        'ffl': dict(time=dict(median_ms=110.0), memory=dict(peak_bytes=105)),
+        'model': dict(time=dict(median_ms=110.0), memory=dict(peak_bytes=105)),
         'ce_only': dict(time=dict(median_ms=100.0),
                         memory=dict(peak_bytes=100)),
         'single': dict(time=dict(median_ms=80.0), memory={}),
@@ -66,18 +66,25 @@ def test_interleaving_and_summary():
     assert r['ratio_memory_vs_ce_only'] == pytest.approx(1.05)
 
 
-def test_benchmark_tool_writes_every_field(tmp_path):
+def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
+    """The tool in this process; the memory of each variant measured here
+    by the function its per-variant child process calls."""
     out = tmp_path / 'bench.json'
-    run_tool('analysis_tools/benchmark.py', FFL, '--batch-size', '4',
-             '--iters', '2',
-             '--warmup', '1', '--loop-overhead', '--json', str(out))
+    run_in_process('analysis_tools/benchmark.py', FFL, '--batch-size', '4',
+                   '--iters', '2', '--warmup', '1', '--loop-overhead',
+                   '--no-memory', '--json', out)
     result = json.loads(out.read_text())
+    cfg = Config.fromfile(FFL)
+    data = bench.synthetic_batch(4, 32, 10)
+    for name, variant in result['variants'].items():
+        assert 'memory' not in variant
+        variant['memory'] = bench.measure_memory(cfg, name, 'cpu', data)
     for key in ('ratio_time_vs_ce_only', 'ratio_memory_vs_ce_only',
                 'ratio_time_vs_separate', 'machine', 'variants',
                 'batch_size', 'num_branches', 'ratio_runner_vs_bare_loop'):
         assert key in result, key
     assert result['batch_size'] == 4 and result['num_branches'] == 2
-    assert set(result['variants']) == {'ffl', 'ce_only', 'single'}
+    assert set(result['variants']) == {'model', 'ce_only', 'single'}
     for variant in result['variants'].values():
         assert variant['time']['n'] == 2
         assert variant['time']['median_ms'] > 0
@@ -88,13 +95,14 @@ def test_benchmark_tool_writes_every_field(tmp_path):
         # parameters, gradients and SGD momentum: 3 float32 copies
         assert memory['state_bytes'] == 3 * 4 * variant['params']
         assert memory['saved_activation_bytes'] > 0
-    assert result['variants']['ffl']['params'] == 831598
+    assert result['variants']['model']['params'] == 831598
     assert result['loop_overhead']['runner']['n'] == 2
     assert result['loop_overhead']['bare']['n'] == 2
     assert result['ratio_runner_vs_bare_loop'] > 0
-    assert result['cpu_allocator_tuned'] in (True, False)
+    # run_in_process keeps the tuning off (FFL_MM_NO_MALLOC_TUNING=1)
+    assert result['cpu_allocator_tuned'] is False
     # the fusion module and KD add activations over cross-entropy only
-    assert result['variants']['ffl']['memory']['saved_activation_bytes'] > \
+    assert result['variants']['model']['memory']['saved_activation_bytes'] > \
         result['variants']['ce_only']['memory']['saved_activation_bytes']
     assert result['variants']['single']['params'] == 466906
     assert result['machine']['device'] == 'cpu'
@@ -143,10 +151,31 @@ def test_interleaved_bare_loop_hook_timing():
 
 
 def test_cpu_allocator_tuning(monkeypatch):
-    from ffl_mm.engine.launch import tune_cpu_allocator
+    """The three mallopt calls, on a stand-in libc (the real one would
+    change this process for the tests after it)."""
+    import ctypes
+
+    from ffl_mm.engine import launch
+    calls = []
+
+    class FakeLibc:
+
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, 'CDLL', lambda name: FakeLibc())
     monkeypatch.setenv('FFL_MM_NO_MALLOC_TUNING', '1')
-    assert tune_cpu_allocator() is False
+    assert launch.tune_cpu_allocator() is False and calls == []
     monkeypatch.delenv('FFL_MM_NO_MALLOC_TUNING')
-    import platform
-    if platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc':
-        assert tune_cpu_allocator() is True
+    assert launch.tune_cpu_allocator() is True
+    # M_MMAP_MAX 0, M_TRIM_THRESHOLD 2**31 - 1, M_TOP_PAD 256 MB
+    assert calls == [(-4, 0), (-1, 2**31 - 1), (-2, 2**28)]
+
+    class Failing(FakeLibc):
+
+        def mallopt(self, option, value):
+            return 0
+
+    monkeypatch.setattr(ctypes, 'CDLL', lambda name: Failing())
+    assert launch.tune_cpu_allocator() is False

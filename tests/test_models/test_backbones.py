@@ -5,10 +5,7 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
+from conftest import count_params
 
 
 def _plain(backbone, in_channels, num_classes):
@@ -34,7 +31,7 @@ def _plain(backbone, in_channels, num_classes):
 def test_cifar_resnet_parameter_counts(depth, num_classes, params):
     """The authors' counts (shared/METHODS.md)."""
     model = _plain(dict(type='CIFARResNet', depth=depth), 64, num_classes)
-    assert _count(model) == params
+    assert count_params(model) == params
 
 
 def test_cifar_resnet_stages_and_shapes():
@@ -72,7 +69,7 @@ def test_wide_resnet_shapes_and_parameters():
     expected += block(16, 32, True) + block(32, 32, False)
     expected += block(32, 64, True) + block(64, 64, False)
     expected += block(64, 128, True) + block(128, 128, False) + 2 * 128
-    assert _count(backbone) == expected == 690384
+    assert count_params(backbone) == expected == 690384
 
 
 def test_backbones_in_plain_image_classifier():

@@ -14,7 +14,7 @@ from mmengine.runner import save_checkpoint
 from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
-from conftest import REPO, run_tool
+from conftest import REPO, tool_module
 from ffl_mm.apis import export
 from ffl_mm.apis.model_cfg import runner_model_cfg
 
@@ -41,34 +41,27 @@ model = dict(
     fusion_head=dict(_delete_=True, type='LinearClsHead', num_classes=10))
 """
 
+# argv: inputs, then (config, checkpoint, scores file) per exported model
 LOAD_WITHOUT_FFL_MM = """
 import json, sys
 import torch
 from mmpretrain import get_model
-config, ckpt, inputs, out = sys.argv[1:]
-model = get_model(config, pretrained=ckpt).eval()
-assert type(model).__name__ == 'ImageClassifier', type(model)
-with torch.no_grad():
-    x = model.data_preprocessor(dict(inputs=torch.load(inputs)))['inputs']
-    scores = torch.stack([s.pred_score for s in model.predict(x)])
-torch.save(scores, out)
+inputs, rest = sys.argv[1], sys.argv[2:]
+for config, ckpt, out in zip(rest[0::3], rest[1::3], rest[2::3]):
+    model = get_model(config, pretrained=ckpt).eval()
+    assert type(model).__name__ == 'ImageClassifier', type(model)
+    with torch.no_grad():
+        x = model.data_preprocessor(dict(inputs=torch.load(inputs)))['inputs']
+        scores = torch.stack([s.pred_score for s in model.predict(x)])
+    torch.save(scores, out)
 print(json.dumps(dict(ffl_mm=any(m.startswith('ffl_mm')
                                  for m in sys.modules))))
 """
 
 
-def _export_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'ffl_export_tool', osp.join(REPO, 'tools', 'export.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def export_in_process(capsys, *args):
     """tools/export.py's main() here (a fresh process costs seconds)."""
-    _export_tool().main([str(a) for a in args])
+    tool_module('export.py').main([str(a) for a in args])
     return capsys.readouterr().out
 
 
@@ -101,35 +94,50 @@ def _setup(tmp_path, name):
     return cfg_path, ckpt, samples
 
 
-@pytest.mark.parametrize('name', list(MODELS_UNDER_TEST))
-def test_export_round_trip(tmp_path, name, capsys):
-    cfg_path, ckpt, samples = _setup(tmp_path, name)
-    out_dir = tmp_path / 'exported'
-    for branch in (0, 1):
-        log = export_in_process(capsys, cfg_path, ckpt, '--branch', branch,
-                                '--out', out_dir)
-        assert 'plain MMPretrain: loads without ffl_mm' in log
-        stem = out_dir / f'ffl_{name}_branch{branch}'
-        text = open(f'{stem}.py').read()
-        assert 'ffl_mm' not in text and 'MultiBranch' not in text
-        # a fresh interpreter that never imports ffl_mm
-        result = subprocess.run(
-            [sys.executable, '-c', LOAD_WITHOUT_FFL_MM, f'{stem}.py',
-             f'{stem}.pth', str(tmp_path / 'inputs.pth'),
-             str(tmp_path / 'scores.pth')],
-            capture_output=True, text=True, cwd=str(tmp_path))
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert json.loads(result.stdout.strip().splitlines()[-1]) == \
-            dict(ffl_mm=False)
-        got = torch.load(tmp_path / 'scores.pth')
-        expected = torch.stack([s.branch_scores[branch] for s in samples])
-        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-        # the checkpoint is plain: weights_only loading, ImageClassifier keys
-        state = torch.load(f'{stem}.pth', weights_only=True)
-        assert state['meta']['dataset_meta']['classes'][0] == '0'
-        assert all(k.split('.')[0] in ('backbone', 'neck', 'head')
-                   for k in state['state_dict'])
+@pytest.mark.e2e
+def test_export_round_trip(tmp_path, capsys):
+    """Every branch of a shared-trunk and an independent FFL model exports
+    to a plain ImageClassifier that predicts as inside the multi-branch
+    model, loaded by MMPretrain alone in one fresh interpreter that never
+    imports ffl_mm; the fused export predicts like the fused classifier."""
+    plain, expected = [], []
+    for name in MODELS_UNDER_TEST:
+        (tmp_path / name).mkdir()
+        # the same inputs for every model (a seeded generator)
+        cfg_path, ckpt, samples = _setup(tmp_path / name, name)
+        out_dir = tmp_path / name / 'exported'
+        for branch in (0, 1):
+            log = export_in_process(capsys, cfg_path, ckpt, '--branch',
+                                    branch, '--out', out_dir)
+            assert 'plain MMPretrain: loads without ffl_mm' in log
+            stem = out_dir / f'ffl_{name}_branch{branch}'
+            text = open(f'{stem}.py').read()
+            assert 'ffl_mm' not in text and 'MultiBranch' not in text
+            assert "default_scope = 'mmpretrain'" in text
+            plain += [f'{stem}.py', f'{stem}.pth', f'{stem}.scores']
+            expected.append(
+                torch.stack([s.branch_scores[branch] for s in samples]))
+            # the checkpoint is plain: weights_only loading, classifier keys
+            state = torch.load(f'{stem}.pth', weights_only=True)
+            assert state['meta']['dataset_meta']['classes'][0] == '0'
+            assert all(k.split('.')[0] in ('backbone', 'neck', 'head')
+                       for k in state['state_dict'])
+        _check_fused(capsys, tmp_path / name, name, cfg_path, ckpt, samples)
+    inputs = tmp_path / 'inputs.pth'
+    torch.save(torch.load(tmp_path / name / 'inputs.pth'), inputs)
+    result = subprocess.run(
+        [sys.executable, '-c', LOAD_WITHOUT_FFL_MM, str(inputs), *plain],
+        capture_output=True, text=True, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == \
+        dict(ffl_mm=False)
+    for scores, want in zip(plain[2::3], expected):
+        torch.testing.assert_close(torch.load(scores), want, rtol=0,
+                                   atol=1e-5)
 
+
+def _check_fused(capsys, tmp_path, name, cfg_path, ckpt, samples):
+    out_dir = tmp_path / 'exported'
     log = export_in_process(capsys, cfg_path, ckpt, '--fused', '--out',
                             out_dir)
     assert 'needs ffl_mm' in log
@@ -165,18 +173,20 @@ def test_student_size_is_one_sub_network(tmp_path, capsys):
 
 def test_export_errors(tmp_path):
     cfg_path, ckpt, _ = _setup(tmp_path, 'shared_trunk')
-    code, log = run_tool('export.py', str(cfg_path), str(ckpt), '--branch',
-                         '2', '--out', str(tmp_path), check=False)
-    assert code != 0
-    assert '--branch 2 does not exist: the model has 2 branches' in log
+    with pytest.raises(SystemExit, match='--branch 2 does not exist: the '
+                       'model has 2 branches'):
+        tool_module('export.py').main(
+            [str(cfg_path), str(ckpt), '--branch', '2', '--out',
+             str(tmp_path)])
     # a checkpoint of another architecture is refused, keys named
     other = tmp_path / 'other.pth'
     save_checkpoint(dict(state_dict=MODELS.build(
         dict(type='ResNet', depth=18)).state_dict()), str(other))
     with pytest.raises(SystemExit, match=r'does not match(.|\n)*missing '
                        r'keys'):
-        _export_tool().main([str(cfg_path), str(other), '--branch', '0',
-                             '--out', str(tmp_path)])
+        tool_module('export.py').main(
+            [str(cfg_path), str(other), '--branch', '0', '--out',
+             str(tmp_path)])
     assert not osp.exists(tmp_path / 'ffl_shared_trunk_branch0.py')
 
 
@@ -188,6 +198,9 @@ def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
         'CIFARResNet', 'Digits', 'TorchDefault'
     ]
     assert out['custom_imports']['imports'] == ['ffl_mm']
+    # built in ffl_mm's scope, by the Runner and by MMPretrain's get_model
+    assert out['default_scope'] == 'ffl_mm'
+    assert out['model']['_scope_'] == 'ffl_mm'
     assert out['test_evaluator']['type'] == 'Accuracy'
     assert out['model']['head']['in_channels'] == 64
     ce_only = MODELS.build(

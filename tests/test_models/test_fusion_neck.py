@@ -4,11 +4,8 @@ import torch
 from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
+from conftest import count_params
 from ffl_mm.models.necks import FFLFusionNeck
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_equal_branches_shape_and_parameters():
@@ -17,7 +14,7 @@ def test_equal_branches_shape_and_parameters():
     out = neck(maps)
     assert isinstance(out, tuple) and out[0].shape == (3, 64)
     # depthwise 128*9 + BN 2*128 + pointwise 128*64 + BN 2*64, no biases
-    assert _count(neck) == 128 * 9 + 256 + 128 * 64 + 128 == 9728
+    assert count_params(neck) == 128 * 9 + 256 + 128 * 64 + 128 == 9728
     assert neck.depthwise.conv.groups == 128
     assert neck.depthwise.conv.bias is None
     assert neck.pointwise.conv.bias is None

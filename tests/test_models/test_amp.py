@@ -18,7 +18,7 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
 from ffl_mm.models.losses import MutualKDLoss
-from test_multi_branch import ffl_cfg
+from conftest import ffl_cfg
 
 pytestmark = [
     pytest.mark.filterwarnings('ignore:`torch.cuda.amp.GradScaler'),

@@ -25,9 +25,11 @@ train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(interval=1))
 """
 
-WHERE = ('import json; from mmengine.utils import get_installed_path; '
-         'import ffl_mm; print(json.dumps([get_installed_path("ffl_mm"), '
-         'ffl_mm.__file__]))')
+# where MMEngine finds the package's .mim, and where Python imports it from
+WHERE = ('import importlib.util, json; '
+         'from mmengine.utils import get_installed_path; '
+         'print(json.dumps([get_installed_path("ffl_mm"), '
+         'importlib.util.find_spec("ffl_mm").origin]))')
 
 
 def _train_user_config(train_py, tmp_path, env=None):
@@ -56,10 +58,12 @@ def _where(cwd, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_editable_install_serves_ffl_mm_scope_and_mim_tools(tmp_path):
+def test_editable_install_serves_ffl_mm_scope_and_mim_tools(
+        tmp_path, run_in_process):
     """MMEngine looks for ``<installed path>/.mim/configs``: after ``make``
     that must be the checkout (a PEP 660 editable install would answer
-    site-packages, where nothing is)."""
+    site-packages, where nothing is). Asked from another directory, as the
+    checkout on ``sys.path`` would answer for any install."""
     package, module = _where(tmp_path)
     assert package == osp.join(REPO, 'ffl_mm'), (
         f'MMEngine finds ffl_mm at {package}; install it as `make` does '
@@ -69,8 +73,12 @@ def test_editable_install_serves_ffl_mm_scope_and_mim_tools(tmp_path):
     for item in ('configs', 'tools', 'model-index.yml'):
         assert osp.islink(osp.join(mim, item))
         assert osp.realpath(osp.join(mim, item)) == osp.join(REPO, item)
-    log = _train_user_config(osp.join(mim, 'tools', 'train.py'), tmp_path)
+    # the user config trains through the tool mim runs (in this process)
+    (tmp_path / 'mine.py').write_text(USER_CFG)
+    _, log = run_in_process('train.py', tmp_path / 'mine.py', '--work-dir',
+                            tmp_path / 'work')
     assert 'Epoch(train) [1][1/1]' in log
+    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
 
 
 def _copy_checkout(dst):
@@ -96,6 +104,7 @@ def _tree(root):
                              osp.join(root, 'ffl_mm.egg-info'))))
 
 
+@pytest.mark.e2e
 def test_wheel_carries_configs_and_tools_and_leaves_the_checkout(tmp_path):
     src = tmp_path / 'src'
     _copy_checkout(str(src))
@@ -136,6 +145,7 @@ def test_wheel_carries_configs_and_tools_and_leaves_the_checkout(tmp_path):
     assert 'Epoch(train) [1][1/1]' in log
 
 
+@pytest.mark.e2e
 def test_mim_trains_a_user_config(tmp_path):
     """``mim train ffl_mm CONFIG`` and ``mim test`` (openmim:
     ``make extras``)."""

@@ -6,11 +6,7 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
 from ffl_mm.models.necks import DualAttentionNeck, MultiScaleNeck
-from test_multi_branch import ffl_cfg, heterogeneous_cfg
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
+from conftest import count_params, ffl_cfg, heterogeneous_cfg
 
 
 # ----------------------------------------------------------------- multi-scale
@@ -24,7 +20,7 @@ def test_multi_scale_shapes_and_parameters(scales, hierarchical, residual):
     assert neck(x).shape == (2, 64, 8, 8)
     w = 64 // scales
     # (s - 1) convs of w -> w, 3x3 without bias, each with a BN
-    assert _count(neck) == (scales - 1) * (9 * w * w + 2 * w)
+    assert count_params(neck) == (scales - 1) * (9 * w * w + 2 * w)
 
 
 def test_multi_scale_structure():
@@ -131,7 +127,7 @@ def test_dual_attention_shapes_and_parameters(gates):
         expected += 64 * 4 + 4 + 4 * 64 + 64  # two 1x1 convs with bias
     if 'spatial' in gates:
         expected += 2 * 7 * 7 + 1
-    assert _count(neck) == expected
+    assert count_params(neck) == expected
 
 
 def test_channel_gate_weights_each_channel():
@@ -220,7 +216,7 @@ def test_mfef_in_multi_branch_classifier(heads_on_enhanced):
     # in_channels came from the fusion neck; one chain per branch
     assert len(model.fusion_pre_necks) == 2
     assert model.fusion_pre_necks[1][0].in_channels == 64
-    extra = _count(model) - _count(ffl)
+    extra = count_params(model) - count_params(ffl)
     assert extra == 2 * (3 * (9 * 16 * 16 + 32) + (64 * 4 + 4 + 4 * 64 + 64)
                          + 99)
     x = torch.randn(2, 3, 32, 32)

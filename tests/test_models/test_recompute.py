@@ -13,7 +13,7 @@ from mmpretrain.structures import DataSample
 import ffl_mm  # noqa: F401
 from ffl_mm.analysis.benchmark import SavedTensorMeter
 from ffl_mm.models.utils import recompute_in_backward
-from test_multi_branch import ffl_cfg
+from conftest import ffl_cfg
 
 
 def _block():

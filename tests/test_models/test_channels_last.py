@@ -8,8 +8,7 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from conftest import REPO, run_tool
-from test_multi_branch import ffl_cfg
+from conftest import REPO, ffl_cfg
 
 MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
 
@@ -40,12 +39,12 @@ def test_mfef_model_in_channels_last_matches_contiguous():
         torch.testing.assert_close(grad_b[name], grad_a[name], msg=name)
 
 
-def test_benchmark_channels_last_flag(tmp_path):
+def test_benchmark_channels_last_flag(tmp_path, run_in_process):
     out = tmp_path / 'bench.json'
-    run_tool('analysis_tools/benchmark.py',
-             f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py',
-             '--batch-size', '4', '--iters', '1', '--warmup', '1',
-             '--channels-last', '--no-memory', '--json', str(out))
+    run_in_process('analysis_tools/benchmark.py',
+                   f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py',
+                   '--batch-size', '4', '--iters', '1', '--warmup', '1',
+                   '--channels-last', '--no-memory', '--json', out)
     result = json.loads(out.read_text())
-    assert set(result['variants']) == {'ffl', 'ce_only', 'single'}
-    assert result['variants']['ffl']['time']['n'] == 1
+    assert set(result['variants']) == {'model', 'ce_only', 'single'}
+    assert result['variants']['model']['time']['n'] == 1

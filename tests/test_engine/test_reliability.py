@@ -1,0 +1,95 @@
+# Copyright (c) ffl_mm contributors.
+"""The reliability pieces on their own: the choice of checkpoint to resume
+from, atomic writes, per-epoch seeding, the non-finite loss stop (the runs
+that use them end to end: tests/test_tools/)."""
+import os
+import os.path as osp
+import random
+
+import numpy as np
+import pytest
+import torch
+from mmengine.fileio import get_file_backend
+
+from ffl_mm.engine import (AtomicLocalBackend, atomic_write,
+                           find_resumable_checkpoint)
+from ffl_mm.engine.hooks import (EpochSeedHook, FiniteLossHook,
+                                 NonFiniteLossError, epoch_seed)
+
+
+def test_find_resumable_checkpoint_order(tmp_path):
+    good = {'meta': {'epoch': 1}, 'state_dict': {'w': torch.zeros(1)}}
+    for n in (1, 2, 10):
+        torch.save(good, tmp_path / f'epoch_{n}.pth')
+    (tmp_path / 'epoch_11.pth').write_bytes(b'garbage')
+    path, skipped = find_resumable_checkpoint(str(tmp_path))
+    assert osp.basename(path) == 'epoch_10.pth'  # 10 after 11, not 2
+    assert [osp.basename(p) for p, _ in skipped] == ['epoch_11.pth']
+    assert find_resumable_checkpoint(str(tmp_path / 'none')) == (None, [])
+
+
+def test_atomic_checkpoint_writes(tmp_path, monkeypatch):
+    assert isinstance(get_file_backend(str(tmp_path / 'x.pth')),
+                      AtomicLocalBackend)
+    target = tmp_path / 'epoch_1.pth'
+    atomic_write(b'old checkpoint', target)
+
+    class Boom(Exception):
+        pass
+
+    real_fsync = os.fsync
+
+    def dying_fsync(fd):  # the process dies after a partial write
+        raise Boom()
+
+    monkeypatch.setattr(os, 'fsync', dying_fsync)
+    with pytest.raises(Boom):
+        atomic_write(b'new checkpoint that never completes', target)
+    monkeypatch.setattr(os, 'fsync', real_fsync)
+    assert target.read_bytes() == b'old checkpoint'
+    assert os.listdir(tmp_path) == ['epoch_1.pth']  # no temporary left
+    get_file_backend(str(target)).put_text('epoch_2.pth', tmp_path / 'p')
+    assert (tmp_path / 'p').read_text() == 'epoch_2.pth'
+
+
+def test_epoch_seed_hook_makes_epochs_independent_of_history():
+
+    class Runner:
+        seed = 7
+        epoch = 3
+
+    def draws():
+        return (random.random(), float(np.random.rand()),
+                float(torch.rand(1)))
+
+    hook = EpochSeedHook()
+    hook.before_train_epoch(Runner)
+    first = draws()
+    draws()  # whatever else happens (validation, a restart) ...
+    hook.before_train_epoch(Runner)
+    assert draws() == first  # ... epoch 3 draws the same numbers
+    Runner.epoch = 4
+    hook.before_train_epoch(Runner)
+    assert draws() != first
+    assert epoch_seed(7, 3) != epoch_seed(7, 4) != epoch_seed(8, 3)
+    assert 0 <= epoch_seed(2**40, 10**6) < 2**32
+
+
+def test_finite_loss_hook_names_the_term_and_iteration():
+
+    class Runner:
+        epoch = 2
+        iter = 41
+
+    hook = FiniteLossHook()
+    good = {'loss': torch.tensor(1.0), 'loss_ce_fused': torch.tensor(0.5),
+            'kd_weight': torch.tensor(float('nan'))}  # not a loss: ignored
+    hook.after_train_iter(Runner, 3, outputs=good)
+    bad = dict(good, loss_kd_branch1=torch.tensor(float('inf')),
+               loss=torch.tensor(float('inf')))
+    with pytest.raises(NonFiniteLossError,
+                       match=r'epoch 3, iteration 42 \(batch 3 of the '
+                       r'epoch\): loss=inf, loss_kd_branch1=inf'):
+        hook.after_train_iter(Runner, 3, outputs=bad)
+    with pytest.raises(ValueError, match='interval must be an int >= 1'):
+        FiniteLossHook(interval=0)

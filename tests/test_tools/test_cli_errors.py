@@ -1,0 +1,103 @@
+# Copyright (c) ffl_mm contributors.
+"""Bad input to ffl_mm's tools stops them with an error that names the
+problem, and loses nothing (tools called in this process)."""
+import os
+import re
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_DIGITS
+
+FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
+STOCK = f'{REPO}/configs/baselines/resnet18-cifar-w16_digits.py'
+
+
+def _other_model_checkpoint(tmp_path):
+    from ffl_mm.registry import MODELS
+    other = MODELS.build(dict(type='ResNet_CIFAR', depth=18,
+                              base_channels=8))
+    path = str(tmp_path / 'other.pth')
+    torch.save({'state_dict': other.state_dict()}, path)
+    return path
+
+
+def test_test_rejects_checkpoint_of_another_model(tmp_path, run_in_process,
+                                                  capsys):
+    path = _other_model_checkpoint(tmp_path)
+    with pytest.raises(RuntimeError,
+                       match='missing keys|size mismatch|Missing key'):
+        run_in_process('test.py', STOCK, path, '--work-dir',
+                       str(tmp_path / 'test'), '--cfg-options', *TINY_DIGITS)
+    assert 'Epoch(test)' not in capsys.readouterr().out
+
+
+def test_amp_without_cuda_is_a_clear_error(tmp_path, run_in_process):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    with pytest.raises(SystemExit, match='--amp needs a CUDA device'):
+        run_in_process('train.py', STOCK, '--amp', '--work-dir', tmp_path)
+
+
+def test_resume_with_only_damaged_checkpoints_is_a_clear_error(
+        tmp_path, run_in_process, capsys):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'epoch_1.pth').write_bytes(b'PK\x03\x04 not really a zip')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    with pytest.raises(SystemExit, match='no readable checkpoint'):
+        run_in_process('train.py', FFL, '--work-dir', work, '--resume',
+                       '--cfg-options', *TINY_DIGITS)
+    out = capsys.readouterr().out
+    assert 'skipping' in out and 'epoch_2.pth: file does not exist' in out
+    assert (work / 'epoch_1.pth').read_bytes().startswith(b'PK')  # kept
+
+
+def test_nan_loss_stops_training_naming_the_term(tmp_path, run_in_process):
+    from ffl_mm.engine.hooks import NonFiniteLossError
+    with pytest.raises(NonFiniteLossError,
+                       match=r'Non-finite loss at epoch 1, iteration 1 '
+                       r'.*loss_ce_fused=nan'):
+        run_in_process('train.py', FFL, '--work-dir', tmp_path,
+                       '--cfg-options', *TINY_DIGITS,
+                       'model.fusion_head.loss.loss_weight=nan')
+    assert not (tmp_path / 'epoch_1.pth').exists()
+
+
+def test_missing_dataset_path_is_a_clear_error(tmp_path, run_in_process):
+    with pytest.raises(FileNotFoundError,
+                       match=r"train_dataloader.dataset.data_root='.*"
+                       r"no_cifar' does not exist.*download=True"):
+        run_in_process(
+            'train.py', f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py',
+            '--work-dir', tmp_path, '--cfg-options',
+            f'train_dataloader.dataset.data_root={tmp_path}/no_cifar')
+
+
+def test_load_from_another_architecture_is_reported(tmp_path,
+                                                    run_in_process):
+    path = _other_model_checkpoint(tmp_path)
+    _, out = run_in_process('train.py', FFL, '--work-dir', tmp_path / 'w',
+                            '--cfg-options', *TINY_DIGITS,
+                            'train_dataloader.dataset.indices=16',
+                            'train_cfg.max_epochs=1', f'load_from={path}')
+    assert 'missing keys in source state_dict' in out
+    assert 'unexpected key in source state_dict' in out
+
+
+def test_crafted_checkpoint_is_refused_by_export(tmp_path, run_in_process):
+    from ffl_mm.engine import UnsafeCheckpointError
+    marker = tmp_path / 'pwned'
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}', ))
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'x': Evil()}, path)
+    with pytest.raises(UnsafeCheckpointError) as error:
+        run_in_process('export.py', FFL, path, '--branch', '0', '--out',
+                       tmp_path / 'out')
+    assert re.search(r'(os|posix)\.system', str(error.value))
+    assert not marker.exists()

@@ -1,0 +1,103 @@
+# Copyright (c) ffl_mm contributors.
+"""tools/dist_train.sh and dist_test.sh with two processes on the CPU
+(gloo): one set of checkpoints and one log, identical weights on both
+ranks, every test image evaluated exactly once."""
+import os
+import pickle
+import re
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_DIGITS, free_port, run_cmd
+
+FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
+
+# every rank saves its own weights at the end of the run
+RANK_WEIGHTS_HOOK = '''
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from ffl_mm.registry import HOOKS
+
+
+@HOOKS.register_module()
+class SaveRankWeightsHook(Hook):
+
+    def after_run(self, runner):
+        model = runner.model
+        model = getattr(model, 'module', model)
+        torch.save(model.state_dict(),
+                   f'{runner.work_dir}/rank{get_rank()}_weights.pth')
+'''
+
+
+def test_dist_scripts_usage():
+    code, out = run_cmd(['bash', 'tools/dist_train.sh'], check=False)
+    assert code == 2 and 'usage' in out
+    code, out = run_cmd(['bash', 'tools/dist_test.sh', 'a.py'], check=False)
+    assert code == 2 and 'usage' in out
+
+
+@pytest.mark.e2e
+def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('the gloo path is for machines without CUDA')
+    (tmp_path / 'rank_hook.py').write_text(RANK_WEIGHTS_HOOK)
+    config = tmp_path / 'ffl_ranks.py'
+    config.write_text(
+        f"_base_ = ['{FFL}']\n"
+        "custom_imports = dict(imports=['ffl_mm', 'ffl_mm.engine.compat', "
+        "'rank_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='EpochSeedHook'), "
+        "dict(type='FiniteLossHook'), dict(type='SyncBuffersHook'), "
+        "dict(type='SaveRankWeightsHook')]\n")
+    work = tmp_path / 'work'
+    env = dict(PYTHON=sys.executable, PYTHONPATH=str(tmp_path),
+               PORT=free_port())
+    _, out = run_cmd([
+        'bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+        str(work), '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=2',
+        'default_hooks.checkpoint.interval=1'
+    ], env=env)
+    assert 'initialised the gloo process group (rank 0/2)' in out
+    # 64 images over 2 ranks of batch 16: 2 iterations an epoch
+    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out)
+    assert out.count('Saving checkpoint at 1 epochs') == 1
+    # parameters by DDP's gradient all-reduce, BN statistics by
+    # SyncBuffersHook at every epoch end (DDP alone leaves each rank's last
+    # forward statistics)
+    ranks = [torch.load(work / f'rank{r}_weights.pth') for r in (0, 1)]
+    assert set(ranks[0]) == set(ranks[1])
+    for key in ranks[0]:
+        torch.testing.assert_close(ranks[0][key], ranks[1][key], rtol=0,
+                                   atol=0, msg=key)
+    # one set of checkpoints and one log, from rank 0
+    assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
+        'epoch_1.pth', 'epoch_2.pth', 'rank0_weights.pth',
+        'rank1_weights.pth'
+    ]
+    logs = [f for _, _, files in os.walk(work) for f in files
+            if f.endswith('.log')]
+    assert len(logs) == 1
+    ckpt = torch.load(work / 'epoch_2.pth', map_location='cpu',
+                      weights_only=False)
+    assert ckpt['meta']['iter'] == 4
+    # keys without DDP's "module." prefix: loadable by a single process
+    assert not any(k.startswith('module.') for k in ckpt['state_dict'])
+
+    # 41 test images on 2 ranks: every one evaluated once, none twice
+    preds = tmp_path / 'preds.pkl'
+    options = [o for o in TINY_DIGITS if not o.startswith('test_')]
+    _, out = run_cmd([
+        'bash', 'tools/dist_test.sh', FFL, str(work / 'epoch_2.pth'), '2',
+        '--work-dir', str(tmp_path / 'test'), '--out', str(preds),
+        '--cfg-options', *options, 'test_dataloader.dataset.indices=41',
+        'test_dataloader.batch_size=8'
+    ], env=dict(env, PORT=free_port()))
+    assert re.search(r'Epoch\(test\) \[3/3\].*accuracy/top1: [\d.]+', out)
+    with open(preds, 'rb') as f:
+        samples = pickle.load(f)
+    assert len(samples) == 41
+    assert sorted(s['sample_idx'] for s in samples) == list(range(41))

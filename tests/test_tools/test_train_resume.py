@@ -1,0 +1,153 @@
+# Copyright (c) ffl_mm contributors.
+"""tools/train.py and tools/test.py end to end: a SIGKILLed run resumes to
+the weights of an uninterrupted one, skips a damaged newest checkpoint, and
+the result evaluates (docs/reliability.md)."""
+import contextlib
+import math
+import os.path as osp
+import re
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_DIGITS, run_tool
+
+FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
+
+# a hook that SIGKILLs its own process right after epoch N's checkpoint
+KILL_HOOK = '''
+import os
+import signal
+
+from mmengine.hooks import Hook
+from ffl_mm.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillAfterEpochHook(Hook):
+    priority = 'LOWEST'  # after CheckpointHook
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+# 4 epochs of 4 iterations; the KD ramp and the LR change inside them
+SCHEDULE = [
+    *TINY_DIGITS,
+    'train_cfg.max_epochs=4',
+    'model.distill_loss.rampup=4',
+    'param_scheduler.milestones=[3]',
+    'default_hooks.checkpoint.interval=1',
+]
+
+
+@contextlib.contextmanager
+def one_thread():
+    """As the subprocesses run (OMP_NUM_THREADS=1): the same kernels, so
+    in-process and subprocess training agree to float rounding."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _per_epoch(work_dir, key):
+    from ffl_mm.analysis import results
+    train, _ = results.split_records(results.load_records(work_dir))
+    out = {}
+    for record in train:
+        out.setdefault(int(record['epoch']), []).append(record[key])
+    return {e: v[-1] for e, v in out.items()}
+
+
+def _assert_same_weights(a, b):
+    a, b = (torch.load(p, map_location='cpu', weights_only=False)['state_dict']
+            for p in (a, b))
+    assert set(a) == set(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7,
+                                   msg=key)
+
+
+@pytest.mark.e2e
+def test_killed_run_resumes_exactly_skips_a_damaged_checkpoint_and_tests(
+        tmp_path, run_in_process):
+    once = str(tmp_path / 'once')
+    with one_thread():
+        run_in_process('train.py', FFL, '--work-dir', once, '--cfg-options',
+                       *SCHEDULE)
+
+    # the same run in a process SIGKILLed right after epoch 2, then --resume
+    (tmp_path / 'kill_hook.py').write_text(KILL_HOOK)
+    config = tmp_path / 'ffl_kill.py'
+    config.write_text(
+        f"_base_ = ['{FFL}']\n"
+        "custom_imports = dict(imports=['ffl_mm', 'ffl_mm.engine.compat', "
+        "'kill_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='EpochSeedHook'), "
+        "dict(type='FiniteLossHook'), dict(type='SyncBuffersHook'), "
+        "dict(type='KillAfterEpochHook', epoch=2)]\n")
+    killed = str(tmp_path / 'killed')
+    code, out = run_tool('train.py', str(config), '--work-dir', killed,
+                         '--cfg-options', *SCHEDULE, check=False,
+                         env=dict(PYTHONPATH=str(tmp_path)))
+    assert code == -9, out[-2000:]  # SIGKILL, not a clean exit
+    assert osp.isfile(osp.join(killed, 'epoch_2.pth'))
+    assert not osp.exists(osp.join(killed, 'epoch_3.pth'))
+    with one_thread():
+        _, out = run_in_process('train.py', FFL, '--work-dir', killed,
+                                '--resume', '--cfg-options', *SCHEDULE)
+    assert 'resumed epoch: 2, iter: 8' in out
+    # continues at the next iteration, not from scratch
+    assert re.search(r'Epoch\(train\) \[3\]\[1/4\]', out)
+    assert not re.search(r'Epoch\(train\) \[2\]\[', out)
+    _assert_same_weights(osp.join(once, 'epoch_4.pth'),
+                         osp.join(killed, 'epoch_4.pth'))
+    # the KD ramp-up weight and the LR follow the resumed epoch
+    for key in ('kd_weight', 'lr'):
+        assert _per_epoch(killed, key) == pytest.approx(
+            _per_epoch(once, key), rel=1e-6), key
+    kd = _per_epoch(once, 'kd_weight')
+    # w(e) = exp(-5 (1 - e/4)^2) for the 0-based epoch e = logged epoch - 1
+    assert [kd[e] for e in (1, 2, 3, 4)] == pytest.approx(
+        [math.exp(-5 * (1 - e / 4)**2) for e in range(4)], rel=1e-5)
+    lr = _per_epoch(once, 'lr')
+    # milestone 3: epochs 1-3 at the base LR, epoch 4 at a tenth
+    assert lr[1] == lr[3] and lr[4] == pytest.approx(lr[3] * 0.1)
+
+    # the newest checkpoint damaged (a death while writing it): --resume
+    # says so, continues from epoch 3 and still ends on the same weights
+    latest = osp.join(killed, 'epoch_4.pth')
+    with open(latest, 'rb') as f:
+        data = f.read()
+    with open(latest, 'wb') as f:
+        f.write(data[:len(data) // 3])
+    with one_thread():
+        _, out = run_in_process('train.py', FFL, '--work-dir', killed,
+                                '--resume', '--cfg-options', *SCHEDULE)
+    assert re.search(r'--resume: skipping .*epoch_4\.pth: .*(truncated|'
+                     r'damaged|not a complete)', out, re.S | re.I), out[-3000:]
+    assert re.search(r'resuming from .*epoch_3\.pth', out)
+    assert 'resumed epoch: 3, iter: 12' in out
+    _assert_same_weights(osp.join(once, 'epoch_4.pth'), latest)
+    ckpt = torch.load(latest, map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 16 and ckpt['meta']['epoch'] == 4
+
+    # the result evaluates; --out keeps every prediction
+    import mmengine
+    preds = str(tmp_path / 'preds.pkl')
+    metrics, out = run_in_process(
+        'test.py', FFL, latest, '--work-dir', str(tmp_path / 'test'),
+        '--out', preds, '--cfg-options', *TINY_DIGITS)
+    assert re.search(r'Epoch\(test\).*accuracy/fused_top1: [\d.]+', out)
+    assert metrics['accuracy/top1'] == metrics['accuracy/fused_top1']
+    samples = mmengine.load(preds)
+    assert len(samples) == 40
+    assert {'pred_score', 'pred_label', 'gt_label', 'fused_score',
+            'branch_scores'} <= set(samples[0])
