@@ -10,9 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from mmengine.config import Config
 
-from conftest import REPO
+from conftest import REPO, shipped_config
 
 FRESH = r'''
 import sys
@@ -148,7 +147,7 @@ def test_tools_build_what_mmpretrain_tools_build(config, tools):
     loader has no workers, and (test) the checkpoint loaded strictly by the
     tool instead of through ``load_from``."""
     from ffl_mm.engine.launch import parse_tool_args
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = shipped_config(config)
     cases = [
         ('train', ['CFG', '--work-dir', 'w']),
         ('train', ['CFG', '--no-validate', '--no-pin-memory',

@@ -3,9 +3,8 @@
 import json
 
 import pytest
-from mmengine.config import Config
 
-from conftest import REPO
+from conftest import REPO, shipped_config
 from ffl_mm.analysis import benchmark as bench
 from ffl_mm.apis.model_cfg import input_size
 
@@ -13,7 +12,7 @@ FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 
 
 def test_variant_configs():
-    cfg = Config.fromfile(f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py')
+    cfg = shipped_config('configs/mfef/mfef_resnet32x2_digits.py')
     ce = bench.variant_model_cfg(cfg.model, 'ce_only')
     assert ce.fusion_neck is None and ce.fusion_pre_neck is None
     assert ce.distill_loss is None and ce.shared_stages == 2
@@ -24,7 +23,7 @@ def test_variant_configs():
     with pytest.raises(ValueError, match='unknown variant'):
         bench.variant_model_cfg(cfg.model, 'fast')
     assert input_size(cfg) == 32
-    imagenet = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet34x2_imagenet.py')
+    imagenet = shipped_config('configs/ffl/ffl_resnet34x2_imagenet.py')
     assert input_size(imagenet) == 224
 
 
@@ -74,7 +73,7 @@ def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
                    '--iters', '2', '--warmup', '1', '--loop-overhead',
                    '--no-memory', '--json', out)
     result = json.loads(out.read_text())
-    cfg = Config.fromfile(FFL)
+    cfg = shipped_config(FFL)
     data = bench.synthetic_batch(4, 32, 10)
     for name, variant in result['variants'].items():
         assert 'memory' not in variant
@@ -115,7 +114,7 @@ def test_bare_step_does_the_work_of_train_step():
     from ffl_mm.registry import MODELS
 
     from ffl_mm.analysis.loop_overhead import bare_train_step
-    cfg = Config.fromfile(FFL)
+    cfg = shipped_config(FFL)
     data = bench.synthetic_batch(4, 32, 10)
     models = []
     for _ in range(2):

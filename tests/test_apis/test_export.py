@@ -14,7 +14,7 @@ from mmengine.runner import save_checkpoint
 from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
-from conftest import REPO, tool_module
+from conftest import REPO, shipped_config, tool_module
 from ffl_mm.apis import export
 from ffl_mm.apis.model_cfg import runner_model_cfg
 
@@ -191,7 +191,7 @@ def test_export_errors(tmp_path):
 
 
 def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
-    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py')
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_digits.py')
     model = MODELS.build(cfg.model)
     out, state = export.export_branch(cfg, model, 0)
     assert export.ffl_mm_types(out) == [
@@ -212,7 +212,7 @@ def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
 
 def test_inferencer_returns_the_selected_output(tmp_path):
     from mmpretrain import ImageClassificationInferencer
-    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py')
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_digits.py')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()

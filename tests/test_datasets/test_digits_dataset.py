@@ -78,9 +78,7 @@ def test_digits_configs_log_twice_an_epoch(config):
     record of every epoch: one record an epoch gave it nan."""
     import math
 
-    from mmengine.config import Config
-
-    from conftest import REPO
-    cfg = Config.fromfile(f'{REPO}/{config}')
+    from conftest import shipped_config
+    cfg = shipped_config(config)
     iters = math.ceil(1347 / cfg.train_dataloader.batch_size)
     assert iters // cfg.default_hooks.logger.interval >= 2

@@ -6,6 +6,7 @@ import os
 import os.path as osp
 
 import numpy as np
+import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
@@ -76,6 +77,7 @@ def test_cifar_files_load_through_our_data_base(tmp_path):
     assert sample['data_samples'].gt_label.item() in range(10)
 
 
+@pytest.mark.e2e
 def test_image_folder_classes_train(tmp_path):
     root = str(tmp_path / 'imagenet')
     _write_image_folder(root)

@@ -1,15 +1,13 @@
 # Copyright (c) ffl_mm contributors.
 """BorderPad on known images, and the shipped pipelines pad as they say."""
-import os.path as osp
 
 import numpy as np
 import pytest
 from mmcv.transforms import Compose
-from mmengine.config import Config
 from ffl_mm.registry import TRANSFORMS
 
 import ffl_mm  # noqa: F401
-from conftest import REPO
+from conftest import shipped_config
 
 
 def _image(h=5, w=6):
@@ -69,7 +67,7 @@ def test_train_pipelines_pad_by_reflection(config, pad):
     """Every crop of a 32x32 image whose pixels are all > 0 comes from the
     reflect-padded image: no zero (constant) padding shows, and each crop
     equals a window of ``np.pad(img, pad, 'reflect')`` (flipped or not)."""
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = shipped_config(config)
     steps = [t for t in cfg.train_dataloader.dataset.pipeline
              if t['type'] != 'PackInputs']
     pipeline = Compose([TRANSFORMS.build(t) for t in steps])

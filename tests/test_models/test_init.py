@@ -8,11 +8,10 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 from ffl_mm.registry import MODELS, WEIGHT_INITIALIZERS
 
 import ffl_mm  # noqa: F401
-from conftest import REPO
+from conftest import REPO, shipped_config
 
 
 def _configs(pattern):
@@ -63,7 +62,7 @@ def _heads(model_cfg):
 
 @pytest.mark.parametrize('config', CIFAR)
 def test_cifar_configs_init_classifiers_like_the_authors(config):
-    model_cfg = Config.fromfile(osp.join(REPO, config)).model
+    model_cfg = shipped_config(config).model
     for head in _heads(model_cfg):
         assert head.get('init_cfg') == dict(type='TorchDefault',
                                             layer='Linear'), config
@@ -71,7 +70,7 @@ def test_cifar_configs_init_classifiers_like_the_authors(config):
 
 @pytest.mark.parametrize('config', IMAGENET)
 def test_imagenet_configs_keep_mmpretrain_init(config):
-    model_cfg = Config.fromfile(osp.join(REPO, config)).model
+    model_cfg = shipped_config(config).model
     for head in _heads(model_cfg):
         assert head.get('init_cfg') is None, config
 
@@ -80,8 +79,7 @@ def test_initialised_ffl_model_has_uniform_classifiers():
     """After ``init_weights`` (as the Runner calls it), every classifier
     of the CIFAR FFL model is uniform in ±1/sqrt(64), bias included, and
     the convolutions are Kaiming normal (fan_out), BN 1/0."""
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs/ffl/ffl_resnet32x2_cifar100.py'))
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar100.py')
     torch.manual_seed(0)
     # no default scope: found outside a Runner too
     model = MODELS.build(cfg.model)

@@ -4,14 +4,13 @@ import math
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
-from conftest import (REPO, count_params, ffl_cfg, heterogeneous_cfg,
-                      make_batch)
+from conftest import (count_params, ffl_cfg, heterogeneous_cfg, make_batch,
+                      shipped_config)
 
 
 @pytest.mark.parametrize('depth, num_classes, total, fusion', [
@@ -158,7 +157,7 @@ def test_independent_heterogeneous_branches():
 
 
 def test_fusion_weight_decay_through_paramwise_cfg():
-    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py')
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar100.py')
     model = MODELS.build(cfg.model)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -206,7 +205,7 @@ def test_configuration_errors(change, error, match):
 def test_num_branches_from_the_command_line():
     """``--cfg-options model.num_branches=3`` on a shipped config: the
     fusion neck's branch count and channels follow (nothing hard-coded)."""
-    cfg = Config.fromfile(f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py')
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar100.py')
     cfg.merge_from_dict({'model.num_branches': 3})
     model = MODELS.build(cfg.model)
     assert len(model.heads) == 3

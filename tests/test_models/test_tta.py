@@ -6,6 +6,7 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
+from conftest import shipped_config
 
 
 def _model():
@@ -79,8 +80,5 @@ def test_tta_of_the_model_agrees_with_predict_on_each_view():
     'configs/ffl/ffl_resnet34x2_imagenet.py',
 ])
 def test_multi_branch_configs_name_their_tta_model(config):
-    from mmengine.config import Config
-
-    from conftest import REPO
-    assert Config.fromfile(f'{REPO}/{config}').tta_model == dict(
+    assert shipped_config(config).tta_model == dict(
         type='MultiBranchTTA')

@@ -53,6 +53,7 @@ def test_resume_with_only_damaged_checkpoints_is_a_clear_error(
     assert (work / 'epoch_1.pth').read_bytes().startswith(b'PK')  # kept
 
 
+@pytest.mark.e2e
 def test_nan_loss_stops_training_naming_the_term(tmp_path, run_in_process):
     from ffl_mm.engine.hooks import NonFiniteLossError
     with pytest.raises(NonFiniteLossError,
@@ -74,6 +75,7 @@ def test_missing_dataset_path_is_a_clear_error(tmp_path, run_in_process):
             f'train_dataloader.dataset.data_root={tmp_path}/no_cifar')
 
 
+@pytest.mark.e2e
 def test_load_from_another_architecture_is_reported(tmp_path,
                                                     run_in_process):
     path = _other_model_checkpoint(tmp_path)

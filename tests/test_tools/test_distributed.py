@@ -59,7 +59,7 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     _, out = run_cmd([
         'bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
         str(work), '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=2',
-        'default_hooks.checkpoint.interval=1'
+        'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=1'
     ], env=env)
     assert 'initialised the gloo process group (rank 0/2)' in out
     # 64 images over 2 ranks of batch 16: 2 iterations an epoch

@@ -58,6 +58,7 @@ def _where(cwd, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.e2e
 def test_editable_install_serves_ffl_mm_scope_and_mim_tools(
         tmp_path, run_in_process):
     """MMEngine looks for ``<installed path>/.mim/configs``: after ``make``

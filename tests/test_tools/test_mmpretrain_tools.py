@@ -4,12 +4,11 @@ on ffl_mm's configs, unchanged, called in this process."""
 import os
 import os.path as osp
 import re
-import time
 import uuid
 
 import pytest
 
-from conftest import REPO, TINY_DIGITS, write_cifar
+from conftest import REPO, TINY_DIGITS, distinct_second, write_cifar
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def mmpretrain_main(capsys):
     from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
 
     def call(name, argv):
-        time.sleep(1 - time.time() % 1)  # see conftest.run_in_process
+        distinct_second()
         MMLogger.get_instance(f'ffl_mm_test_{uuid.uuid4().hex}')
         capsys.readouterr()
         with tool_argv(f'{name}.py', [str(a) for a in argv]):
@@ -96,7 +95,7 @@ def test_mmpretrain_browse_dataset_in_every_mode(config, tmp_path):
         out = tmp_path / mode
         with tool_argv('browse_dataset.py', [
                 osp.join(REPO, config), '-o', str(out), '-n', '1', '-m', mode,
-                *options
+                '--not-show', *options
         ]):
             tool.main()
         assert len(os.listdir(out)) == 1, mode
