@@ -12,16 +12,26 @@ This module keeps pickle safety on and allows exactly those objects, only
 while a checkpoint is being read:
 
 * the classes and rebuild functions listed in :func:`_mmengine_globals`;
-* ``builtins.getattr`` replaced by :func:`_history_buffer_getattr`, which
-  only returns ``HistoryBuffer``'s statistics methods (``min``, ``max``,
-  ``mean``, ``current`` and registered ones) and refuses everything else.
-  The weights-only unpickler never calls what ``getattr`` returns unless it
-  is itself allow-listed, so these methods are stored, not run.
+* ``builtins.getattr`` replaced by a stand-in that only returns
+  ``HistoryBuffer``'s statistics methods registered in this process before
+  the load began (``min``, ``max``, ``mean``, ``current`` and any the code
+  registered) and refuses everything else. The weights-only unpickler never
+  calls what ``getattr`` returns unless it is itself allow-listed, so these
+  methods are stored, not run.
 
-Anything else, for example a pickle that would call ``os.system``, is
-refused before it runs, with :class:`UnsafeCheckpointError` naming the file
-and the offending globals. A truncated or otherwise unreadable file gives
-:class:`CheckpointLoadError`.
+A checkpoint never changes the process: MMEngine's
+``HistoryBuffer.__setstate__`` copies a file's statistics table into the
+class-wide one, so the table is restored after every load, and a file whose
+table differs from the process's (a new name, or ``mean`` bound to ``max``)
+is refused as unsafe. Before unpickling, the CRC-32 that torch's zip format
+stores for every record (and torch never checks) is verified, and member
+names that point outside the archive are refused.
+
+Anything else that would run code, for example a pickle that calls
+``os.system``, is refused before it runs, with
+:class:`UnsafeCheckpointError` naming the file and the offending globals. A
+damaged, truncated or foreign file gives :class:`CheckpointLoadError`
+naming the file and what is wrong.
 
 Importing :mod:`ffl_mm.engine.compat` (ffl_mm's configs and tools do)
 registers :func:`load_from_safe_local` as MMEngine's loader for local paths
@@ -33,6 +43,7 @@ import collections
 import os.path as osp
 import pickle
 import re
+import zipfile
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -52,21 +63,32 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint's pickle would call code outside the allow-list."""
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Callable:
+def _history_buffer_getattr(allowed: frozenset) -> Callable:
     """Stand-in for ``builtins.getattr`` during checkpoint unpickling.
 
     Pickle protocol 2 stores ``HistoryBuffer.min`` as
-    ``getattr(HistoryBuffer, 'min')``. Only that form is answered.
+    ``getattr(HistoryBuffer, 'min')``. Only that form is answered, for the
+    names in ``allowed`` (fixed before the load: a file cannot add to it).
 
     Raises:
         pickle.UnpicklingError: For any other object or attribute name.
     """
-    allowed = _HISTORY_BUFFER_METHODS | set(HistoryBuffer._statistics_methods)
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint; only '
-        'HistoryBuffer statistics methods are.')
+
+    def stand_in(obj: Any, name: str) -> Callable:
+        if obj is HistoryBuffer and name in allowed and \
+                callable(getattr(HistoryBuffer, name, None)):
+            return getattr(HistoryBuffer, name)
+        raise pickle.UnpicklingError(
+            f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint; '
+            'only HistoryBuffer statistics methods are.')
+
+    return stand_in
+
+
+def _allowed_statistics() -> frozenset:
+    """The statistics names registered in this process now."""
+    return _HISTORY_BUFFER_METHODS | frozenset(
+        HistoryBuffer._statistics_methods)
 
 
 def _numpy_reconstruct_paths() -> List[Tuple[Any, str]]:
@@ -80,12 +102,17 @@ def _numpy_reconstruct_paths() -> List[Tuple[Any, str]]:
     return items
 
 
-def _mmengine_globals() -> List[Union[Any, Tuple[Any, str]]]:
-    """Everything an MMEngine/MMPretrain checkpoint needs beyond tensors."""
+def _mmengine_globals(
+        allowed: Optional[frozenset] = None
+) -> List[Union[Any, Tuple[Any, str]]]:
+    """Everything an MMEngine/MMPretrain checkpoint needs beyond tensors;
+    ``getattr`` answers the statistics names in ``allowed`` (default: those
+    registered now)."""
     dtype_classes = [getattr(np.dtypes, name) for name in np.dtypes.__all__]
     return [
         HistoryBuffer,
-        (_history_buffer_getattr, 'builtins.getattr'),
+        (_history_buffer_getattr(allowed or _allowed_statistics()),
+         'builtins.getattr'),
         np.ndarray,
         np.dtype,
         *dtype_classes,
@@ -107,7 +134,7 @@ def _unsafe_globals(filename: str) -> List[str]:
 
 
 def load_from_safe_local(filename: str,
-                           map_location: Optional[Any] = None) -> Any:
+                         map_location: Optional[Any] = None) -> Any:
     """Load a local checkpoint with ``weights_only=True`` and the MMEngine
     allow-list.
 
@@ -130,15 +157,77 @@ def load_from_safe_local(filename: str,
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
+    _check_archive(filename)
+    table = HistoryBuffer._statistics_methods
+    before = dict(table)
     try:
-        with torch.serialization.safe_globals(_mmengine_globals()):
+        checkpoint = _load(filename, map_location, frozenset(before)
+                           | _HISTORY_BUFFER_METHODS)
+    finally:
+        changed = _restore(table, before)
+    if changed:
+        raise UnsafeCheckpointError(
+            f'Refused to load checkpoint {filename!r}: it would change '
+            f'HistoryBuffer statistics of this process ({", ".join(changed)})'
+            ', which MMEngine/MMPretrain/ffl_mm checkpoints never do. The '
+            'process is unchanged.')
+    return checkpoint
+
+
+def _restore(table: dict, before: dict) -> List[str]:
+    """Put the class-wide statistics table back; say what had changed."""
+    changed = [
+        f'{name!r} -> {getattr(method, "__name__", method)}'
+        for name, method in table.items() if before.get(name) is not method
+    ]
+    changed += [f'{name!r} removed' for name in before if name not in table]
+    table.clear()
+    table.update(before)
+    return changed
+
+
+def _check_archive(filename: str) -> None:
+    """Verify a zip-format checkpoint's CRC-32 per record and its member
+    names before anything is unpickled. Other files pass through (torch's
+    legacy format has no checksum)."""
+    if not zipfile.is_zipfile(filename):
+        return
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            for info in archive.infolist():
+                name = info.filename
+                if name.startswith('/') or '..' in name.split('/'):
+                    raise CheckpointLoadError(
+                        f'Refused checkpoint {filename!r}: its zip member '
+                        f'{name!r} points outside the archive, which torch '
+                        'never writes. It is not a checkpoint of a run; '
+                        'use another file.')
+            bad = archive.testzip()
+    except CheckpointLoadError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _damaged(filename, exc) from exc
+    if bad is not None:
+        raise CheckpointLoadError(
+            f'Checkpoint {filename!r} is damaged: record {bad!r} does not '
+            'match the CRC-32 stored when it was written (a bit flip on '
+            'disk or in transfer). Its weights would be wrong; use an '
+            'earlier checkpoint of the run.')
+
+
+def _load(filename: str, map_location: Optional[Any],
+          allowed: frozenset) -> Any:
+    """``torch.load`` with the allow-list; errors as this module's."""
+    try:
+        with torch.serialization.safe_globals(_mmengine_globals(allowed)):
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = (
             _unsafe_globals(filename)
             or re.findall(r'GLOBAL ([\w.]+)', str(exc))
-            or re.findall(r'(getattr\(.*?\)) is not allowed', str(exc)))
+            or re.findall(r'(getattr\(.*?\)) is not allowed', str(exc))
+            or _foreign_globals(filename))
         if not unsafe:  # not a refusal: the file itself is broken
             raise _damaged(filename, exc) from exc
         raise UnsafeCheckpointError(
@@ -146,17 +235,49 @@ def load_from_safe_local(filename: str,
             f'{", ".join(unsafe)}, '
             'which could run arbitrary code. Nothing in it was executed. '
             'Checkpoints written by MMEngine/MMPretrain/ffl_mm do not need '
-            'this. If you trust the file and where it came from, convert it '
-            'once to plain weights, e.g. python -c "import torch; ckpt = '
-            "torch.load('IN.pth', weights_only=False); torch.save("
-            "{'state_dict': ckpt['state_dict']}, 'OUT.pth')\", and use "
-            'OUT.pth.') from None
+            'this; ask whoever made the file for one saved with '
+            'torch.save of plain tensors.') from None
     except RuntimeError as exc:
         if not any(hint in str(exc) for hint in _DAMAGE_HINTS):
             raise  # e.g. a CUDA tensor without CUDA: torch's message is right
         raise _damaged(filename, exc) from exc
     except (EOFError, ValueError, OSError, IndexError, KeyError) as exc:
         raise _damaged(filename, exc) from exc
+
+
+#: Modules whose globals a checkpoint may name (torch's own loader decides
+#: which of them it accepts); a global from any other module is reported as
+#: code the file would run.
+_CHECKPOINT_MODULES = ('torch', 'collections', 'numpy', 'mmengine', '_codecs')
+
+
+def _foreign_globals(filename: str) -> List[str]:
+    """Globals outside :data:`_CHECKPOINT_MODULES` that a plain (non-zip)
+    pickle names, read without running it (``pickletools``). torch's
+    weights-only reader stops at pickle protocol 4 framing before it sees
+    them, so its message cannot tell a code-running file from a broken
+    one."""
+    import io
+    import pickletools
+    if zipfile.is_zipfile(filename):
+        return []
+    found = []
+    with open(filename, 'rb') as f:
+        stream = io.BytesIO(f.read())
+    strings: List[str] = []
+    try:
+        while stream.tell() < len(stream.getbuffer()):
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name == 'GLOBAL':
+                    found.append(arg.replace(' ', '.'))
+                elif opcode.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    found.append(f'{strings[-2]}.{strings[-1]}')
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # the rest is not a pickle: judge what was read
+        pass
+    return sorted({g for g in found
+                   if g.split('.')[0] not in _CHECKPOINT_MODULES})
 
 
 #: Fragments of torch's messages for a truncated or foreign file.
@@ -167,8 +288,17 @@ _DAMAGE_HINTS = ('zip archive', 'invalid load key', 'unexpected EOF',
 
 def _damaged(filename: str, exc: BaseException) -> CheckpointLoadError:
     """The error for a checkpoint file that cannot be parsed."""
+    # torch's own text advises turning its safety off: never repeated;
+    # keep only what its unpickler found
+    text = str(exc)
+    found = re.search(r'WeightsUnpickler error:\s*(.*?)\s*(Check the|$)',
+                      text, re.S)
+    reason = found.group(1) if found else text.split('\n')[0]
+    if 'weights_only' in reason:
+        reason = ''
     return CheckpointLoadError(
         f'Cannot read checkpoint {filename!r} ({osp.getsize(filename)} '
-        f'bytes): {type(exc).__name__}: {exc}. The file is truncated or not '
+        f'bytes): {type(exc).__name__}'
+        f'{": " + reason if reason else ""}. The file is truncated or not '
         'a PyTorch checkpoint (for example, the process died while writing '
         'it). Use an earlier checkpoint of the run.')

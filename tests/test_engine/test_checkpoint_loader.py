@@ -136,12 +136,12 @@ def test_getattr_is_only_for_history_buffer(tmp_path, target, culprit):
     assert not marker.exists()
     # the restricted getattr itself refuses anything but HistoryBuffer
     from ffl_mm.engine.checkpoint_loader import _history_buffer_getattr
-    assert _history_buffer_getattr(HistoryBuffer, 'mean') is \
-        HistoryBuffer.mean
+    stand_in = _history_buffer_getattr(frozenset({'mean', '__init__'}))
+    assert stand_in(HistoryBuffer, 'mean') is HistoryBuffer.mean
     with pytest.raises(pickle.UnpicklingError, match='not allowed'):
-        _history_buffer_getattr(os, 'system')
+        stand_in(os, 'system')
     with pytest.raises(pickle.UnpicklingError, match='not allowed'):
-        _history_buffer_getattr(HistoryBuffer, '__init__')
+        stand_in(HistoryBuffer, 'update')  # a method, not a statistic
 
 
 def test_damaged_and_missing_files(tmp_path):
@@ -178,3 +178,159 @@ def test_init_cfg_pretrained_goes_through_the_safe_loader(tmp_path):
     # and the same loader serves _load_checkpoint
     with pytest.raises(UnsafeCheckpointError):
         _load_checkpoint(path)
+
+
+# ------------------------------------------- process-wide state and integrity
+class _Buffer:
+    """Pickles as a ``HistoryBuffer`` whose state carries ``methods`` as
+    its statistics table (what MMEngine's ``__setstate__`` copies into the
+    class-wide table)."""
+
+    def __init__(self, methods):
+        self.methods = methods
+
+    def __reduce__(self):
+        return (HistoryBuffer, (), dict(
+            statistics_methods=self.methods, _max_length=10,
+            _log_history=np.array([1.0, 3.0]), _count_history=np.array([1,
+                                                                        1])))
+
+
+def test_a_checkpoint_cannot_widen_what_getattr_allows(tmp_path):
+    """The first buffer registers the name ``__init__`` (bound to an
+    allowed method); the second then asks getattr for the real
+    ``HistoryBuffer.__init__``."""
+    path = str(tmp_path / 'widen.pth')
+    torch.save(dict(state_dict={}, hub=[
+        _Buffer({'__init__': HistoryBuffer.min}),
+        _Buffer({'z': HistoryBuffer.__init__})
+    ]), path)
+    before = dict(HistoryBuffer._statistics_methods)
+    with pytest.raises(UnsafeCheckpointError, match=r"widen\.pth.*__init__"):
+        load_from_safe_local(path)
+    assert HistoryBuffer._statistics_methods == before
+
+
+def test_a_checkpoint_cannot_change_the_statistics_of_the_process(tmp_path):
+    path = str(tmp_path / 'rebind.pth')
+    torch.save(dict(state_dict={}, hub=_Buffer({'mean': HistoryBuffer.max})),
+               path)
+    with pytest.raises(UnsafeCheckpointError,
+                       match=r"rebind\.pth.*'mean'.*max"):
+        load_from_safe_local(path)
+    assert HistoryBuffer._statistics_methods['mean'] is HistoryBuffer.mean
+    assert HistoryBuffer([1.0, 3.0], [1, 1]).statistics('mean') == 2.0
+
+
+def _flip_in_tensor_data(path, offset=3):
+    """Flip one byte inside the first tensor record of a torch zip file."""
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist()
+                    if '/data/' in i.filename and i.file_size > offset)
+    with open(path, 'rb') as f:
+        data = bytearray(f.read())
+    # the local header: 30 bytes, the name, the extra field
+    name_len = int.from_bytes(data[info.header_offset + 26:
+                                   info.header_offset + 28], 'little')
+    extra_len = int.from_bytes(data[info.header_offset + 28:
+                                    info.header_offset + 30], 'little')
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + offset] ^= 0xFF
+    with open(path, 'wb') as f:
+        f.write(bytes(data))
+    return info.filename
+
+
+def test_a_flipped_byte_in_tensor_data_is_refused_naming_the_record(
+        tmp_path):
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(state_dict={'w': torch.arange(64.)}, meta={}), path)
+    record = _flip_in_tensor_data(path)
+    # torch itself reads the damaged weights without a word
+    damaged = torch.load(path, weights_only=True)['state_dict']['w']
+    assert not torch.equal(damaged, torch.arange(64.))
+    with pytest.raises(CheckpointLoadError,
+                       match=rf"epoch_1\.pth.*{record}.*CRC"):
+        load_from_safe_local(path)
+
+
+def test_resume_skips_a_corrupted_checkpoint_for_the_previous_one(tmp_path):
+    from ffl_mm.engine import find_resumable_checkpoint
+    good = dict(state_dict={'w': torch.arange(64.)}, meta=dict(epoch=1))
+    torch.save(good, tmp_path / 'epoch_1.pth')
+    torch.save(dict(good, meta=dict(epoch=2)), tmp_path / 'epoch_2.pth')
+    _flip_in_tensor_data(str(tmp_path / 'epoch_2.pth'))
+    path, skipped = find_resumable_checkpoint(str(tmp_path))
+    assert path.endswith('epoch_1.pth')
+    assert len(skipped) == 1 and 'CRC' in skipped[0][1]
+
+
+def test_zip_member_names_outside_the_archive_are_refused(tmp_path):
+    import zipfile
+    path = str(tmp_path / 'escape.pth')
+    torch.save({'w': torch.zeros(2)}, path)
+    with zipfile.ZipFile(path, 'a') as archive:
+        archive.writestr('../outside.txt', b'x')
+    with pytest.raises(CheckpointLoadError, match=r"escape\.pth.*\.\./"):
+        load_from_safe_local(path)
+
+
+def test_no_error_suggests_turning_safety_off(tmp_path):
+    truncated = tmp_path / 'truncated.pth'
+    torch.save(_mmengine_like_checkpoint(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    unsafe = tmp_path / 'unsafe.pth'
+    torch.save({'x': _RunsCode(tmp_path / 'marker')}, unsafe)
+    for path, error in ((truncated, CheckpointLoadError),
+                        (unsafe, UnsafeCheckpointError)):
+        with pytest.raises(error) as info:
+            load_from_safe_local(str(path))
+        assert 'weights_only=False' not in str(info.value)
+        assert 'weights_only' not in str(info.value).replace(
+            'weights_only=True', '')
+
+
+def test_a_plain_pickle_that_runs_code_is_unsafe_not_damaged(tmp_path):
+    """A non-zip pickle (torch's legacy format or a bare pickle.dump) that
+    would call os.system is refused as unsafe, so --resume stops instead of
+    skipping it as damaged."""
+    from ffl_mm.engine import find_resumable_checkpoint
+    marker = tmp_path / 'pwned'
+    for name, save in (
+            ('legacy.pth', lambda obj, f: torch.save(
+                obj, f, _use_new_zipfile_serialization=False)),
+            ('bare.pth', lambda obj, f: pickle.dump(obj, f, protocol=2))):
+        path = tmp_path / name
+        with open(path, 'wb') as f:
+            save({'state_dict': {}, 'x': _RunsCode(marker)}, f)
+        with pytest.raises(UnsafeCheckpointError,
+                           match=rf'{name}.*(os|posix)\.system'):
+            load_from_safe_local(str(path))
+    assert not marker.exists()
+    work = tmp_path / 'work'
+    work.mkdir()
+    (tmp_path / 'bare.pth').rename(work / 'epoch_2.pth')
+    with pytest.raises(UnsafeCheckpointError):
+        find_resumable_checkpoint(str(work))
+
+
+@pytest.mark.parametrize('protocol', [4, 5])
+def test_a_framed_pickle_that_runs_code_is_unsafe_not_damaged(
+        tmp_path, protocol):
+    """Protocols 4 and 5 frame the pickle; torch's reader stops at the
+    frame, before it sees the call."""
+    path = tmp_path / 'framed.pth'
+    with open(path, 'wb') as f:
+        pickle.dump({'x': _RunsCode(tmp_path / 'pwned')}, f,
+                    protocol=protocol)
+    with pytest.raises(UnsafeCheckpointError,
+                       match=r'framed\.pth.*(os|posix)\.system'):
+        load_from_safe_local(str(path))
+    # a framed pickle of plain data is not unsafe: unreadable, and says so
+    with open(path, 'wb') as f:
+        pickle.dump({'w': [1, 2]}, f, protocol=protocol)
+    with pytest.raises(CheckpointLoadError,
+                       match=r'framed\.pth.*Unsupported operand') as info:
+        load_from_safe_local(str(path))
+    assert 'weights_only' not in str(info.value)
