@@ -20,6 +20,7 @@ Examples::
     python tools/train.py CONFIG --resume            # latest in work dir
     tools/dist_train.sh CONFIG 8                      # torchrun, 8 processes
 """
+import logging
 import os.path as osp
 import sys
 
@@ -34,11 +35,14 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
-from ffl_mm.engine import resolve_auto_resume  # noqa: E402
+from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
+                           resolve_auto_resume)
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
-                                  close_distributed, mmpretrain_tool,
+                                  close_distributed, lock_work_dir,
+                                  mmpretrain_tool,
                                   parse_tool_args, sanitize_dataloaders,
-                                  setup_launcher, tune_cpu_allocator)
+                                  setup_launcher, tune_cpu_allocator,
+                                  unlock_work_dirs)
 
 MMPRETRAIN_TRAIN = mmpretrain_tool('train')
 
@@ -61,6 +65,12 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     check_data_paths(cfg)
+    taken_over = lock_work_dir(cfg.work_dir)
+    if taken_over:
+        print_log(taken_over, logger='current', level=logging.WARNING)
+    for path in remove_stale_temporaries(cfg.work_dir):
+        print_log(f'removed {path}, left by a writer that died',
+                  logger='current')
     resolve_auto_resume(cfg, args.resume)
     setup_launcher(cfg, args.launcher)
     if not torch.cuda.is_available() and tune_cpu_allocator():
@@ -68,12 +78,15 @@ def main(argv=None):
                   '(ffl_mm.engine.launch.tune_cpu_allocator; '
                   'FFL_MM_NO_MALLOC_TUNING=1 turns it off).',
                   logger='current')
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
-    close_distributed()
+    try:
+        if 'runner_type' in cfg:
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = Runner.from_cfg(cfg)
+        runner.train()
+        close_distributed()
+    finally:
+        unlock_work_dirs()
 
 
 if __name__ == '__main__':

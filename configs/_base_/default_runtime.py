@@ -15,6 +15,11 @@ custom_imports = dict(
 
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
 
+# A rank that dies or freezes ends a distributed run after 10 minutes
+# without progress, not torch's default 30 (a collective waits that long
+# for the missing rank). Raise it for steps that keep one rank busy longer.
+env_cfg = dict(dist_cfg=dict(timeout=600))
+
 # Exact resumes (every epoch's random streams depend on seed and epoch only),
 # a stop, naming the term, at the first NaN/inf loss, and (distributed) BN
 # statistics averaged over the ranks at every epoch end, before the

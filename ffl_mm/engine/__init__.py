@@ -1,6 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 from . import hooks  # noqa: F401
-from .atomic_backend import AtomicLocalBackend, atomic_write
+from .atomic_backend import (AtomicLocalBackend, atomic_write,
+                             remove_stale_temporaries)
 from .checkpoint_loader import (CheckpointLoadError, UnsafeCheckpointError,
                                 load_from_safe_local)
 
@@ -8,7 +9,8 @@ from .resume import (find_resumable_checkpoint, latest_checkpoint_pointer,
                      resolve_auto_resume)
 
 __all__ = [
-    'AtomicLocalBackend', 'atomic_write', 'CheckpointLoadError',
-    'UnsafeCheckpointError', 'find_resumable_checkpoint',
+    'AtomicLocalBackend', 'atomic_write', 'remove_stale_temporaries',
+    'CheckpointLoadError', 'UnsafeCheckpointError',
+    'find_resumable_checkpoint',
     'latest_checkpoint_pointer', 'load_from_safe_local', 'resolve_auto_resume'
 ]

@@ -3,16 +3,55 @@
 checkpoint leaves the previous file intact, never a truncated one."""
 import os
 import os.path as osp
+import re
 from pathlib import Path
-from typing import Union
+from typing import List, Union
 
 import mmengine
 from mmengine.fileio import LocalBackend
 
 
+_TEMPORARY = re.compile(r'^\..+\.(\d+)\.tmp$')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> List[str]:
+    """Remove the temporary files that :func:`atomic_write` left in
+    ``directory`` when its process was killed (SIGKILL skips cleanup).
+    Files of processes still alive are kept. Returns the removed paths."""
+    removed = []
+    if not osp.isdir(directory):
+        return removed
+    for name in os.listdir(directory):
+        match = _TEMPORARY.match(name)
+        if match and int(match.group(1)) != os.getpid() and \
+                not _alive(int(match.group(1))):
+            path = osp.join(directory, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
     """Write ``data`` to a temporary file next to ``filepath``, flush it to
-    disk, then rename it over ``filepath`` (atomic on POSIX and Windows)."""
+    disk, then rename it over ``filepath`` (atomic on POSIX and Windows).
+
+    Raises:
+        OSError: Of the same kind as the failure (a full disk, no
+            permission), naming ``filepath``; nothing is left behind.
+    """
     filepath = str(filepath)
     directory = osp.dirname(osp.abspath(filepath))
     mmengine.mkdir_or_exist(directory)
@@ -25,9 +64,13 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filepath)
-    except BaseException:
+    except BaseException as exc:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # OSError(errno, text) becomes the matching subclass
+            raise OSError(exc.errno, f'{exc.strerror}: could not write '
+                          f'{filepath!r} (nothing was replaced)') from exc
         raise
 
 

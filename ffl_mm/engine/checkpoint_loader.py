@@ -43,6 +43,7 @@ import collections
 import os.path as osp
 import pickle
 import re
+import tarfile
 import zipfile
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -159,12 +160,15 @@ def load_from_safe_local(filename: str,
         raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
     _check_archive(filename)
     table = HistoryBuffer._statistics_methods
-    before = dict(table)
+    # what the table holds once any HistoryBuffer exists: MMEngine's four,
+    # then whatever the code registered (a fresh process may have none yet)
+    expected = {name: getattr(HistoryBuffer, name)
+                for name in sorted(_HISTORY_BUFFER_METHODS)}
+    expected.update(table)
     try:
-        checkpoint = _load(filename, map_location, frozenset(before)
-                           | _HISTORY_BUFFER_METHODS)
+        checkpoint = _load(filename, map_location, frozenset(expected))
     finally:
-        changed = _restore(table, before)
+        changed = _restore(table, expected)
     if changed:
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename!r}: it would change '
@@ -238,10 +242,11 @@ def _load(filename: str, map_location: Optional[Any],
             'this; ask whoever made the file for one saved with '
             'torch.save of plain tensors.') from None
     except RuntimeError as exc:
-        if not any(hint in str(exc) for hint in _DAMAGE_HINTS):
-            raise  # e.g. a CUDA tensor without CUDA: torch's message is right
+        if 'CUDA' in str(exc) and 'weights_only' not in str(exc):
+            raise  # a CUDA tensor without CUDA: torch's message is right
         raise _damaged(filename, exc) from exc
-    except (EOFError, ValueError, OSError, IndexError, KeyError) as exc:
+    except (EOFError, ValueError, OSError, IndexError, KeyError,
+            TypeError, AttributeError, tarfile.TarError) as exc:
         raise _damaged(filename, exc) from exc
 
 
@@ -299,6 +304,26 @@ def _damaged(filename: str, exc: BaseException) -> CheckpointLoadError:
     return CheckpointLoadError(
         f'Cannot read checkpoint {filename!r} ({osp.getsize(filename)} '
         f'bytes): {type(exc).__name__}'
-        f'{": " + reason if reason else ""}. The file is truncated or not '
-        'a PyTorch checkpoint (for example, the process died while writing '
-        'it). Use an earlier checkpoint of the run.')
+        f'{": " + reason if reason else ""}. {_what_it_is(filename)}')
+
+
+def _what_it_is(filename: str) -> str:
+    """What a file that is not a readable checkpoint appears to be, and
+    what to do."""
+    if zipfile.is_zipfile(filename):
+        try:
+            with zipfile.ZipFile(filename) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []
+        if any(n.endswith('constants.pkl') or '/code/' in n for n in names):
+            return ('It is a TorchScript archive (torch.jit.save), not a '
+                    'checkpoint: load it with torch.jit.load, or use the '
+                    'checkpoint of the run that produced it.')
+    elif tarfile.is_tarfile(filename):
+        return ('It is a tar archive (PyTorch\'s pre-1.6 legacy format, or '
+                'another archive): load it with the PyTorch that wrote it and '
+                'save it again with torch.save, or use another file.')
+    return ('The file is truncated or not a PyTorch checkpoint (for '
+            'example, the process died while writing it). Use an earlier '
+            'checkpoint of the run.')

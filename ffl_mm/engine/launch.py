@@ -158,6 +158,68 @@ def parse_tool_args(tool: ModuleType, argv: Optional[List[str]],
         return tool.parse_args()
 
 
+#: The open lock files of this process, by path.
+_WORK_DIR_LOCKS = {}
+LOCK_NAME = '.ffl_mm.lock'
+
+
+def lock_work_dir(work_dir: str) -> Optional[str]:
+    """Hold an exclusive lock on ``work_dir`` until this process exits, so
+    that a second run there stops at once instead of mixing its log and
+    checkpoints with this one's. Only rank 0 of a distributed run locks.
+
+    The lock is ``flock`` on ``<work_dir>/.ffl_mm.lock``, which the system
+    releases when the holder exits however it ends: a lock file left by a
+    dead process is taken over (the returned message says so). A no-op
+    where ``fcntl`` does not exist (Windows).
+
+    Raises:
+        SystemExit: Another live process holds the work dir; names it.
+
+    Returns:
+        str | None: A message when a dead process's lock was taken over.
+    """
+    if int(os.environ.get('RANK', '0')) != 0:
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.abspath(osp.join(work_dir, LOCK_NAME))
+    if path in _WORK_DIR_LOCKS:
+        return None
+    handle = open(path, 'a+')
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or 'unknown'
+        handle.close()
+        raise SystemExit(
+            f'work dir {work_dir} is in use by another run (process '
+            f'{holder}, lock {path}). Wait for it to end, stop it, or use '
+            'another --work-dir.') from None
+    handle.seek(0)
+    previous = handle.read().strip()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _WORK_DIR_LOCKS[path] = handle
+    if previous and previous != str(os.getpid()):
+        return (f'took over the lock of work dir {work_dir} left by process '
+                f'{previous}, which is no longer running')
+    return None
+
+
+def unlock_work_dirs() -> None:
+    """Release the work-dir locks this process holds (a finished run)."""
+    while _WORK_DIR_LOCKS:
+        _, handle = _WORK_DIR_LOCKS.popitem()
+        handle.close()  # closing the file releases its flock
+
+
 def python_command() -> str:
     """The interpreter running this tool, as a user types it from the
     current directory (``.venv/bin/python`` after ``make``), for the
@@ -223,6 +285,43 @@ def check_data_paths(cfg: Config) -> None:
                 raise FileNotFoundError(
                     f'{where}.ann_file={ann!r} does not exist ({path}); fix '
                     f'it with --cfg-options {where}.ann_file=PATH.')
+        if root and os.path.isdir(root):
+            _check_cifar_files(where, ds, root)
+
+
+def _check_cifar_files(where: str, ds: dict, root: str) -> None:
+    """For MMPretrain's CIFAR data sets: every file of the split in place
+    with the MD5 MMPretrain expects. Otherwise MMPretrain (``download``
+    defaults to True) starts a download, which fails after a long wait on a
+    machine without network and never says which local file is bad."""
+    from mmpretrain.datasets import CIFAR10
+    from mmpretrain.datasets.utils import check_integrity
+
+    from ..registry import DATASETS
+    dataset_type = ds.get('type')
+    cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) \
+        else dataset_type
+    if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
+        return
+    files = [name for name, _ in cls.train_list + cls.test_list]
+    md5s = dict(cls.train_list + cls.test_list)
+    files.append(cls.meta['filename'])
+    md5s[cls.meta['filename']] = cls.meta['md5']
+    for name in files:
+        path = os.path.join(root, cls.base_folder, name)
+        if not os.path.exists(path):
+            problem = 'is missing'
+        elif not check_integrity(path, md5s[name]):
+            problem = (f'does not have the MD5 {md5s[name]} of the '
+                       f'official {cls.__name__} file (damaged or another '
+                       'file)')
+        else:
+            continue
+        raise FileNotFoundError(
+            f'{where}: {path} {problem}. Replace it with the file from '
+            f'the python version of {cls.__name__} ({cls.url}), or remove '
+            f'{os.path.join(root, cls.base_folder)} and set '
+            f'{where}.download=True on a machine with network access.')
 
 
 # glibc mallopt parameters (malloc.h)

@@ -334,3 +334,36 @@ def test_a_framed_pickle_that_runs_code_is_unsafe_not_damaged(
                        match=r'framed\.pth.*Unsupported operand') as info:
         load_from_safe_local(str(path))
     assert 'weights_only' not in str(info.value)
+
+
+def test_foreign_files_name_what_they_are(tmp_path):
+    import io
+    import tarfile
+    script = tmp_path / 'scripted.pth'
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(script))
+    archive = tmp_path / 'old.tar'
+    with tarfile.open(archive, 'w') as tar:
+        for name in ('sys_info', 'pickle', 'tensors', 'storages'):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b'\x80\x02N.'))
+    for path, what in ((script, 'TorchScript archive.*torch.jit.load'),
+                       (archive, 'tar archive')):
+        with pytest.raises(CheckpointLoadError,
+                           match=rf'{path.name}.*{what}') as info:
+            load_from_safe_local(str(path))
+        assert 'weights_only' not in str(info.value)
+
+
+def test_a_fresh_process_loads_a_training_checkpoint(tmp_path, monkeypatch):
+    """In a new process the statistics table is empty until the first
+    HistoryBuffer: loading an MMEngine checkpoint fills in MMEngine's own
+    four and nothing else, and is not taken for a change."""
+    path = str(tmp_path / 'epoch_3.pth')
+    torch.save(_mmengine_like_checkpoint(), path)
+    monkeypatch.setattr(HistoryBuffer, '_statistics_methods', {})
+    ckpt = load_from_safe_local(path)
+    assert ckpt['meta']['epoch'] == 3
+    assert HistoryBuffer._statistics_methods == {
+        name: getattr(HistoryBuffer, name)
+        for name in ('min', 'max', 'current', 'mean')}

@@ -93,3 +93,71 @@ def test_finite_loss_hook_names_the_term_and_iteration():
         hook.after_train_iter(Runner, 3, outputs=bad)
     with pytest.raises(ValueError, match='interval must be an int >= 1'):
         FiniteLossHook(interval=0)
+
+
+def test_temporaries_of_dead_writers_are_removed(tmp_path):
+    """A SIGKILL during the flush leaves ``.epoch_N.pth.<pid>.tmp``; the
+    next start removes it, not the file of a writer still alive."""
+    import subprocess
+    import sys
+
+    from ffl_mm.engine import remove_stale_temporaries
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    stale = tmp_path / f'.epoch_3.pth.{dead.pid}.tmp'
+    live = tmp_path / f'.epoch_4.pth.{os.getppid()}.tmp'
+    mine = tmp_path / f'.epoch_5.pth.{os.getpid()}.tmp'
+    for path in (stale, live, mine):
+        path.write_bytes(b'partial')
+    (tmp_path / 'epoch_2.pth').write_bytes(b'kept')
+    assert remove_stale_temporaries(str(tmp_path)) == [str(stale)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, mine.name, 'epoch_2.pth'])
+
+
+def test_a_failed_save_names_the_file(tmp_path, monkeypatch):
+    import errno
+    target = tmp_path / 'epoch_1.pth'
+    target.write_bytes(b'old checkpoint')
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(os, 'fsync', full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: could not "
+                       r"write '.*epoch_1\.pth'") as info:
+        atomic_write(b'new', target)
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b'old checkpoint'
+    assert os.listdir(tmp_path) == ['epoch_1.pth']
+
+
+def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
+    """Every shipped config sets a distributed timeout of minutes, and the
+    CPU (gloo) path passes it to the process group as MMEngine's
+    ``init_dist`` does on CUDA."""
+    import datetime
+    import glob
+
+    from mmengine.config import ConfigDict
+
+    from conftest import REPO, shipped_config
+    from ffl_mm.engine import launch
+    configs = [p for p in glob.glob(f'{REPO}/configs/*/*.py')
+               if 'baselines/resnet34_imagenet' not in p]
+    for path in configs:
+        assert shipped_config(path).env_cfg.dist_cfg.timeout == 600, path
+    calls = []
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(launch.torch_dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(launch.torch_dist, 'init_process_group',
+                        lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(launch.torch_dist, 'get_rank', lambda: 0)
+    monkeypatch.setattr(launch.torch_dist, 'get_world_size', lambda: 2)
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='nccl',
+                                                timeout=600)))
+    launch.setup_launcher(cfg, 'pytorch')
+    assert calls == [dict(backend='gloo', rank=0, world_size=2,
+                          timeout=datetime.timedelta(seconds=600))]

@@ -103,3 +103,71 @@ def test_crafted_checkpoint_is_refused_by_export(tmp_path, run_in_process):
                        tmp_path / 'out')
     assert re.search(r'(os|posix)\.system', str(error.value))
     assert not marker.exists()
+
+
+def test_a_damaged_cifar_file_is_named_before_any_download(
+        tmp_path, run_in_process):
+    """MMPretrain would start a download (``download`` defaults to True)
+    and fail much later without naming the local file."""
+    from mmpretrain.datasets import CIFAR10
+
+    from conftest import write_cifar
+    root = tmp_path / 'cifar'
+    name = write_cifar(str(root), CIFAR10, 10)
+    damaged = root / CIFAR10.base_folder / 'data_batch_3'
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    options = [f'{split}_dataloader.dataset.{key}={value}'
+               for split in ('train', 'val', 'test')
+               for key, value in (('type', name), ('data_root', root))]
+    with pytest.raises(FileNotFoundError,
+                       match=r'train_dataloader.dataset: .*data_batch_3 '
+                       r'does not have the MD5'):
+        run_in_process('train.py',
+                       f'{REPO}/configs/ffl/ffl_resnet32x2_cifar10.py',
+                       '--work-dir', tmp_path / 'w', '--cfg-options',
+                       *options)
+    damaged.unlink()
+    with pytest.raises(FileNotFoundError, match=r'data_batch_3 is missing'):
+        run_in_process('train.py',
+                       f'{REPO}/configs/ffl/ffl_resnet32x2_cifar10.py',
+                       '--work-dir', tmp_path / 'w', '--cfg-options',
+                       *options)
+
+
+def test_a_work_dir_in_use_stops_a_second_run(tmp_path, run_in_process,
+                                              capsys):
+    """A second run on a work dir that a live run holds stops at once
+    naming that process; the lock of a dead one is taken over."""
+    import subprocess
+    import sys
+    work = tmp_path / 'work'
+    work.mkdir()
+    lock = work / '.ffl_mm.lock'
+    holder = subprocess.Popen([
+        sys.executable, '-c',
+        'import fcntl, os, sys, time\n'
+        f'f = open({str(lock)!r}, "a+")\n'
+        'fcntl.flock(f, fcntl.LOCK_EX)\n'
+        'f.write(str(os.getpid())); f.flush()\n'
+        'print("held", flush=True); time.sleep(60)\n'
+    ], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(SystemExit,
+                           match=rf'{work} is in use by another run '
+                           rf'\(process {holder.pid}'):
+            run_in_process('train.py', FFL, '--work-dir', work,
+                           '--cfg-options', *TINY_DIGITS)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not list(work.glob('*.log')) and not list(work.glob('2*'))
+    # the holder died (its lock file stays): the next run takes over
+    from ffl_mm.engine.launch import lock_work_dir, unlock_work_dirs
+    try:
+        message = lock_work_dir(str(work))
+    finally:
+        unlock_work_dirs()
+    assert message == (f'took over the lock of work dir {work} left by '
+                       f'process {holder.pid}, which is no longer running')
+    assert lock.read_text() == str(os.getpid())
