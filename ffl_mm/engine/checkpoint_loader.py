@@ -304,12 +304,17 @@ def _damaged(filename: str, exc: BaseException) -> CheckpointLoadError:
     return CheckpointLoadError(
         f'Cannot read checkpoint {filename!r} ({osp.getsize(filename)} '
         f'bytes): {type(exc).__name__}'
-        f'{": " + reason if reason else ""}. {_what_it_is(filename)}')
+        f'{": " + reason if reason else ""}. '
+        f'{_what_it_is(filename, reason)}')
 
 
-def _what_it_is(filename: str) -> str:
+def _what_it_is(filename: str, reason: str = '') -> str:
     """What a file that is not a readable checkpoint appears to be, and
     what to do."""
+    if 'storage' in reason:
+        return ('A tensor in it does not fit the storage the file gives it: '
+                'the file was damaged or crafted. Use an earlier checkpoint '
+                'of the run.')
     if zipfile.is_zipfile(filename):
         try:
             with zipfile.ZipFile(filename) as archive:

@@ -35,6 +35,27 @@ def latest_checkpoint_pointer(work_dir: str) -> Optional[str]:
     return path or None
 
 
+def _training_state_problem(checkpoint: dict) -> Optional[str]:
+    """What would make MMEngine's resume fail on ``checkpoint`` after it
+    loaded (a malformed ``meta`` or message-hub state), or None."""
+    from mmengine.logging import HistoryBuffer, MessageHub
+    if not isinstance(checkpoint['meta'], dict):
+        return f'its meta is a {type(checkpoint["meta"]).__name__}, not a dict'
+    hub = checkpoint.get('message_hub')
+    if hub is None:
+        return None
+    try:
+        scalars = hub['log_scalars']
+        if not all(isinstance(v, HistoryBuffer) for v in scalars.values()):
+            raise TypeError('log_scalars holds values that are not '
+                            'HistoryBuffer')
+        MessageHub('ffl_mm_resume_probe').load_state_dict(hub)
+    except Exception as error:  # anything MMEngine's resume would raise
+        return (f'its message_hub state is malformed '
+                f'({type(error).__name__}: {error})')
+    return None
+
+
 def find_resumable_checkpoint(
         work_dir: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """The newest checkpoint of ``work_dir`` that loads.
@@ -72,6 +93,10 @@ def find_resumable_checkpoint(
                 'state_dict' not in checkpoint:
             skipped.append((path, 'not a training checkpoint (no meta / '
                             'state_dict)'))
+            continue
+        problem = _training_state_problem(checkpoint)
+        if problem:
+            skipped.append((path, problem))
             continue
         return path, skipped
     return None, skipped

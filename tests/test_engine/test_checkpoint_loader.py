@@ -367,3 +367,21 @@ def test_a_fresh_process_loads_a_training_checkpoint(tmp_path, monkeypatch):
     assert HistoryBuffer._statistics_methods == {
         name: getattr(HistoryBuffer, name)
         for name in ('min', 'max', 'current', 'mean')}
+
+
+def test_a_tensor_larger_than_its_storage_is_named(tmp_path):
+    """A consistent archive (CRCs right) whose pickle gives a tensor more
+    elements than its storage holds."""
+    import zipfile
+    good, bad = tmp_path / 'good.pth', tmp_path / 'oversized.pth'
+    torch.save({'w': torch.zeros(7)}, good)
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, 'w') as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith('data.pkl'):
+                assert b'K\x07\x85' in data  # the size tuple (7,)
+                data = data.replace(b'K\x07\x85', b'K\x7f\x85')
+            out.writestr(info.filename, data)
+    with pytest.raises(CheckpointLoadError,
+                       match=r'oversized\.pth.*does not fit the storage'):
+        load_from_safe_local(str(bad))

@@ -161,3 +161,22 @@ def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
     launch.setup_launcher(cfg, 'pytorch')
     assert calls == [dict(backend='gloo', rank=0, world_size=2,
                           timeout=datetime.timedelta(seconds=600))]
+
+
+@pytest.mark.parametrize('hub, reason', [
+    ('garbage', 'message_hub state is malformed'),
+    (dict(log_scalars=dict(loss=3.0), runtime_info={}, resumed_keys={}),
+     'not HistoryBuffer'),
+    (dict(log_scalars={}), "must contain key: `runtime_info`"),
+])
+def test_resume_skips_a_checkpoint_with_a_malformed_message_hub(
+        tmp_path, hub, reason):
+    good = dict(meta=dict(epoch=1), state_dict={'w': torch.zeros(1)},
+                message_hub=dict(log_scalars={}, runtime_info={},
+                                 resumed_keys={}))
+    torch.save(good, tmp_path / 'epoch_1.pth')
+    torch.save(dict(good, message_hub=hub), tmp_path / 'epoch_2.pth')
+    path, skipped = find_resumable_checkpoint(str(tmp_path))
+    assert osp.basename(path) == 'epoch_1.pth'
+    assert [osp.basename(p) for p, _ in skipped] == ['epoch_2.pth']
+    assert reason in skipped[0][1]
