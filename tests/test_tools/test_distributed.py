@@ -101,3 +101,37 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
         samples = pickle.load(f)
     assert len(samples) == 41
     assert sorted(s['sample_idx'] for s in samples) == list(range(41))
+
+
+FROZEN_RANK = '''
+import sys, time
+import torch.distributed as dist
+from mmengine.config import ConfigDict
+from ffl_mm.engine.launch import setup_launcher
+cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=3)))
+setup_launcher(cfg, 'pytorch')
+if dist.get_rank() == 1:
+    time.sleep(120)  # a frozen rank
+dist.barrier()
+print('never here', flush=True)
+'''
+
+
+@pytest.mark.e2e
+def test_a_frozen_rank_ends_the_run_after_the_configured_timeout(tmp_path):
+    """``env_cfg.dist_cfg.timeout`` (600 s in ffl_mm's configs, 3 s here)
+    bounds how long the other ranks wait: the run ends with an error
+    instead of hanging for torch's default 30 minutes."""
+    import time
+    if torch.cuda.is_available():
+        pytest.skip('the gloo path is for machines without CUDA')
+    script = tmp_path / 'frozen.py'
+    script.write_text(FROZEN_RANK)
+    start = time.time()
+    code, out = run_cmd([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+        '2', '--master_port', free_port(), str(script)
+    ], check=False, timeout=120)
+    assert code != 0 and 'never here' not in out
+    assert re.search(r'[Tt]imed? ?out', out), out[-3000:]
+    assert time.time() - start < 60
