@@ -164,11 +164,12 @@ def load_from_safe_local(filename: str,
     # then whatever the code registered (a fresh process may have none yet)
     expected = {name: getattr(HistoryBuffer, name)
                 for name in sorted(_HISTORY_BUFFER_METHODS)}
-    expected.update(table)
+    before = dict(table)
+    expected.update(before)
     try:
         checkpoint = _load(filename, map_location, frozenset(expected))
     finally:
-        changed = _restore(table, expected)
+        changed = _restore(table, before, expected)
     if changed:
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename!r}: it would change '
@@ -178,15 +179,19 @@ def load_from_safe_local(filename: str,
     return checkpoint
 
 
-def _restore(table: dict, before: dict) -> List[str]:
-    """Put the class-wide statistics table back; say what had changed."""
+def _restore(table: dict, before: dict, expected: dict) -> List[str]:
+    """Put the class-wide statistics table back and say what a load had
+    changed. ``expected`` is ``before`` plus MMEngine's own four, which a
+    loaded HistoryBuffer adds to a fresh process's empty table."""
+    after = dict(table)
     changed = [
         f'{name!r} -> {getattr(method, "__name__", method)}'
-        for name, method in table.items() if before.get(name) is not method
+        for name, method in after.items() if expected.get(name) is not method
     ]
-    changed += [f'{name!r} removed' for name in before if name not in table]
+    changed += [f'{name!r} removed' for name in before if name not in after]
     table.clear()
-    table.update(before)
+    table.update({name: method for name, method in expected.items()
+                  if name in before or name in after})
     return changed
 
 

@@ -385,3 +385,13 @@ def test_a_tensor_larger_than_its_storage_is_named(tmp_path):
     with pytest.raises(CheckpointLoadError,
                        match=r'oversized\.pth.*does not fit the storage'):
         load_from_safe_local(str(bad))
+
+
+def test_a_fresh_process_loads_plain_weights(tmp_path, monkeypatch):
+    """No HistoryBuffer in the file, none yet in the process: nothing to
+    restore, nothing added."""
+    path = str(tmp_path / 'weights.pth')
+    torch.save({'state_dict': {'w': torch.zeros(2)}}, path)
+    monkeypatch.setattr(HistoryBuffer, '_statistics_methods', {})
+    assert set(load_from_safe_local(path)) == {'state_dict'}
+    assert HistoryBuffer._statistics_methods == {}

@@ -105,33 +105,31 @@ def test_crafted_checkpoint_is_refused_by_export(tmp_path, run_in_process):
     assert not marker.exists()
 
 
-def test_a_damaged_cifar_file_is_named_before_any_download(
-        tmp_path, run_in_process):
+def test_a_damaged_cifar_file_is_named_before_any_download(tmp_path):
     """MMPretrain would start a download (``download`` defaults to True)
-    and fail much later without naming the local file."""
+    and fail much later without naming the local file. (tools/train.py
+    runs this check before building anything:
+    test_missing_dataset_path_is_a_clear_error.)"""
     from mmpretrain.datasets import CIFAR10
 
-    from conftest import write_cifar
+    from conftest import shipped_config, write_cifar
+    from ffl_mm.engine.launch import check_data_paths
     root = tmp_path / 'cifar'
     name = write_cifar(str(root), CIFAR10, 10)
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar10.py')
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.update(type=name,
+                                                  data_root=str(root))
+    check_data_paths(cfg)  # the files as written: fine
     damaged = root / CIFAR10.base_folder / 'data_batch_3'
     damaged.write_bytes(damaged.read_bytes()[:-10])
-    options = [f'{split}_dataloader.dataset.{key}={value}'
-               for split in ('train', 'val', 'test')
-               for key, value in (('type', name), ('data_root', root))]
     with pytest.raises(FileNotFoundError,
                        match=r'train_dataloader.dataset: .*data_batch_3 '
                        r'does not have the MD5'):
-        run_in_process('train.py',
-                       f'{REPO}/configs/ffl/ffl_resnet32x2_cifar10.py',
-                       '--work-dir', tmp_path / 'w', '--cfg-options',
-                       *options)
+        check_data_paths(cfg)
     damaged.unlink()
     with pytest.raises(FileNotFoundError, match=r'data_batch_3 is missing'):
-        run_in_process('train.py',
-                       f'{REPO}/configs/ffl/ffl_resnet32x2_cifar10.py',
-                       '--work-dir', tmp_path / 'w', '--cfg-options',
-                       *options)
+        check_data_paths(cfg)
 
 
 def test_a_work_dir_in_use_stops_a_second_run(tmp_path, run_in_process,
