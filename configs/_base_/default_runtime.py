@@ -13,7 +13,11 @@ default_scope = 'ffl_mm'
 custom_imports = dict(
     imports=['ffl_mm', 'ffl_mm.engine.compat'], allow_failed_imports=False)
 
-default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
+# SafeCheckpointHook: MMEngine's CheckpointHook (same arguments) that writes
+# the new checkpoint before it removes the oldest kept one.
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(_scope_='ffl_mm', type='SafeCheckpointHook', interval=1))
 
 # A rank that dies or freezes ends a distributed run after 10 minutes
 # without progress, not torch's default 30 (a collective waits that long

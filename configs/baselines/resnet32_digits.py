@@ -11,4 +11,4 @@ model = dict(head=dict(num_classes=10))
 # cal_train_time drops an epoch's first record)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
+    checkpoint=dict(interval=5, max_keep_ckpts=2))

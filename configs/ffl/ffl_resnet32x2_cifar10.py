@@ -8,5 +8,5 @@ _base_ = [
 model = dict(head=dict(num_classes=10), fusion_head=dict(num_classes=10))
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=5, max_keep_ckpts=3,
+        interval=5, max_keep_ckpts=3,
         save_best='auto'))

@@ -8,5 +8,5 @@ _base_ = [
 ]
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=5, max_keep_ckpts=3,
+        interval=5, max_keep_ckpts=3,
         save_best='auto'))

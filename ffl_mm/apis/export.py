@@ -18,7 +18,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import torch
 from mmengine.config import Config, ConfigDict
 
-from ..registry import (DATASETS, METRICS, MODELS, TRANSFORMS,
+from ..registry import (DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS,
                         WEIGHT_INITIALIZERS)
 
 from ..models.classifiers import MultiBranchClassifier
@@ -52,7 +52,7 @@ def ffl_mm_types(obj) -> list:
     """The ``type`` names in ``obj`` that only ffl_mm registers."""
     found = []
     for name in _types(obj):
-        for registry in (MODELS, DATASETS, TRANSFORMS, METRICS,
+        for registry in (MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS,
                          WEIGHT_INITIALIZERS):
             cls = registry.get(name)
             if cls is not None:
@@ -74,11 +74,26 @@ def _plain_evaluator(evaluator):
     return evaluator
 
 
+def _plain_hooks(hooks: dict) -> dict:
+    """ffl_mm's ``SafeCheckpointHook`` becomes MMEngine's
+    ``CheckpointHook`` (same arguments): an exported model only evaluates,
+    and a plain one should need nothing of ffl_mm."""
+    hooks = copy.deepcopy(hooks)
+    checkpoint = hooks.get('checkpoint')
+    if isinstance(checkpoint, dict) and \
+            str(checkpoint.get('type', '')).endswith('SafeCheckpointHook'):
+        checkpoint.pop('_scope_', None)
+        checkpoint['type'] = 'CheckpointHook'
+    return hooks
+
+
 def _runtime(cfg: Config, model_cfg: dict, plain_evaluator: bool) -> dict:
     out = {'model': model_cfg}
     for key in RUNTIME_KEYS:
         if key in cfg:
             out[key] = copy.deepcopy(cfg[key])
+    if plain_evaluator and 'default_hooks' in out:
+        out['default_hooks'] = _plain_hooks(out['default_hooks'])
     for key in ('test_evaluator', 'val_evaluator'):
         if key in cfg:
             out[key] = _plain_evaluator(cfg[key]) if plain_evaluator else \

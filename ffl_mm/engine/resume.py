@@ -13,14 +13,19 @@ from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
 _NUMBER = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
 
 
+def _step(path: str) -> int:
+    """N of ``epoch_N.pth`` / ``iter_N.pth``; -1 for other names."""
+    match = _NUMBER.search(osp.basename(path))
+    return int(match.group(1)) if match else -1
+
+
 def _candidates(work_dir: str) -> List[str]:
     """Checkpoints of a work dir, newest first: by the number in
     ``epoch_N.pth`` / ``iter_N.pth``, then by modification time."""
     paths = glob.glob(osp.join(work_dir, '*.pth'))
 
     def key(path):
-        match = _NUMBER.search(osp.basename(path))
-        return (int(match.group(1)) if match else -1, osp.getmtime(path))
+        return (_step(path), osp.getmtime(path))
 
     return sorted(paths, key=key, reverse=True)
 
@@ -60,9 +65,11 @@ def find_resumable_checkpoint(
         work_dir: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """The newest checkpoint of ``work_dir`` that loads.
 
-    The file named by ``last_checkpoint`` comes first, then ``epoch_N.pth``
-    / ``iter_N.pth`` from the highest N down. A file that cannot be read
-    (truncated, not a checkpoint, missing) is skipped and reported; an
+    ``epoch_N.pth`` / ``iter_N.pth`` from the highest N down; the file
+    named by ``last_checkpoint`` comes first unless a newer-numbered file
+    exists (a pointer that could not be rewritten after the last save). A
+    file that cannot be read (truncated, not a checkpoint, missing) is
+    skipped and reported; an
     unsafe one (:class:`UnsafeCheckpointError`) is not skipped: the error
     propagates.
 
@@ -73,12 +80,14 @@ def find_resumable_checkpoint(
         tuple: ``(path or None, skipped)`` with ``skipped`` a list of
         ``(path, reason)`` for every newer file that could not be used.
     """
-    order = []
     latest = latest_checkpoint_pointer(work_dir)
+    order = [p for p in _candidates(work_dir)
+             if latest is None or osp.abspath(p) != osp.abspath(latest)]
     if latest is not None:
-        order.append(latest)
-    order += [p for p in _candidates(work_dir)
-              if latest is None or osp.abspath(p) != osp.abspath(latest)]
+        # the pointer comes first unless a newer-numbered checkpoint exists
+        # (a pointer that could not be rewritten after the last save)
+        newer = [p for p in order if _step(p) > _step(latest) >= 0]
+        order.insert(len(newer), latest)
     skipped = []
     for path in order:
         if not osp.isfile(path):

@@ -180,3 +180,23 @@ def test_resume_skips_a_checkpoint_with_a_malformed_message_hub(
     assert osp.basename(path) == 'epoch_1.pth'
     assert [osp.basename(p) for p, _ in skipped] == ['epoch_2.pth']
     assert reason in skipped[0][1]
+
+
+def test_resume_does_not_follow_a_stale_pointer_past_a_newer_checkpoint(
+        tmp_path):
+    """``last_checkpoint`` could not be rewritten after epoch 3 was saved:
+    the complete epoch 3 wins; a pointer to the newest file still comes
+    first, and one to a file with another name too."""
+    ckpt = dict(meta=dict(epoch=1), state_dict={'w': torch.zeros(1)})
+    for n in (1, 2, 3):
+        torch.save(ckpt, tmp_path / f'epoch_{n}.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_2.pth'))
+    path, _ = find_resumable_checkpoint(str(tmp_path))
+    assert osp.basename(path) == 'epoch_3.pth'
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_3.pth'))
+    assert osp.basename(find_resumable_checkpoint(str(tmp_path))[0]) == \
+        'epoch_3.pth'
+    torch.save(ckpt, tmp_path / 'latest.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'latest.pth'))
+    assert osp.basename(find_resumable_checkpoint(str(tmp_path))[0]) == \
+        'latest.pth'

@@ -169,3 +169,32 @@ def test_a_work_dir_in_use_stops_a_second_run(tmp_path, run_in_process,
     assert message == (f'took over the lock of work dir {work} left by '
                        f'process {holder.pid}, which is no longer running')
     assert lock.read_text() == str(os.getpid())
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize('failure', [KeyboardInterrupt, OSError])
+def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                      run_in_process,
+                                                      failure):
+    """``max_keep_ckpts=1`` and the epoch-2 save dies (Ctrl-C, a full
+    disk): epoch 1's checkpoint and the pointer to it are still there
+    (MMEngine's CheckpointHook deleted epoch 1 before writing epoch 2)."""
+    from mmengine.runner import Runner
+    real_save = Runner.save_checkpoint
+
+    def dying_save(self, out_dir, filename, *args, **kwargs):
+        if filename == 'epoch_2.pth':
+            raise failure(28, 'No space left on device') \
+                if failure is OSError else failure()
+        return real_save(self, out_dir, filename, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, 'save_checkpoint', dying_save)
+    work = tmp_path / 'work'
+    with pytest.raises(failure):
+        run_in_process('train.py', FFL, '--work-dir', work, '--cfg-options',
+                       *TINY_DIGITS, 'train_dataloader.dataset.indices=16',
+                       'train_cfg.val_interval=100', 'train_cfg.max_epochs=2',
+                       'default_hooks.checkpoint.interval=1',
+                       'default_hooks.checkpoint.max_keep_ckpts=1')
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
+    assert (work / 'last_checkpoint').read_text().endswith('epoch_1.pth')

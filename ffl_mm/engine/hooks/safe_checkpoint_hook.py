@@ -1,0 +1,70 @@
+# Copyright (c) ffl_mm contributors.
+"""MMEngine's ``CheckpointHook`` that never deletes a checkpoint before the
+new one is safely on disk."""
+import os.path as osp
+from collections import deque
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+
+from ffl_mm.registry import HOOKS
+from ..atomic_backend import atomic_write
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` (same arguments) that saves first and prunes after.
+
+    MMEngine's hook removes the oldest kept checkpoint *before* it writes the
+    new one, so a save that fails or is interrupted (a full disk, Ctrl-C)
+    with ``max_keep_ckpts=1`` leaves no checkpoint at all, and with 2 costs
+    the newest. This hook writes the new checkpoint, then the
+    ``last_checkpoint`` pointer (atomically: MMEngine writes it with a plain
+    ``open``), and only then removes checkpoints beyond ``max_keep_ckpts``.
+    A failed save leaves every earlier checkpoint and the pointer as they
+    were. On a full disk the run therefore stops instead of freeing the
+    oldest file to make room: nothing that could be resumed is lost.
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        if is_main_process():
+            atomic_write(
+                str(self.last_ckpt).encode(),
+                osp.join(runner.work_dir, 'last_checkpoint'))
+        self._prune(runner, step)
+
+    def _prune(self, runner, step) -> None:
+        """Remove kept checkpoints beyond ``max_keep_ckpts``, oldest first
+        (the step just saved is never one of them)."""
+        if self.max_keep_ckpts <= 0:
+            return
+        ids = list(self.keep_ckpt_ids)
+        # _save_checkpoint and _save_best_checkpoint may both save a step
+        if not ids or ids[-1] != step:
+            ids.append(step)
+        while len(ids) > self.max_keep_ckpts:
+            old = ids.pop(0)
+            if not is_main_process():
+                continue
+            path = self.file_backend.join_path(self.out_dir,
+                                               self.filename_tmpl.format(old))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # deepspeed saves folders
+                self.file_backend.rmtree(path)
+        # MMEngine's deque has maxlen max_keep_ckpts
+        self.keep_ckpt_ids = deque(ids, self.max_keep_ckpts)
+        runner.message_hub.update_info('keep_ckpt_ids', ids)
