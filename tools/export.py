@@ -148,12 +148,12 @@ def main(argv=None):
         exported_model = MODELS.build(Config.fromfile(cfg_path).model)
         load_state_dict(exported_model, state, strict=True)
         diff = verify(cfg, model, exported_model, output)
-        print(f'  predictions match the multi-branch model: max |diff| '
-              f'{diff:.2e}')
-        if diff > TOLERANCE:
+        if not diff <= TOLERANCE:  # NaN compares false
             raise SystemExit(f'export: the exported model predicts '
                              f'differently (max |diff| {diff:.2e} > '
                              f'{TOLERANCE:g}).')
+        print(f'  predictions match the multi-branch model: max |diff| '
+              f'{diff:.2e}')
     return cfg_path, ckpt_path
 
 

@@ -233,3 +233,19 @@ def test_inferencer_returns_the_selected_output(tmp_path):
         assert result['pred_label'] == int(selected.argmax())
         results[mode] = result['pred_scores']
     assert not np.allclose(results['fused'], results['branch1'])
+
+
+def test_export_of_nan_weights_is_an_error(tmp_path):
+    """NaN predictions on both sides: the comparison must not pass
+    (``nan > tol`` is false)."""
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_digits.py')
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():
+        model.heads[0].fc.weight.fill_(float('nan'))
+    ckpt = str(tmp_path / 'nan.pth')
+    save_checkpoint(dict(state_dict=model.state_dict()), ckpt)
+    with pytest.raises(SystemExit, match=r'predicts differently \(max '
+                       r'\|diff\| nan'):
+        tool_module('export.py').main(
+            [f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py', ckpt,
+             '--branch', '0', '--out', str(tmp_path / 'out')])

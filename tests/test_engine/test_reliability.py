@@ -200,3 +200,35 @@ def test_resume_does_not_follow_a_stale_pointer_past_a_newer_checkpoint(
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'latest.pth'))
     assert osp.basename(find_resumable_checkpoint(str(tmp_path))[0]) == \
         'latest.pth'
+
+
+def test_diverged_weights_are_never_saved(tmp_path):
+    """The loss of an epoch's last step is checked before that step: its
+    result can still be NaN. The hook refuses to save it and names the
+    tensors; the pointer still names the last good checkpoint."""
+    import types
+
+    import torch.nn as nn
+
+    from ffl_mm.engine.hooks import NonFiniteWeightsError, SafeCheckpointHook
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    saved = []
+    runner = types.SimpleNamespace(
+        model=model, work_dir=str(tmp_path),
+        save_checkpoint=lambda *args, **kwargs: saved.append(args),
+        message_hub=types.SimpleNamespace(update_info=lambda *a: None))
+    from mmengine.fileio import get_file_backend
+    hook = SafeCheckpointHook(interval=1)
+    hook.out_dir = str(tmp_path)
+    hook.file_backend = get_file_backend(str(tmp_path))
+    hook._save_checkpoint_with_step(runner, 1, dict(epoch=1))
+    assert len(saved) == 1
+    with torch.no_grad():
+        model[0].weight[0, 0] = float('nan')
+        model[1].running_var[1] = float('inf')
+    with pytest.raises(NonFiniteWeightsError,
+                       match=r'Not saving epoch_2.pth: 2 weight tensor\(s\) '
+                       r'hold NaN or inf .*0\.weight, 1\.running_var'):
+        hook._save_checkpoint_with_step(runner, 2, dict(epoch=2))
+    assert len(saved) == 1
+    assert (tmp_path / 'last_checkpoint').read_text().endswith('epoch_1.pth')

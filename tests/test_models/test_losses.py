@@ -155,3 +155,20 @@ def test_kd_computes_in_at_least_float32(dtype, expected):
         assert (got - hand).abs() < 1e-13
     else:
         assert got.double().item() == pytest.approx(exact.item(), rel=2e-2)
+
+
+@pytest.mark.parametrize('loss', ['KDLoss', 'MutualKDLoss'])
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(loss_weight=-1.0), ValueError, r'loss_weight must be >= 0, got -1'),
+    (dict(temperature=float('nan')), ValueError,
+     'temperature must be finite, got nan'),
+    (dict(temperature='3'), TypeError,
+     r"temperature must be a number, got '3' \(str\)"),
+    (dict(temperature=0), ValueError, r'temperature must be > 0, got 0'),
+    (dict(loss_weight=True), TypeError, 'loss_weight must be a number'),
+])
+def test_bad_kd_settings_name_the_value(loss, kwargs, error, match):
+    """Negative weights would push the models apart and a NaN temperature
+    would poison every step, silently; a string was a raw TypeError."""
+    with pytest.raises(error, match=rf'{loss}: {match}'):
+        MODELS.build(dict(type=loss, **kwargs))

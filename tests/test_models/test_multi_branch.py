@@ -211,3 +211,13 @@ def test_num_branches_from_the_command_line():
     assert len(model.heads) == 3
     assert model.fusion_neck.in_channels == [64, 64, 64]
     assert model.output_names[:3] == ['branch0', 'branch1', 'branch2']
+
+
+@pytest.mark.parametrize('where', ['head', 'fusion_head'])
+def test_negative_cross_entropy_weights_are_refused(where):
+    cfg = ffl_cfg()
+    cfg[where] = dict(cfg[where], loss=dict(type='CrossEntropyLoss',
+                                            loss_weight=-1.0))
+    with pytest.raises(ValueError, match=rf'{where}.loss: loss_weight must '
+                       r'be >= 0, got -1'):
+        MODELS.build(cfg)

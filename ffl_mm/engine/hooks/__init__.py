@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 from .epoch_seed_hook import EpochSeedHook, epoch_seed
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
-from .safe_checkpoint_hook import SafeCheckpointHook
+from .safe_checkpoint_hook import NonFiniteWeightsError, SafeCheckpointHook
 
 __all__ = ['EpochSeedHook', 'FiniteLossHook', 'NonFiniteLossError',
-           'SafeCheckpointHook', 'epoch_seed']
+           'NonFiniteWeightsError', 'SafeCheckpointHook', 'epoch_seed']

@@ -54,5 +54,8 @@ class FiniteLossHook(Hook):
             f'Non-finite loss at epoch {runner.epoch + 1}, iteration '
             f'{runner.iter + 1} (batch {batch_idx} of the epoch): '
             f'{", ".join(bad)}. Training stopped before saving these '
-            'weights; resume from the last checkpoint with a lower learning '
-            'rate, check the data, or use AMP loss scaling.')
+            'weights. Check the data, or lower the learning rate and start '
+            'from the last checkpoint\'s weights with --cfg-options '
+            'load_from=CHECKPOINT optim_wrapper.optimizer.lr=LR (--resume '
+            'would restore the old learning rate and schedule), or use AMP '
+            'loss scaling.')

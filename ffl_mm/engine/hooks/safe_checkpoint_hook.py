@@ -4,11 +4,26 @@ new one is safely on disk."""
 import os.path as osp
 from collections import deque
 
+import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 
 from ffl_mm.registry import HOOKS
 from ..atomic_backend import atomic_write
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """The weights to be saved hold NaN or infinite values."""
+
+
+def non_finite_tensors(model) -> list:
+    """Names of the parameters and floating buffers of ``model`` that hold
+    a NaN or an infinite value."""
+    model = getattr(model, 'module', model)  # DDP
+    named = list(model.named_parameters()) + [
+        (n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    return [name for name, tensor in named
+            if not bool(torch.isfinite(tensor.detach()).all())]
 
 
 @HOOKS.register_module()
@@ -24,10 +39,28 @@ class SafeCheckpointHook(CheckpointHook):
     A failed save leaves every earlier checkpoint and the pointer as they
     were. On a full disk the run therefore stops instead of freeing the
     oldest file to make room: nothing that could be resumed is lost.
+
+    Weights with a NaN or infinite value are never saved: the loss checked
+    by ``FiniteLossHook`` is computed before the last step of an epoch, so
+    that step can still ruin the weights. The run stops with
+    :class:`NonFiniteWeightsError` and ``last_checkpoint`` keeps naming the
+    last good checkpoint.
     """
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         filename = self.filename_tmpl.format(step)
+        bad = non_finite_tensors(runner.model)
+        if bad:
+            raise NonFiniteWeightsError(
+                f'Not saving {filename}: {len(bad)} weight tensor(s) hold '
+                f'NaN or inf after the last step ({", ".join(bad[:3])}'
+                f'{", ..." if len(bad) > 3 else ""}); the run diverged. '
+                f'The last good checkpoint is still the one named in '
+                f'{osp.join(runner.work_dir, "last_checkpoint")}. Lower the '
+                'learning rate and start from that checkpoint\'s weights with '
+                '--cfg-options load_from=CHECKPOINT '
+                'optim_wrapper.optimizer.lr=LR (--resume would restore the '
+                'old learning rate).')
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.save_checkpoint(
             self.out_dir,

@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ffl_mm.registry import MODELS
+from ..utils.arg_checks import real_number
 
 
 def kd_kl_div(student_logits: torch.Tensor,
@@ -54,11 +55,10 @@ class KDLoss(nn.Module):
 
     def __init__(self, temperature: float = 3.0, loss_weight: float = 1.0):
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(
-                f'KDLoss: temperature must be > 0, got {temperature!r}.')
-        self.temperature = float(temperature)
-        self.loss_weight = float(loss_weight)
+        self.temperature = real_number('KDLoss', 'temperature', temperature,
+                                       0, strict=True)
+        self.loss_weight = real_number('KDLoss', 'loss_weight', loss_weight,
+                                       0)
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch.nn as nn
 from mmengine.logging import MessageHub
 
 from ffl_mm.registry import MODELS
+from ..utils.arg_checks import real_number
 from .kd_loss import kd_kl_div
 from .rampup import sigmoid_rampup
 
@@ -47,14 +48,13 @@ class MutualKDLoss(nn.Module):
                  rampup: Optional[float] = 80,
                  by_epoch: bool = True):
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f'MutualKDLoss: temperature must be > 0, got '
-                             f'{temperature!r}.')
-        if rampup is not None and rampup < 0:
-            raise ValueError(f'MutualKDLoss: rampup must be >= 0 or None, '
-                             f'got {rampup!r}.')
-        self.temperature = float(temperature)
-        self.loss_weight = float(loss_weight)
+        self.temperature = real_number('MutualKDLoss', 'temperature',
+                                       temperature, 0, strict=True)
+        # a negative weight would train the models apart, silently
+        self.loss_weight = real_number('MutualKDLoss', 'loss_weight',
+                                       loss_weight, 0)
+        if rampup is not None:
+            real_number('MutualKDLoss', 'rampup', rampup, 0)
         self.rampup = rampup
         self.by_epoch = by_epoch
 

@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Union
 import torch.nn as nn
 
 from ffl_mm.registry import MODELS
+from .arg_checks import real_number
 
 ConfigType = Union[dict, nn.Module]
 
@@ -88,6 +89,14 @@ def check_args(backbone, num_branches, head, fusion_neck, fusion_head,
                          'fusion_pre_neck_with_cp=True needs '
                          'fusion_pre_neck (there is nothing to '
                          'recompute).')
+    heads = list(head) if isinstance(head, (list, tuple)) else [head]
+    for where, cfg in [*(('head', h) for h in heads),
+                       ('fusion_head', fusion_head)]:
+        loss = cfg.get('loss') if isinstance(cfg, dict) else None
+        if isinstance(loss, dict) and 'loss_weight' in loss:
+            # a negative weight trains against the labels, silently
+            real_number(f'MultiBranchClassifier {where}.loss',
+                        'loss_weight', loss['loss_weight'], 0)
     return num_branches
 
 
