@@ -66,19 +66,19 @@ def main(argv=None):
     cfg = merge_args(Config.fromfile(args.config), args)
     check_data_paths(cfg)
     taken_over = lock_work_dir(cfg.work_dir)
-    if taken_over:
-        print_log(taken_over, logger='current', level=logging.WARNING)
-    for path in remove_stale_temporaries(cfg.work_dir):
-        print_log(f'removed {path}, left by a writer that died',
-                  logger='current')
-    resolve_auto_resume(cfg, args.resume)
-    setup_launcher(cfg, args.launcher)
-    if not torch.cuda.is_available() and tune_cpu_allocator():
-        print_log('CPU training: glibc keeps freed memory in the process '
-                  '(ffl_mm.engine.launch.tune_cpu_allocator; '
-                  'FFL_MM_NO_MALLOC_TUNING=1 turns it off).',
-                  logger='current')
     try:
+        if taken_over:
+            print_log(taken_over, logger='current', level=logging.WARNING)
+        for path in remove_stale_temporaries(cfg.work_dir):
+            print_log(f'removed {path}, left by a writer that died',
+                      logger='current')
+        resolve_auto_resume(cfg, args.resume)
+        setup_launcher(cfg, args.launcher)
+        if not torch.cuda.is_available() and tune_cpu_allocator():
+            print_log('CPU training: glibc keeps freed memory in the '
+                      'process (ffl_mm.engine.launch.tune_cpu_allocator; '
+                      'FFL_MM_NO_MALLOC_TUNING=1 turns it off).',
+                      logger='current')
         if 'runner_type' in cfg:
             runner = RUNNERS.build(cfg)
         else:

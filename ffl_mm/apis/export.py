@@ -18,11 +18,10 @@ from typing import Dict, Iterator, Optional, Tuple
 import torch
 from mmengine.config import Config, ConfigDict
 
-from ..registry import (DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS,
-                        WEIGHT_INITIALIZERS)
-
 from ..models.classifiers import MultiBranchClassifier
 from ..models.utils.output_names import FUSED
+from ..registry import (DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS,
+                        WEIGHT_INITIALIZERS)
 from .model_cfg import data_preprocessor_cfg, runner_model_cfg
 
 #: Keys copied from the training config so that MMPretrain's

@@ -86,12 +86,6 @@ def _history_buffer_getattr(allowed: frozenset) -> Callable:
     return stand_in
 
 
-def _allowed_statistics() -> frozenset:
-    """The statistics names registered in this process now."""
-    return _HISTORY_BUFFER_METHODS | frozenset(
-        HistoryBuffer._statistics_methods)
-
-
 def _numpy_reconstruct_paths() -> List[Tuple[Any, str]]:
     """numpy's array/scalar rebuild functions under their numpy 1 and 2
     module paths, so checkpoints written with either numpy load."""
@@ -104,16 +98,13 @@ def _numpy_reconstruct_paths() -> List[Tuple[Any, str]]:
 
 
 def _mmengine_globals(
-        allowed: Optional[frozenset] = None
-) -> List[Union[Any, Tuple[Any, str]]]:
+        allowed: frozenset) -> List[Union[Any, Tuple[Any, str]]]:
     """Everything an MMEngine/MMPretrain checkpoint needs beyond tensors;
-    ``getattr`` answers the statistics names in ``allowed`` (default: those
-    registered now)."""
+    ``getattr`` answers the statistics names in ``allowed``."""
     dtype_classes = [getattr(np.dtypes, name) for name in np.dtypes.__all__]
     return [
         HistoryBuffer,
-        (_history_buffer_getattr(allowed or _allowed_statistics()),
-         'builtins.getattr'),
+        (_history_buffer_getattr(allowed), 'builtins.getattr'),
         np.ndarray,
         np.dtype,
         *dtype_classes,
@@ -124,10 +115,10 @@ def _mmengine_globals(
     ]
 
 
-def _unsafe_globals(filename: str) -> List[str]:
+def _unsafe_globals(filename: str, allowed: frozenset) -> List[str]:
     """The globals in ``filename`` that the allow-list does not cover."""
     try:
-        with torch.serialization.safe_globals(_mmengine_globals()):
+        with torch.serialization.safe_globals(_mmengine_globals(allowed)):
             return torch.serialization.get_unsafe_globals_in_checkpoint(
                 filename)
     except Exception:  # an unreadable file: the caller's message suffices
@@ -164,12 +155,11 @@ def load_from_safe_local(filename: str,
     # then whatever the code registered (a fresh process may have none yet)
     expected = {name: getattr(HistoryBuffer, name)
                 for name in sorted(_HISTORY_BUFFER_METHODS)}
-    before = dict(table)
-    expected.update(before)
+    expected.update(table)
     try:
         checkpoint = _load(filename, map_location, frozenset(expected))
     finally:
-        changed = _restore(table, before, expected)
+        changed = _restore(table, expected)
     if changed:
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename!r}: it would change '
@@ -179,19 +169,18 @@ def load_from_safe_local(filename: str,
     return checkpoint
 
 
-def _restore(table: dict, before: dict, expected: dict) -> List[str]:
+def _restore(table: dict, expected: dict) -> List[str]:
     """Put the class-wide statistics table back and say what a load had
-    changed. ``expected`` is ``before`` plus MMEngine's own four, which a
-    loaded HistoryBuffer adds to a fresh process's empty table."""
-    after = dict(table)
+    changed. ``expected`` is the table before the load plus MMEngine's own
+    four, which a loaded HistoryBuffer adds to a fresh process's empty
+    table (``__setstate__`` only adds and rebinds, never removes)."""
     changed = [
         f'{name!r} -> {getattr(method, "__name__", method)}'
-        for name, method in after.items() if expected.get(name) is not method
+        for name, method in table.items() if expected.get(name) is not method
     ]
-    changed += [f'{name!r} removed' for name in before if name not in after]
+    kept = {name: expected[name] for name in table if name in expected}
     table.clear()
-    table.update({name: method for name, method in expected.items()
-                  if name in before or name in after})
+    table.update(kept)
     return changed
 
 
@@ -233,7 +222,7 @@ def _load(filename: str, map_location: Optional[Any],
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = (
-            _unsafe_globals(filename)
+            _unsafe_globals(filename, allowed)
             or re.findall(r'GLOBAL ([\w.]+)', str(exc))
             or re.findall(r'(getattr\(.*?\)) is not allowed', str(exc))
             or _foreign_globals(filename))

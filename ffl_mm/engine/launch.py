@@ -164,9 +164,10 @@ LOCK_NAME = '.ffl_mm.lock'
 
 
 def lock_work_dir(work_dir: str) -> Optional[str]:
-    """Hold an exclusive lock on ``work_dir`` until this process exits, so
-    that a second run there stops at once instead of mixing its log and
-    checkpoints with this one's. Only rank 0 of a distributed run locks.
+    """Hold an exclusive lock on ``work_dir`` until
+    :func:`unlock_work_dirs` or the end of this process, so that a second
+    run there stops at once instead of mixing its log and checkpoints with
+    this one's. Only rank 0 of a distributed run locks.
 
     The lock is ``flock`` on ``<work_dir>/.ffl_mm.lock``, which the system
     releases when the holder exits however it ends: a lock file left by a
@@ -264,6 +265,7 @@ def check_data_paths(cfg: Config) -> None:
     Raises:
         FileNotFoundError: Naming the config key, the path and the fix.
     """
+    checked = set()
     for where, ds in _datasets(cfg):
         if ds.get('download', False):
             continue
@@ -285,7 +287,9 @@ def check_data_paths(cfg: Config) -> None:
                 raise FileNotFoundError(
                     f'{where}.ann_file={ann!r} does not exist ({path}); fix '
                     f'it with --cfg-options {where}.ann_file=PATH.')
-        if root and os.path.isdir(root):
+        if root and os.path.isdir(root) and (root, ds.get('type')) not in \
+                checked:  # val and test loaders often share one data set
+            checked.add((root, ds.get('type')))
             _check_cifar_files(where, ds, root)
 
 
@@ -303,16 +307,13 @@ def _check_cifar_files(where: str, ds: dict, root: str) -> None:
         else dataset_type
     if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
         return
-    files = [name for name, _ in cls.train_list + cls.test_list]
-    md5s = dict(cls.train_list + cls.test_list)
-    files.append(cls.meta['filename'])
-    md5s[cls.meta['filename']] = cls.meta['md5']
-    for name in files:
+    for name, md5 in [*cls.train_list, *cls.test_list,
+                      (cls.meta['filename'], cls.meta['md5'])]:
         path = os.path.join(root, cls.base_folder, name)
         if not os.path.exists(path):
             problem = 'is missing'
-        elif not check_integrity(path, md5s[name]):
-            problem = (f'does not have the MD5 {md5s[name]} of the '
+        elif not check_integrity(path, md5):
+            problem = (f'does not have the MD5 {md5} of the '
                        f'official {cls.__name__} file (damaged or another '
                        'file)')
         else:

@@ -69,9 +69,8 @@ def find_resumable_checkpoint(
     named by ``last_checkpoint`` comes first unless a newer-numbered file
     exists (a pointer that could not be rewritten after the last save). A
     file that cannot be read (truncated, not a checkpoint, missing) is
-    skipped and reported; an
-    unsafe one (:class:`UnsafeCheckpointError`) is not skipped: the error
-    propagates.
+    skipped and reported; an unsafe one (:class:`UnsafeCheckpointError`) is
+    not skipped: the error propagates.
 
     Args:
         work_dir (str): The run's work dir.

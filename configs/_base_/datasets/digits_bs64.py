@@ -28,22 +28,16 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(
-        _scope_='ffl_mm',
-        type=dataset_type,
-        split='train',
-        pipeline=train_pipeline),
+    dataset=dict(_scope_='ffl_mm', type=dataset_type, split='train',
+                 pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(
-        _scope_='ffl_mm',
-        type=dataset_type,
-        split='test',
-        pipeline=test_pipeline),
+    dataset=dict(_scope_='ffl_mm', type=dataset_type, split='test',
+                 pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, 5))

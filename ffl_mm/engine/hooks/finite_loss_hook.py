@@ -7,6 +7,14 @@ from mmengine.hooks import Hook
 
 from ffl_mm.registry import HOOKS
 
+#: What to do after a run diverged (``--resume`` would restore the old
+#: learning rate and schedule from the checkpoint, whatever the config says).
+RESTART_ADVICE = ('or lower the learning rate and start from the last '
+                  "checkpoint's weights with --cfg-options "
+                  'load_from=CHECKPOINT optim_wrapper.optimizer.lr=LR '
+                  '(--resume would restore the old learning rate and '
+                  'schedule)')
+
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
@@ -54,8 +62,5 @@ class FiniteLossHook(Hook):
             f'Non-finite loss at epoch {runner.epoch + 1}, iteration '
             f'{runner.iter + 1} (batch {batch_idx} of the epoch): '
             f'{", ".join(bad)}. Training stopped before saving these '
-            'weights. Check the data, or lower the learning rate and start '
-            'from the last checkpoint\'s weights with --cfg-options '
-            'load_from=CHECKPOINT optim_wrapper.optimizer.lr=LR (--resume '
-            'would restore the old learning rate and schedule), or use AMP '
-            'loss scaling.')
+            f'weights. Check the data, {RESTART_ADVICE}, or use AMP loss '
+            'scaling.')

@@ -10,6 +10,7 @@ from mmengine.hooks import CheckpointHook
 
 from ffl_mm.registry import HOOKS
 from ..atomic_backend import atomic_write
+from .finite_loss_hook import RESTART_ADVICE
 
 
 class NonFiniteWeightsError(RuntimeError):
@@ -56,11 +57,8 @@ class SafeCheckpointHook(CheckpointHook):
                 f'NaN or inf after the last step ({", ".join(bad[:3])}'
                 f'{", ..." if len(bad) > 3 else ""}); the run diverged. '
                 f'The last good checkpoint is still the one named in '
-                f'{osp.join(runner.work_dir, "last_checkpoint")}. Lower the '
-                'learning rate and start from that checkpoint\'s weights with '
-                '--cfg-options load_from=CHECKPOINT '
-                'optim_wrapper.optimizer.lr=LR (--resume would restore the '
-                'old learning rate).')
+                f'{osp.join(runner.work_dir, "last_checkpoint")}. Check the '
+                f'data, {RESTART_ADVICE}.')
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.save_checkpoint(
             self.out_dir,
