@@ -78,6 +78,12 @@ def test_every_config_loads_builds_and_trains_a_step(path):
         assert meta['Metadata']['Parameters'] == sum(
             p.numel() for p in model.parameters())
         assert meta['Metadata']['Epochs'] == cfg.train_cfg.max_epochs
+    # the optimizer as the Runner builds it (in the config's scope: every
+    # paramwise custom key matches a parameter)
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        build_optim_wrapper(model, cfg.optim_wrapper)
     model.init_weights()
     size = 64 if 'imagenet' in path else 32
     num_classes = cfg.data_preprocessor.num_classes

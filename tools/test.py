@@ -8,6 +8,9 @@ mmpretrain), plus what ffl_mm adds, each a call into :mod:`ffl_mm.engine`:
   are an error, so a checkpoint of another architecture never evaluates
   random weights (with ``--tta``, the weights go into the wrapped model);
 * data loaders with ``num_workers=0`` get ``persistent_workers=False``;
+* data paths are checked before anything is built; with ffl_mm's configs
+  (``DatasetCheckHook``, ``FiniteLossHook``) labels the heads cannot
+  predict and NaN/inf predictions are errors, not a metric and exit code 0;
 * ``--launcher pytorch`` without CUDA starts a gloo process group;
 * ``--out`` is checked before the run, written by rank 0 only, and the
   process group is closed at the end.
@@ -32,9 +35,10 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
-from ffl_mm.engine.launch import (close_distributed,  # noqa: E402
-                                  mmpretrain_tool, parse_tool_args,
-                                  sanitize_dataloaders, setup_launcher)
+from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
+                                  close_distributed, mmpretrain_tool,
+                                  parse_tool_args, sanitize_dataloaders,
+                                  setup_launcher)
 
 MMPRETRAIN_TEST = mmpretrain_tool('test')
 
@@ -65,6 +69,7 @@ def main(argv=None):
                              f'{args.out_item or "pred"} is written to a '
                              f'{"/".join(suffixes)} file.')
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_data_paths(cfg)
     setup_launcher(cfg, args.launcher)
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)

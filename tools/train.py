@@ -7,7 +7,11 @@ adds, each a call into :mod:`ffl_mm.engine`:
   checkpoint reading, atomic checkpoint writing);
 * data loaders with ``num_workers=0`` get ``persistent_workers=False``;
 * data paths are checked before anything is built;
-* ``--resume`` without a path takes the newest checkpoint that loads;
+* ``--resume`` without a path takes the newest checkpoint that loads (and
+  holds no NaN/inf weights); a checkpoint of another model stops the run
+  before anything is built or written;
+* a start that fails before the first save puts back the work dir's copy
+  of the config;
 * ``--launcher pytorch`` without CUDA starts a gloo process group;
 * on a machine without CUDA, glibc keeps freed memory in the process (the
   log says so; ``FFL_MM_NO_MALLOC_TUNING=1`` turns it off);
@@ -35,10 +39,11 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
-from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
-                           resolve_auto_resume)
+from ffl_mm.engine import (check_resume_fits,  # noqa: E402
+                           remove_stale_temporaries, resolve_auto_resume)
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
-                                  close_distributed, lock_work_dir,
+                                  close_distributed,
+                                  config_copy_kept_on_failure, lock_work_dir,
                                   mmpretrain_tool,
                                   parse_tool_args, sanitize_dataloaders,
                                   setup_launcher, tune_cpu_allocator,
@@ -72,18 +77,21 @@ def main(argv=None):
         for path in remove_stale_temporaries(cfg.work_dir):
             print_log(f'removed {path}, left by a writer that died',
                       logger='current')
-        resolve_auto_resume(cfg, args.resume)
+        resume_from = resolve_auto_resume(cfg, args.resume)
+        if resume_from:
+            check_resume_fits(cfg, resume_from)
         setup_launcher(cfg, args.launcher)
         if not torch.cuda.is_available() and tune_cpu_allocator():
             print_log('CPU training: glibc keeps freed memory in the '
                       'process (ffl_mm.engine.launch.tune_cpu_allocator; '
                       'FFL_MM_NO_MALLOC_TUNING=1 turns it off).',
                       logger='current')
-        if 'runner_type' in cfg:
-            runner = RUNNERS.build(cfg)
-        else:
-            runner = Runner.from_cfg(cfg)
-        runner.train()
+        with config_copy_kept_on_failure(cfg):
+            if 'runner_type' in cfg:
+                runner = RUNNERS.build(cfg)
+            else:
+                runner = Runner.from_cfg(cfg)
+            runner.train()
         close_distributed()
     finally:
         unlock_work_dirs()

@@ -25,12 +25,15 @@ default_hooks = dict(
 env_cfg = dict(dist_cfg=dict(timeout=600))
 
 # Exact resumes (every epoch's random streams depend on seed and epoch only),
-# a stop, naming the term, at the first NaN/inf loss, and (distributed) BN
+# a stop, naming the term, at the first NaN/inf loss or prediction, empty
+# data sets and labels the heads cannot predict refused before the first
+# step (naming the data set, the label and num_classes), and (distributed) BN
 # statistics averaged over the ranks at every epoch end, before the
 # checkpoint, so that every rank holds the same weights.
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook', interval=1),
+    dict(type='DatasetCheckHook'),
     dict(type='SyncBuffersHook'),
 ]
 

@@ -5,3 +5,4 @@ _base_ = [
     '../_base_/models/mfef_pre_neck.py',
 ]
 model = dict(fusion_pre_neck={{_base_.mfef_pre_neck}})
+optim_wrapper = dict(paramwise_cfg={{_base_.mfef_paramwise_cfg}})

@@ -29,6 +29,7 @@ from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
+from ..engine.optimizers import unmatched_custom_keys
 
 VARIANTS = ('model', 'ce_only', 'single')
 
@@ -83,6 +84,12 @@ class StepRunner:
         if compile_model:
             model.forward = torch.compile(model.forward)
         optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+        # the variants without a fusion module take the config's optimizer
+        # without the paramwise keys of the modules they lack (a key that
+        # matches nothing is an error in scope ffl_mm)
+        custom_keys = optim_cfg.get('paramwise_cfg', {}).get('custom_keys')
+        for key in unmatched_custom_keys(custom_keys or {}, model):
+            custom_keys.pop(key)
         if amp:
             optim_cfg['type'] = 'AmpOptimWrapper'
             optim_cfg.setdefault('loss_scale', 'dynamic')

@@ -1,16 +1,17 @@
 # Copyright (c) ffl_mm contributors.
-from . import hooks  # noqa: F401
+from . import hooks, optimizers  # noqa: F401
 from .atomic_backend import (AtomicLocalBackend, atomic_write,
                              remove_stale_temporaries)
 from .checkpoint_loader import (CheckpointLoadError, UnsafeCheckpointError,
                                 load_from_safe_local)
 
-from .resume import (find_resumable_checkpoint, latest_checkpoint_pointer,
-                     resolve_auto_resume)
+from .resume import (check_resume_fits, find_resumable_checkpoint,
+                     latest_checkpoint_pointer, resolve_auto_resume,
+                     state_dict_differences)
 
 __all__ = [
     'AtomicLocalBackend', 'atomic_write', 'remove_stale_temporaries',
-    'CheckpointLoadError', 'UnsafeCheckpointError',
-    'find_resumable_checkpoint',
+    'CheckpointLoadError', 'UnsafeCheckpointError', 'check_resume_fits',
+    'find_resumable_checkpoint', 'state_dict_differences',
     'latest_checkpoint_pointer', 'load_from_safe_local', 'resolve_auto_resume'
 ]

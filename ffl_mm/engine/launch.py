@@ -230,6 +230,36 @@ def python_command() -> str:
     return exe if rel.startswith('..') else rel
 
 
+@contextlib.contextmanager
+def config_copy_kept_on_failure(cfg: Config) -> Iterator[None]:
+    """Put the work dir's copy of the config back if the run fails before
+    it saves a checkpoint.
+
+    MMEngine's ``Runner`` overwrites ``work_dir/<config name>`` when it
+    starts; a start that then fails (a resume error, a bad data set) would
+    leave a copy that no longer describes the checkpoints beside it.
+    """
+    name = osp.basename(cfg.filename) if cfg.filename else None
+    path = osp.join(cfg.work_dir, name) if name else None
+    pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+
+    def read(file):
+        if file and osp.isfile(file):
+            with open(file, 'rb') as f:
+                return f.read()
+        return None
+
+    copy, saved = read(path), read(pointer)
+    try:
+        yield
+    except BaseException:
+        if copy is not None and read(pointer) == saved and \
+                read(path) != copy:
+            from .atomic_backend import atomic_write
+            atomic_write(copy, path)
+        raise
+
+
 def quiet_logger(level: int = logging.WARNING) -> None:
     """Only ``level`` and above from MMEngine's current logger: the
     per-parameter report of ``init_weights()`` and similar INFO lines
@@ -260,10 +290,11 @@ def _datasets(cfg) -> list:
 def check_data_paths(cfg: Config) -> None:
     """A clear error, before anything is built, for a data set whose
     ``data_root`` or ``ann_file`` does not exist (unless it may download
-    itself: ``download=True``).
+    itself: ``download=True``), or whose ``ann_file`` is empty.
 
     Raises:
         FileNotFoundError: Naming the config key, the path and the fix.
+        ValueError: An empty ``ann_file``.
     """
     checked = set()
     for where, ds in _datasets(cfg):
@@ -287,10 +318,27 @@ def check_data_paths(cfg: Config) -> None:
                 raise FileNotFoundError(
                     f'{where}.ann_file={ann!r} does not exist ({path}); fix '
                     f'it with --cfg-options {where}.ann_file=PATH.')
+            if osp.isfile(path) and _is_blank(path):
+                # MMEngine would fail in np.concatenate ("need at least one
+                # array to concatenate")
+                raise ValueError(
+                    f'{where}.ann_file={ann!r} ({path}) is empty: the data '
+                    'set would hold no samples. Fill it (one "path label" '
+                    'line per image) or point ann_file at another file.')
         if root and os.path.isdir(root) and (root, ds.get('type')) not in \
                 checked:  # val and test loaders often share one data set
             checked.add((root, ds.get('type')))
             _check_cifar_files(where, ds, root)
+
+
+def _is_blank(path: str) -> bool:
+    """Whether the file holds nothing but white space (read up to its first
+    other character)."""
+    with open(path, 'rb') as f:
+        for line in f:
+            if line.strip():
+                return False
+    return True
 
 
 def _check_cifar_files(where: str, ds: dict, root: str) -> None:

@@ -6,11 +6,13 @@ import os.path as osp
 import re
 from typing import List, Optional, Tuple
 
+import torch
 from mmengine.logging import print_log
 
 from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
 
 _NUMBER = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
+_HEAD = re.compile(r'heads\.(\d+)\.')
 
 
 def _step(path: str) -> int:
@@ -61,6 +63,38 @@ def _training_state_problem(checkpoint: dict) -> Optional[str]:
     return None
 
 
+def _non_finite(state_dict: dict) -> List[str]:
+    """Names of the floating tensors of ``state_dict`` holding NaN or
+    inf."""
+    return [name for name, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())]
+
+
+def _unusable(path: str):
+    """``(checkpoint, None)`` for a checkpoint ``--resume`` can continue
+    from, else ``(None, reason)``. :class:`UnsafeCheckpointError`
+    propagates."""
+    if not osp.isfile(path):
+        return None, 'file does not exist'
+    try:
+        checkpoint = load_from_safe_local(path, map_location='cpu')
+    except CheckpointLoadError as error:
+        return None, str(error)
+    if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or \
+            'state_dict' not in checkpoint:
+        return None, 'not a training checkpoint (no meta / state_dict)'
+    bad = _non_finite(checkpoint['state_dict'])
+    if bad:
+        return None, (f'{len(bad)} weight tensor(s) hold NaN or inf '
+                      f'({", ".join(bad[:3])}{", ..." if len(bad) > 3 else ""}'
+                      '): saved by a run that diverged')
+    problem = _training_state_problem(checkpoint)
+    if problem:
+        return None, problem
+    return checkpoint, None
+
+
 def find_resumable_checkpoint(
         work_dir: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """The newest checkpoint of ``work_dir`` that loads.
@@ -68,9 +102,9 @@ def find_resumable_checkpoint(
     ``epoch_N.pth`` / ``iter_N.pth`` from the highest N down; the file
     named by ``last_checkpoint`` comes first unless a newer-numbered file
     exists (a pointer that could not be rewritten after the last save). A
-    file that cannot be read (truncated, not a checkpoint, missing) is
-    skipped and reported; an unsafe one (:class:`UnsafeCheckpointError`) is
-    not skipped: the error propagates.
+    file that cannot be read (truncated, not a checkpoint, missing) or holds
+    NaN/inf weights is skipped and reported; an unsafe one
+    (:class:`UnsafeCheckpointError`) is not skipped: the error propagates.
 
     Args:
         work_dir (str): The run's work dir.
@@ -89,45 +123,47 @@ def find_resumable_checkpoint(
         order.insert(len(newer), latest)
     skipped = []
     for path in order:
-        if not osp.isfile(path):
-            skipped.append((path, 'file does not exist'))
-            continue
-        try:
-            checkpoint = load_from_safe_local(path, map_location='cpu')
-        except CheckpointLoadError as error:
-            skipped.append((path, str(error)))
-            continue
-        if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or \
-                'state_dict' not in checkpoint:
-            skipped.append((path, 'not a training checkpoint (no meta / '
-                            'state_dict)'))
-            continue
-        problem = _training_state_problem(checkpoint)
-        if problem:
-            skipped.append((path, problem))
+        checkpoint, reason = _unusable(path)
+        if reason:
+            skipped.append((path, reason))
             continue
         return path, skipped
     return None, skipped
 
 
-def resolve_auto_resume(cfg, resume: Optional[str]) -> None:
-    """``--resume`` without a path: point ``cfg.load_from`` at the newest
-    checkpoint of ``cfg.work_dir`` that loads (in place).
+def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
+    """``--resume``: the checkpoint to continue from, checked.
 
-    MMEngine would take the one named in ``last_checkpoint`` and fail if it
-    is damaged; a truncated or unreadable newest file is skipped, with a
-    warning naming it and why, for the previous good one.
+    Without a path, point ``cfg.load_from`` at the newest checkpoint of
+    ``cfg.work_dir`` that loads (in place). MMEngine would take the one
+    named in ``last_checkpoint`` and fail if it is damaged; a truncated,
+    unreadable or diverged (NaN/inf weights) newest file is skipped, with a
+    warning naming it and why, for the previous good one. With a path, the
+    file must be a checkpoint ``--resume`` can continue from.
 
     Args:
         cfg (Config): After MMPretrain's ``merge_args`` (``work_dir`` set).
         resume (str, optional): The ``--resume`` argument (``'auto'``
-            without a path); anything else leaves ``cfg`` alone.
+            without a path, or a path); None leaves ``cfg`` alone.
+
+    Returns:
+        str or None: The checkpoint the run will resume from; None when it
+        starts from scratch.
 
     Raises:
-        SystemExit: Checkpoints exist and none of them loads.
+        SystemExit: Checkpoints exist and none of them can be resumed
+            from, or the given one cannot.
     """
-    if resume != 'auto' or not osp.isdir(cfg.work_dir):
-        return
+    if resume is None:
+        return None
+    if resume != 'auto':
+        checkpoint, reason = _unusable(resume)
+        if reason:
+            raise SystemExit(f'--resume {resume}: cannot resume from it: '
+                             f'{reason}.')
+        return resume
+    if not osp.isdir(cfg.work_dir):
+        return None
     path, skipped = find_resumable_checkpoint(cfg.work_dir)
     for bad, reason in skipped:
         print_log(f'--resume: skipping {bad}: {reason}', logger='current',
@@ -135,12 +171,98 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> None:
     if path is None:
         if skipped:
             raise SystemExit(
-                f'--resume: no readable checkpoint in {cfg.work_dir} (every '
-                'one above is damaged); drop --resume to start from scratch '
-                'or give --resume PATH.')
-        return  # no checkpoint yet: MMEngine starts from scratch
+                f'--resume: no checkpoint in {cfg.work_dir} can be resumed '
+                f'from ({len(skipped)} found, each skipped for the reason '
+                'above); drop --resume to start from scratch, or give '
+                '--resume PATH.')
+        return None  # no checkpoint yet: MMEngine starts from scratch
     if skipped or path != latest_checkpoint_pointer(cfg.work_dir):
         # MMEngine would resume from last_checkpoint (damaged or missing)
         print_log(f'--resume: resuming from {path}, the newest readable '
                   'checkpoint.', logger='current', level=logging.WARNING)
         cfg.load_from = path
+    return path
+
+
+def _branch_count(keys) -> Optional[int]:
+    """Branches of a multi-branch state dict (``heads.N.`` indices)."""
+    found = {int(m.group(1)) for m in map(_HEAD.match, keys) if m}
+    return max(found) + 1 if found else None
+
+
+def state_dict_differences(model_state: dict, checkpoint_state: dict,
+                           limit: int = 3) -> List[str]:
+    """What differs between a model's state dict and a checkpoint's, in
+    words: branch counts, top-level modules present in one only, missing
+    and unexpected tensors, tensors of another shape. Empty when they
+    match.
+
+    Args:
+        model_state (dict): ``model.state_dict()`` (name -> tensor).
+        checkpoint_state (dict): The checkpoint's ``state_dict``.
+        limit (int): Names listed per kind.
+    """
+    def names(keys):
+        keys = sorted(keys)
+        return ', '.join(keys[:limit]) + (', ...' if len(keys) > limit else '')
+
+    found = []
+    ours, theirs = _branch_count(model_state), _branch_count(checkpoint_state)
+    if ours != theirs and ours and theirs:
+        found.append(f'the checkpoint has {theirs} branches, the config '
+                     f'{ours}')
+    top_ours = {k.split('.', 1)[0] for k in model_state}
+    top_theirs = {k.split('.', 1)[0] for k in checkpoint_state}
+    if top_theirs - top_ours:
+        found.append('modules only in the checkpoint: '
+                     f'{names(top_theirs - top_ours)}')
+    if top_ours - top_theirs:
+        found.append('modules only in the config: '
+                     f'{names(top_ours - top_theirs)}')
+    missing = set(model_state) - set(checkpoint_state)
+    unexpected = set(checkpoint_state) - set(model_state)
+    if missing:
+        found.append(f'{len(missing)} tensor(s) missing from the checkpoint '
+                     f'({names(missing)})')
+    if unexpected:
+        found.append(f'{len(unexpected)} unexpected tensor(s) '
+                     f'({names(unexpected)})')
+    shapes = [f'{k}: checkpoint {tuple(checkpoint_state[k].shape)}, config '
+              f'{tuple(v.shape)}' for k, v in sorted(model_state.items())
+              if k in checkpoint_state and
+              hasattr(checkpoint_state[k], 'shape') and
+              tuple(checkpoint_state[k].shape) != tuple(v.shape)]
+    if shapes:
+        found.append(f'{len(shapes)} tensor(s) of another shape '
+                     f'({"; ".join(shapes[:limit])}'
+                     f'{"; ..." if len(shapes) > limit else ""})')
+    return found
+
+
+def check_resume_fits(cfg, path: str) -> None:
+    """Stop before anything is built or written if the checkpoint ``path``
+    does not fit the model of ``cfg`` (another number of branches, another
+    method, heads of another size): MMEngine would fail in the optimizer
+    after a wall of key lists, or at the first step.
+
+    Raises:
+        SystemExit: One message saying what differs and pointing to
+            ``load_from``.
+    """
+    from mmengine.registry import DefaultScope
+
+    from ffl_mm.registry import MODELS
+    checkpoint = load_from_safe_local(path, map_location='cpu')
+    scope = cfg.get('default_scope')
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
+    differences = state_dict_differences(model.state_dict(),
+                                         checkpoint['state_dict'])
+    if differences:
+        raise SystemExit(
+            f'--resume: {path} does not fit the model of {cfg.filename}: '
+            f'{"; ".join(differences)}. --resume continues the run that '
+            'wrote the checkpoint, with the same model. To start a new run '
+            'from the weights that fit, drop --resume and set --cfg-options '
+            f'load_from={path} (MMEngine loads what fits and lists the rest), '
+            'in another work dir.')

@@ -45,7 +45,7 @@ def test_resume_with_only_damaged_checkpoints_is_a_clear_error(
     work.mkdir()
     (work / 'epoch_1.pth').write_bytes(b'PK\x03\x04 not really a zip')
     (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
-    with pytest.raises(SystemExit, match='no readable checkpoint'):
+    with pytest.raises(SystemExit, match='no checkpoint in .* can be resumed'):
         run_in_process('train.py', FFL, '--work-dir', work, '--resume',
                        '--cfg-options', *TINY_DIGITS)
     out = capsys.readouterr().out
@@ -200,3 +200,77 @@ def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
                        'default_hooks.checkpoint.max_keep_ckpts=1')
     assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
     assert (work / 'last_checkpoint').read_text().endswith('epoch_1.pth')
+
+
+@pytest.mark.e2e
+def test_after_a_stop_the_advice_works_and_bad_starts_change_nothing(
+        tmp_path, run_in_process):
+    """One epoch, then what a user tries next: ``--resume`` into a model
+    with 3 branches stops before the work dir changes; the stop advice
+    (``load_from`` with a lower lr) trains on from the weights at the new
+    lr; ``tools/test.py`` refuses NaN weights and data with more classes
+    than the heads."""
+    import numpy as np
+    from PIL import Image
+
+    from ffl_mm.engine.hooks import DatasetCheckError, NonFiniteOutputError
+    from ffl_mm.engine.hooks.finite_loss_hook import RESTART_ADVICE
+    work = tmp_path / 'work'
+    quick = [*TINY_DIGITS, 'train_dataloader.dataset.indices=16',
+             'train_cfg.val_interval=100', 'train_cfg.max_epochs=1']
+    run_in_process('train.py', FFL, '--work-dir', work, '--cfg-options',
+                   *quick)
+    checkpoint = work / 'epoch_1.pth'
+    copy = work / 'ffl_resnet32x2_digits.py'
+    before = sorted(p.name for p in work.iterdir()), copy.read_bytes()
+    copy.write_bytes(before[1] + b'# the copy of the first run\n')
+    before = before[0], copy.read_bytes()
+
+    with pytest.raises(SystemExit) as info:
+        run_in_process('train.py', FFL, '--work-dir', work, '--resume',
+                       '--cfg-options', *quick, 'model.num_branches=3')
+    assert f'--resume: {checkpoint} does not fit the model of ' in \
+        str(info.value)
+    assert 'the checkpoint has 2 branches, the config 3' in str(info.value)
+    assert (sorted(p.name for p in work.iterdir()), copy.read_bytes()) == \
+        before
+
+    # the advice, as printed
+    options = re.search(r'--cfg-options (load_from=CHECKPOINT \S+=LR)',
+                        RESTART_ADVICE).group(1)
+    options = options.replace('CHECKPOINT', str(checkpoint))
+    options = options.replace('LR', '0.001').split()
+    _, out = run_in_process('train.py', FFL, '--work-dir', tmp_path / 'new',
+                            '--cfg-options', *quick, *options)
+    assert f'Load checkpoint from {checkpoint}' in out
+    assert re.search(r'Epoch\(train\) \[1\]\[1/1\] .*lr: 1\.0000e-03', out)
+
+    broken = torch.load(checkpoint, weights_only=False)
+    broken['state_dict']['heads.0.fc.weight'][0, 0] = float('nan')
+    torch.save(broken, tmp_path / 'nan.pth')
+    with pytest.raises(NonFiniteOutputError,
+                       match='^Non-finite branch_scores in test batch 0'):
+        run_in_process('test.py', FFL, tmp_path / 'nan.pth', '--work-dir',
+                       tmp_path / 'test', '--cfg-options', *TINY_DIGITS)
+
+    images = tmp_path / 'images'
+    images.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(
+            images / f'{i}.png')
+    (images / 'ann.txt').write_text('0.png 3\n1.png 12\n2.png 0\n3.png 9\n')
+    more = tmp_path / 'more_classes.py'
+    more.write_text(
+        f"_base_ = ['{FFL}']\n"
+        'test_dataloader = dict(dataset=dict(\n'
+        "    _delete_=True, type='CustomDataset',\n"
+        f"    data_root='{images}', ann_file='ann.txt',\n"
+        "    pipeline=[dict(type='LoadImageFromFile'),\n"
+        "              dict(type='PackInputs')]))\n")
+    with pytest.raises(DatasetCheckError,
+                       match=r'^test_dataloader.dataset \(CustomDataset\(.*'
+                       r'\)\): sample 1 has label 12 \(1 of 4 samples '
+                       r'outside 0..9; labels span 0..12\), but the model.s '
+                       'heads predict num_classes=10'):
+        run_in_process('test.py', more, checkpoint, '--work-dir',
+                       tmp_path / 'test', '--cfg-options', *TINY_DIGITS[:6])

@@ -1,7 +1,12 @@
 # Copyright (c) ffl_mm contributors.
+from .dataset_check_hook import (DatasetCheckError, DatasetCheckHook,
+                                 check_dataset, model_num_classes)
 from .epoch_seed_hook import EpochSeedHook, epoch_seed
-from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
+from .finite_loss_hook import (FiniteLossHook, NonFiniteLossError,
+                               NonFiniteOutputError)
 from .safe_checkpoint_hook import NonFiniteWeightsError, SafeCheckpointHook
 
-__all__ = ['EpochSeedHook', 'FiniteLossHook', 'NonFiniteLossError',
-           'NonFiniteWeightsError', 'SafeCheckpointHook', 'epoch_seed']
+__all__ = ['DatasetCheckError', 'DatasetCheckHook', 'EpochSeedHook',
+           'FiniteLossHook', 'NonFiniteLossError', 'NonFiniteOutputError',
+           'NonFiniteWeightsError', 'SafeCheckpointHook', 'check_dataset',
+           'epoch_seed', 'model_num_classes']

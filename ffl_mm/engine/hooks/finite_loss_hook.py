@@ -1,6 +1,8 @@
 # Copyright (c) ffl_mm contributors.
-"""Stop training at the first non-finite loss term, naming it."""
+"""Stop training at the first non-finite loss term, and evaluation at the
+first non-finite prediction, naming it."""
 import math
+from typing import Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -20,6 +22,29 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
+class NonFiniteOutputError(RuntimeError):
+    """The model predicted NaN or infinite scores in validation or test."""
+
+
+def first_non_finite_output(outputs) -> Optional[Tuple[int, str]]:
+    """``(sample index, field)`` of the first prediction of ``outputs`` (a
+    list of data samples) with a NaN or infinite floating tensor, or None.
+    """
+    fields = []
+    for i, sample in enumerate(outputs or []):
+        items = sample.items() if hasattr(sample, 'items') else []
+        for field, value in items:
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                fields.append((i, field, value))
+    if not fields or bool(torch.isfinite(torch.cat(
+            [v.detach().reshape(-1) for _, _, v in fields])).all()):
+        return None
+    for i, field, value in fields:
+        if not bool(torch.isfinite(value).all()):
+            return i, field
+    return None
+
+
 @HOOKS.register_module()
 class FiniteLossHook(Hook):
     """Check every loss term after each training iteration (MMEngine's
@@ -30,6 +55,11 @@ class FiniteLossHook(Hook):
     every bad term, the epoch and the iteration, before the next checkpoint
     could store the damaged weights. Costs one device synchronisation per
     ``interval`` iterations (the logger synchronises anyway).
+
+    In validation and test, a NaN or infinite prediction (``pred_score``,
+    every branch's and the fused scores) raises
+    :class:`NonFiniteOutputError`: the metrics of such weights would be
+    printed as if they meant something, and ``tools/test.py`` would exit 0.
 
     Args:
         interval (int): Check every ``interval`` iterations. Defaults to 1.
@@ -64,3 +94,24 @@ class FiniteLossHook(Hook):
             f'{", ".join(bad)}. Training stopped before saving these '
             f'weights. Check the data, {RESTART_ADVICE}, or use AMP loss '
             'scaling.')
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None,
+                       outputs=None) -> None:
+        self._check_outputs('validation', batch_idx, outputs)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+                        outputs=None) -> None:
+        self._check_outputs('test', batch_idx, outputs)
+
+    @staticmethod
+    def _check_outputs(stage: str, batch_idx: int, outputs) -> None:
+        found = first_non_finite_output(outputs)
+        if found is None:
+            return
+        sample, field = found
+        raise NonFiniteOutputError(
+            f'Non-finite {field} in {stage} batch {batch_idx} (sample '
+            f'{sample} of the batch): the model predicts NaN or inf, so no '
+            'metric of these weights would mean anything. The weights are '
+            'probably those of a diverged run: evaluate an earlier '
+            'checkpoint.')

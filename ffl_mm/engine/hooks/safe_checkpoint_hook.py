@@ -1,6 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """MMEngine's ``CheckpointHook`` that never deletes a checkpoint before the
 new one is safely on disk."""
+import contextlib
 import os.path as osp
 from collections import deque
 
@@ -27,6 +28,22 @@ def non_finite_tensors(model) -> list:
             if not bool(torch.isfinite(tensor.detach()).all())]
 
 
+@contextlib.contextmanager
+def interrupts_kept():
+    """Let a Ctrl-C during a save stay a ``KeyboardInterrupt``.
+
+    ``runner.save_checkpoint`` formats the config (``Config.pretty_text``),
+    and MMEngine turns any exception of its formatter, Ctrl-C included,
+    into ``SyntaxError: Failed to format the config file``.
+    """
+    try:
+        yield
+    except SyntaxError as error:
+        if isinstance(error.__context__, KeyboardInterrupt):
+            raise error.__context__ from None
+        raise
+
+
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` (same arguments) that saves first and prunes after.
@@ -45,8 +62,26 @@ class SafeCheckpointHook(CheckpointHook):
     by ``FiniteLossHook`` is computed before the last step of an epoch, so
     that step can still ruin the weights. The run stops with
     :class:`NonFiniteWeightsError` and ``last_checkpoint`` keeps naming the
-    last good checkpoint.
+    last good checkpoint. A Ctrl-C during a save is reported as the
+    ``KeyboardInterrupt`` it is (MMEngine reports it as a config
+    ``SyntaxError``).
     """
+
+    def after_train_iter(self, *args, **kwargs) -> None:
+        with interrupts_kept():
+            super().after_train_iter(*args, **kwargs)
+
+    def after_train_epoch(self, runner) -> None:
+        with interrupts_kept():
+            super().after_train_epoch(runner)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        with interrupts_kept():
+            super().after_val_epoch(runner, metrics)
+
+    def after_train(self, runner) -> None:
+        with interrupts_kept():
+            super().after_train(runner)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         filename = self.filename_tmpl.format(step)

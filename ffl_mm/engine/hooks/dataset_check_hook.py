@@ -1,0 +1,129 @@
+# Copyright (c) ffl_mm contributors.
+"""Refuse, before the first step, a data set that is empty or whose labels
+the model's heads cannot predict."""
+from typing import Optional
+
+import numpy as np
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from ffl_mm.registry import HOOKS
+
+
+class DatasetCheckError(ValueError):
+    """A data set the model cannot train on or be evaluated with."""
+
+
+def model_num_classes(model) -> Optional[int]:
+    """Classes the model's heads predict (``num_classes`` of the first
+    branch's head, or of a plain classifier's head), through DDP and TTA
+    wrappers; None when the model does not say."""
+    while hasattr(model, 'module'):  # DDP, BaseTTAModel
+        model = model.module
+    heads = getattr(model, 'heads', None)
+    head = heads[0] if heads else getattr(model, 'head', None)
+    num_classes = getattr(head, 'num_classes', None)
+    return num_classes if isinstance(num_classes, int) else None
+
+
+def _describe(dataset) -> str:
+    """The data set's class and where it reads from."""
+    where = [f'{k}={getattr(dataset, k)!r}'
+             for k in ('data_root', 'ann_file', 'split')
+             if getattr(dataset, k, None)]
+    return f'{type(dataset).__name__}({", ".join(where)})'
+
+
+def _labels(dataset) -> Optional[np.ndarray]:
+    """Every single-label ground truth of ``dataset`` ``(N, )``; None when
+    it does not list them (no ``get_gt_labels``, unlabelled samples,
+    multi-label data)."""
+    get = getattr(dataset, 'get_gt_labels', None)
+    if get is None:
+        return None
+    try:
+        labels = np.asarray(get())
+    except (KeyError, TypeError, ValueError):
+        return None
+    if labels.dtype == object or not np.issubdtype(labels.dtype, np.integer):
+        return None
+    return labels.reshape(-1)
+
+
+def check_dataset(dataset, num_classes: Optional[int], where: str) -> bool:
+    """Raise :class:`DatasetCheckError` if ``dataset`` is empty or holds a
+    label outside ``[0, num_classes)``.
+
+    Args:
+        dataset: A built data set (MMPretrain's ``BaseDataset`` lists its
+            labels; others are only checked for emptiness).
+        num_classes (int, optional): Classes of the model's heads; None
+            skips the label check.
+        where (str): The config key, e.g. ``'train_dataloader.dataset'``.
+
+    Returns:
+        bool: Whether the labels were checked (the data set lists them and
+        ``num_classes`` is known).
+    """
+    if len(dataset) == 0:
+        raise DatasetCheckError(
+            f'{where} ({_describe(dataset)}) holds no samples: check its '
+            'ann_file, data_prefix and indices.')
+    if num_classes is None:
+        return False
+    labels = _labels(dataset)
+    if labels is None or not labels.size:
+        return False
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        first = int(bad[0])
+        raise DatasetCheckError(
+            f'{where} ({_describe(dataset)}): sample {first} has label '
+            f'{int(labels[first])} ({bad.size} of {labels.size} samples '
+            f'outside 0..{num_classes - 1}; labels span {int(labels.min())}'
+            f'..{int(labels.max())}), but the model\'s heads predict '
+            f'num_classes={num_classes}. Set the heads\' num_classes (and '
+            'data_preprocessor.num_classes) to the number of classes of the '
+            'data, or fix the annotations.')
+    return True
+
+
+@HOOKS.register_module()
+class DatasetCheckHook(Hook):
+    """Check each data set once, before it is used: an empty data set and a
+    label the heads cannot predict are errors naming the data set, the
+    label and ``num_classes``.
+
+    Without it, a label ``>= num_classes`` ends training in PyTorch's
+    ``IndexError: Target 10 is out of bounds`` (a device-side assertion on
+    CUDA) and evaluation prints a top-1 over classes the model cannot
+    predict.
+
+    Reading the labels of a data set walks its annotation list once (about
+    a second per million samples).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self):
+        self._checked = set()
+
+    def _check(self, runner, loader: str) -> None:
+        if loader in self._checked:
+            return
+        self._checked.add(loader)
+        dataset = getattr(runner, loader).dataset
+        num_classes = model_num_classes(runner.model)
+        if check_dataset(dataset, num_classes, f'{loader}.dataset'):
+            print_log(f'{loader}.dataset: {len(dataset)} samples, labels '
+                      f'within the heads\' {num_classes} classes',
+                      logger='current')
+
+    def before_train(self, runner) -> None:
+        self._check(runner, 'train_dataloader')
+
+    def before_val(self, runner) -> None:
+        self._check(runner, 'val_dataloader')
+
+    def before_test(self, runner) -> None:
+        self._check(runner, 'test_dataloader')

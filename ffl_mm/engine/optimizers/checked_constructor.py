@@ -1,0 +1,65 @@
+# Copyright (c) ffl_mm contributors.
+"""MMEngine's default optimizer-wrapper constructor, refusing
+``paramwise_cfg.custom_keys`` entries that match no parameter."""
+import difflib
+from typing import List
+
+import torch.nn as nn
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+
+from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+
+def unmatched_custom_keys(custom_keys, model: nn.Module) -> List[str]:
+    """The keys of ``custom_keys`` that no parameter name of ``model``
+    contains (MMEngine matches a key as a substring of
+    ``'{module path}.{parameter}'``; a top-level parameter reads
+    ``'.{parameter}'``)."""
+    names = ['.' + name for name, _ in model.named_parameters()]
+    return [key for key in custom_keys
+            if not any(key in name for name in names)]
+
+
+def _module_names(model: nn.Module) -> List[str]:
+    """Every dotted module path and its last part, for suggestions."""
+    found = set()
+    for path, _ in model.named_modules():
+        if path:
+            found.update((path, path.rsplit('.', 1)[-1]))
+    return sorted(found)
+
+
+# Registered under MMEngine's name as well: a config in scope ffl_mm that
+# sets no ``constructor`` (every shipped one) gets the check.
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+    name=['CheckedOptimWrapperConstructor', 'DefaultOptimWrapperConstructor'])
+class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """``DefaultOptimWrapperConstructor`` (same arguments) that raises on a
+    ``paramwise_cfg.custom_keys`` entry matching no parameter.
+
+    MMEngine applies a custom key to every parameter whose name contains
+    it and ignores a key that matches none, so a typo (``fusion_nek``)
+    silently trains the fusion module with the network's weight decay.
+
+    Raises:
+        ValueError: Naming every unmatched key and the closest module
+            names, when the wrapper is built.
+    """
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        inner = getattr(model, 'module', model)  # DDP
+        custom_keys = (self.paramwise_cfg or {}).get('custom_keys', {})
+        unmatched = unmatched_custom_keys(custom_keys, inner)
+        if unmatched:
+            modules = _module_names(inner)
+            hints = []
+            for key in unmatched:
+                close = difflib.get_close_matches(key, modules, n=3)
+                hints.append(f'{key!r} (closest module names: '
+                             f'{", ".join(close) or "none"})')
+            raise ValueError(
+                f'optim_wrapper.paramwise_cfg.custom_keys: '
+                f'{"; ".join(hints)} match no parameter of '
+                f'{type(inner).__name__}, so their settings would be '
+                'ignored. Fix the name or remove the key.')
+        return super().__call__(model)

@@ -1,0 +1,269 @@
+# Copyright (c) ffl_mm contributors.
+"""Checks that stop a run before it produces wrong results: data sets the
+heads cannot predict, NaN/inf predictions, paramwise keys that match
+nothing, checkpoints --resume cannot continue from (the tools that call them
+end to end: tests/test_tools/test_cli_errors.py)."""
+import types
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+from mmpretrain.structures import DataSample
+
+from conftest import ffl_cfg
+from ffl_mm.engine import (check_resume_fits, find_resumable_checkpoint,
+                           resolve_auto_resume, state_dict_differences)
+from ffl_mm.engine.hooks import (DatasetCheckError, DatasetCheckHook,
+                                 FiniteLossHook, NonFiniteOutputError,
+                                 check_dataset, model_num_classes)
+from ffl_mm.registry import DATASETS, MODELS
+
+
+def _digits(**kwargs):
+    return DATASETS.build(dict(type='Digits', split='test', pipeline=[],
+                               **kwargs))
+
+
+def test_labels_beyond_the_heads_name_the_data_set_label_and_num_classes():
+    dataset = _digits()
+    labels = dataset.get_gt_labels()
+    assert check_dataset(dataset, 10, 'val_dataloader.dataset') is True
+    first = int((labels >= 7).nonzero()[0][0])
+    with pytest.raises(DatasetCheckError) as info:
+        check_dataset(dataset, 7, 'test_dataloader.dataset')
+    message = str(info.value)
+    assert message.startswith("test_dataloader.dataset (Digits(split='test'"
+                              f")): sample {first} has label "
+                              f'{labels[first]} ')
+    assert f'({(labels >= 7).sum()} of 450 samples outside 0..6; labels ' \
+        'span 0..9)' in message
+    assert 'num_classes=7' in message
+    # num_classes unknown: only emptiness
+    assert check_dataset(_digits(indices=5), None, 'x') is False
+
+
+def test_an_empty_data_set_is_named(tmp_path):
+    # (serialized, MMEngine fails on an empty list while building it: the
+    # usual cause, an empty ann_file, is refused before, by the tools)
+    empty = _digits(indices=[], serialize_data=False)
+    assert len(empty) == 0
+    with pytest.raises(DatasetCheckError,
+                       match=r"^train_dataloader.dataset \(Digits\(split="
+                       r"'test'\)\) holds no samples"):
+        check_dataset(empty, 10, 'train_dataloader.dataset')
+    from mmengine.config import Config
+
+    from ffl_mm.engine.launch import check_data_paths
+    (tmp_path / 'train.txt').write_text('\n  \n')
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(
+        type='CustomDataset', data_root=str(tmp_path),
+        ann_file='train.txt'))))
+    with pytest.raises(ValueError,
+                       match=r"^train_dataloader.dataset.ann_file="
+                       r"'train.txt' \(.*train.txt\) is empty: the data set "
+                       'would hold no samples'):
+        check_data_paths(cfg)
+    (tmp_path / 'train.txt').write_text('\na.png 0\n')
+    check_data_paths(cfg)
+
+
+def test_the_hook_reads_num_classes_through_wrappers_and_checks_once():
+    model = MODELS.build(ffl_cfg(num_classes=7))
+    assert model_num_classes(model) == 7
+    wrapped = types.SimpleNamespace(module=types.SimpleNamespace(
+        module=model))  # DDP around TTA
+    assert model_num_classes(wrapped) == 7
+    with DefaultScope.overwrite_default_scope('ffl_mm'):
+        plain = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='CIFARResNet', depth=8),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=4, in_channels=64)))
+    assert model_num_classes(plain) == 4
+    calls = []
+    dataset = _digits()
+    dataset.get_gt_labels = lambda: calls.append(1) or \
+        type(dataset).get_gt_labels(dataset)
+    runner = types.SimpleNamespace(
+        model=model, val_dataloader=types.SimpleNamespace(dataset=dataset))
+    hook = DatasetCheckHook()
+    with pytest.raises(DatasetCheckError, match='num_classes=7'):
+        hook.before_val(runner)
+    hook.before_val(runner)  # the next validation: not read again
+    assert calls == [1]
+
+
+def test_non_finite_predictions_stop_evaluation_naming_the_field():
+    hook = FiniteLossHook()
+    good = [DataSample().set_pred_score(torch.tensor([0.2, 0.8]))
+            for _ in range(3)]
+    hook.after_test_iter(None, 0, outputs=good)  # nothing raised
+    bad = good[:2] + [DataSample().set_pred_score(torch.tensor([0.2, 0.8]))]
+    bad[2].set_field(torch.tensor([[0.5, float('nan')]]), 'branch_scores')
+    with pytest.raises(NonFiniteOutputError,
+                       match=r'^Non-finite branch_scores in test batch 4 '
+                       r'\(sample 2 of the batch\)'):
+        hook.after_test_iter(None, 4, outputs=bad)
+    bad[2].set_field(torch.tensor([[0.5, 0.5]]), 'branch_scores')
+    bad[2].set_pred_score(torch.tensor([float('inf'), 0.0]))
+    with pytest.raises(NonFiniteOutputError,
+                       match='^Non-finite pred_score in validation batch 1'):
+        hook.after_val_iter(None, 1, outputs=bad)
+
+
+def _optim_cfg(**custom_keys):
+    return dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+                paramwise_cfg=dict(custom_keys=custom_keys))
+
+
+def test_custom_keys_that_match_no_parameter_are_refused():
+    model = MODELS.build(ffl_cfg())
+    with DefaultScope.overwrite_default_scope('ffl_mm'):
+        with pytest.raises(ValueError) as info:
+            build_optim_wrapper(model, _optim_cfg(
+                fusion_nek=dict(decay_mult=0.1),
+                heads=dict(decay_mult=0.5)))
+        assert str(info.value).startswith(
+            "optim_wrapper.paramwise_cfg.custom_keys: 'fusion_nek' "
+            '(closest module names: fusion_neck')
+        assert 'match no parameter of MultiBranchClassifier' in \
+            str(info.value)
+        wrapper = build_optim_wrapper(
+            model, _optim_cfg(fusion_neck=dict(decay_mult=0.1)))
+    decay = {id(p): g['weight_decay']
+             for g in wrapper.optimizer.param_groups for p in g['params']}
+    assert decay[id(model.fusion_neck.depthwise.conv.weight)] == \
+        pytest.approx(1e-5)
+    assert decay[id(model.heads[0].fc.weight)] == pytest.approx(1e-4)
+
+
+def _save(path, state_dict, epoch=1):
+    torch.save(dict(meta=dict(epoch=epoch), state_dict=state_dict), path)
+
+
+def test_resume_skips_a_checkpoint_with_non_finite_weights(tmp_path):
+    _save(tmp_path / 'epoch_1.pth', {'w': torch.zeros(2)})
+    _save(tmp_path / 'epoch_2.pth',
+          {'w': torch.tensor([0.0, float('nan')]), 'n': torch.tensor(3)})
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_2.pth'))
+    path, skipped = find_resumable_checkpoint(str(tmp_path))
+    assert path == str(tmp_path / 'epoch_1.pth')
+    assert skipped == [(str(tmp_path / 'epoch_2.pth'),
+                        '1 weight tensor(s) hold NaN or inf (w): saved by a '
+                        'run that diverged')]
+
+
+def test_resume_errors_say_what_is_wrong(tmp_path):
+    cfg = types.SimpleNamespace(work_dir=str(tmp_path))
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_2.pth'))
+    with pytest.raises(SystemExit) as info:
+        resolve_auto_resume(cfg, 'auto')
+    assert str(info.value).startswith(
+        f'--resume: no checkpoint in {tmp_path} can be resumed from (1 '
+        'found, each skipped for the reason above)')
+    with pytest.raises(SystemExit, match=r'^--resume /nowhere/e.pth: cannot '
+                       'resume from it: file does not exist.$'):
+        resolve_auto_resume(cfg, '/nowhere/e.pth')
+    _save(tmp_path / 'e.pth', {'w': torch.tensor([float('inf')])})
+    with pytest.raises(SystemExit, match='NaN or inf'):
+        resolve_auto_resume(cfg, str(tmp_path / 'e.pth'))
+    assert resolve_auto_resume(cfg, None) is None
+
+
+@pytest.mark.parametrize('change, expected', [
+    (dict(num_branches=3),
+     ['the checkpoint has 2 branches, the config 3',
+      '20 tensor(s) missing from the checkpoint (backbones.2.layer3.0.bn1.'
+      'bias, backbones.2.layer3.0.bn1.num_batches_tracked, backbones.2.'
+      'layer3.0.bn1.running_mean, ...)',
+      '6 tensor(s) of another shape (fusion_neck.depthwise.bn.bias: '
+      'checkpoint (128,), config (192,);']),
+    (dict(fusion_pre_neck=[dict(type='DualAttentionNeck', reduction=16)]),
+     ['modules only in the config: fusion_pre_necks']),
+    (dict(num_classes=100),
+     ['6 tensor(s) of another shape (fusion_head.fc.bias: checkpoint (10,),'
+      ' config (100,); fusion_head.fc.weight: checkpoint (10, 64), config '
+      '(100, 64); heads.0.fc.bias: checkpoint (10,), config (100,); ...)']),
+])
+def test_what_differs_between_a_checkpoint_and_the_model(change, expected):
+    saved = MODELS.build(ffl_cfg(depth=8)).state_dict()
+    kwargs = dict(depth=8, **change)
+    pre = kwargs.pop('fusion_pre_neck', None)
+    cfg = ffl_cfg(**kwargs)
+    if pre:
+        cfg['fusion_pre_neck'] = pre
+    if change.get('num_branches'):
+        cfg['fusion_neck']['num_branches'] = 3
+    found = state_dict_differences(MODELS.build(cfg).state_dict(), saved)
+    for want in expected:
+        assert any(f.startswith(want) for f in found), (want, found)
+    assert state_dict_differences(saved, saved) == []
+
+
+def test_resume_into_another_model_stops_before_anything_is_built(tmp_path):
+    from mmengine.config import Config
+    _save(tmp_path / 'epoch_1.pth', MODELS.build(ffl_cfg(depth=8))
+          .state_dict())
+    cfg = Config(dict(model=ffl_cfg(depth=8, num_branches=3),
+                      default_scope='ffl_mm'))
+    cfg.model.fusion_neck.num_branches = 3
+    with pytest.raises(SystemExit) as info:
+        check_resume_fits(cfg, str(tmp_path / 'epoch_1.pth'))
+    message = str(info.value)
+    assert message.startswith(f'--resume: {tmp_path}/epoch_1.pth does not '
+                              'fit the model of ')
+    assert 'the checkpoint has 2 branches, the config 3' in message
+    assert f'load_from={tmp_path}/epoch_1.pth' in message
+    cfg.model = ffl_cfg(depth=8)
+    check_resume_fits(cfg, str(tmp_path / 'epoch_1.pth'))  # fits: silent
+
+
+def test_ctrl_c_while_formatting_the_config_stays_an_interrupt(monkeypatch):
+    """MMEngine's Config.pretty_text (called by every save) turns any
+    exception of yapf, Ctrl-C included, into a SyntaxError."""
+    import mmengine.config.config as config_module
+    from mmengine.config import Config
+
+    from ffl_mm.engine.hooks.safe_checkpoint_hook import interrupts_kept
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config_module, 'FormatCode', interrupted)
+    cfg = Config(dict(a=1))
+    with pytest.raises(SyntaxError):  # MMEngine on its own
+        cfg.pretty_text
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_kept():
+            cfg.pretty_text
+    with pytest.raises(SyntaxError, match='real'):
+        with interrupts_kept():
+            raise SyntaxError('real')
+
+
+def test_a_failed_start_puts_the_config_copy_back(tmp_path):
+    """The Runner rewrites work_dir/<config name> when it starts; if the
+    run then fails before saving, the copy of the run that wrote the
+    checkpoints comes back. After a save, the new copy stays."""
+    from mmengine.config import Config
+
+    from ffl_mm.engine.launch import config_copy_kept_on_failure
+    source = tmp_path / 'mine.py'
+    source.write_text('a = 1\n')
+    cfg = Config.fromfile(str(source))
+    cfg.work_dir = str(tmp_path / 'work')
+    copy = tmp_path / 'work' / 'mine.py'
+    copy.parent.mkdir()
+    copy.write_text('a = 0  # the first run\n')
+    with pytest.raises(RuntimeError):
+        with config_copy_kept_on_failure(cfg):
+            copy.write_text('a = 1\n')
+            raise RuntimeError('bad data')
+    assert copy.read_text() == 'a = 0  # the first run\n'
+    with pytest.raises(KeyboardInterrupt):
+        with config_copy_kept_on_failure(cfg):
+            copy.write_text('a = 1\n')
+            (tmp_path / 'work' / 'last_checkpoint').write_text('epoch_3.pth')
+            raise KeyboardInterrupt
+    assert copy.read_text() == 'a = 1\n'
