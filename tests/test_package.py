@@ -39,8 +39,8 @@ METAFILE = _metafile_models()
 def test_every_shipped_config_is_recorded_and_in_the_model_zoo():
     names = sorted(osp.relpath(p, REPO) for p in CONFIGS)
     assert sorted(RECORDED) == names
-    method_configs = [n for n in names if n.startswith(('configs/ffl/',
-                                                        'configs/mfef/'))]
+    method_configs = [n for n in names if n.startswith(
+        ('configs/ffl/', 'configs/mfef/', 'configs/dml/', 'configs/one/'))]
     assert sorted(METAFILE) == method_configs
 
 

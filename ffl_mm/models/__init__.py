@@ -1,2 +1,3 @@
 # Copyright (c) ffl_mm contributors.
-from . import backbones, classifiers, losses, necks, tta, utils  # noqa: F401
+from . import (backbones, classifiers, heads, losses, necks, tta,  # noqa: F401
+               utils)

@@ -89,6 +89,77 @@ def test_ffl_x2_on_mmpretrain_backbones(name):
         assert logits.shape == (2, NUM_CLASSES)
 
 
+def dml_on(backbone, num_branches=2, **kwargs):
+    """DML: independent branches, peer distillation, no fusion."""
+    cfg = dict(
+        type='MultiBranchClassifier',
+        backbone=backbone,
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+        distill_loss=dict(type='PeerKDLoss', temperature=3.0))
+    if not isinstance(backbone, list):
+        cfg['num_branches'] = num_branches
+    cfg.update(kwargs)
+    return cfg
+
+
+def one_on(backbone, num_branches=2, **kwargs):
+    """ONE: a gated ensemble teaches the branches (the gate on the images
+    for backbones without a shared trunk)."""
+    cfg = dict(
+        type='MultiBranchClassifier',
+        backbone=backbone,
+        num_branches=num_branches,
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+        ensemble_head=dict(type='GatedEnsembleHead', gate_input='input'),
+        distill_loss=dict(type='MutualKDLoss', rampup=0,
+                          distill_fused=False))
+    cfg.update(kwargs)
+    return cfg
+
+
+@pytest.mark.parametrize('name', list(BACKBONES))
+def test_dml_and_one_on_mmpretrain_backbones(name):
+    backbone, channels = BACKBONES[name]
+    dml = MODELS.build(dml_on(copy.deepcopy(backbone)))
+    one = MODELS.build(one_on(copy.deepcopy(backbone)))
+    for model, ce in ((dml, set()), (one, {'loss_ce_ensemble'})):
+        model.init_weights()
+        assert [h.in_channels for h in model.heads] == [channels, channels]
+        x, losses = _step(model)
+        assert set(losses) == {
+            'loss_ce_branch0', 'loss_ce_branch1', 'loss_kd_branch0',
+            'loss_kd_branch1', 'kd_weight'} | ce
+        for module in model.backbones:
+            grads = [p.grad for p in module.parameters() if p.requires_grad]
+            assert any(g is not None and g.abs().sum() > 0 for g in grads)
+        model.eval()
+        with torch.no_grad():
+            out = model(x, mode='tensor')
+        assert set(out) == {'branch0', 'branch1', 'ensemble'}
+        assert model.predict_mode == 'ensemble'
+    assert one.ensemble_head.fc.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        out = one(x, mode='tensor')
+        weights = one.ensemble_head.gate(x)
+    torch.testing.assert_close(
+        out['ensemble'], weights[:, :1] * out['branch0'] +
+        weights[:, 1:] * out['branch1'])
+
+
+def test_dml_with_different_networks_and_one_refuses_them():
+    pair = [dict(type='CIFARResNet', depth=20),
+            dict(type='WideResNet', depth=16, widen_factor=2)]
+    model = MODELS.build(dml_on(copy.deepcopy(pair)))
+    assert [h.in_channels for h in model.heads] == [64, 128]
+    _step(model)
+    cfg = one_on(None)
+    cfg.pop('num_branches')
+    cfg['backbone'] = pair
+    with pytest.raises(ValueError, match='ensemble_head weighs the logits '
+                       'of identical branches'):
+        MODELS.build(cfg)
+
+
 @pytest.mark.parametrize('pair, channels', [
     # ImageNet ResNet-18 (1x1 map at 32 px) + MobileNetV2 (1x1, 1280 ch)
     ([dict(type='ResNet', depth=18),

@@ -7,8 +7,8 @@ from mmengine.logging import MessageHub
 from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
-from ffl_mm.models.losses import (KDLoss, MutualKDLoss, kd_kl_div,
-                                  sigmoid_rampup)
+from ffl_mm.models.losses import (KDLoss, MutualKDLoss, PeerKDLoss,
+                                  kd_kl_div, sigmoid_rampup)
 
 
 def _softmax(row):
@@ -157,7 +157,7 @@ def test_kd_computes_in_at_least_float32(dtype, expected):
         assert got.double().item() == pytest.approx(exact.item(), rel=2e-2)
 
 
-@pytest.mark.parametrize('loss', ['KDLoss', 'MutualKDLoss'])
+@pytest.mark.parametrize('loss', ['KDLoss', 'MutualKDLoss', 'PeerKDLoss'])
 @pytest.mark.parametrize('kwargs, error, match', [
     (dict(loss_weight=-1.0), ValueError, r'loss_weight must be >= 0, got -1'),
     (dict(temperature=float('nan')), ValueError,
@@ -172,3 +172,83 @@ def test_bad_kd_settings_name_the_value(loss, kwargs, error, match):
     would poison every step, silently; a string was a raw TypeError."""
     with pytest.raises(error, match=rf'{loss}: {match}'):
         MODELS.build(dict(type=loss, **kwargs))
+
+
+# three "networks" of two samples, three classes
+PEERS = [STUDENT, TEACHER, [[0.0, 0.5, 0.5], [2.0, -1.0, 0.0]]]
+
+
+@pytest.mark.parametrize('n', [2, 3, 4])
+@pytest.mark.parametrize('T', [1.0, 3.0])
+def test_peer_kd_is_the_mean_over_peers_of_each_kl(n, T):
+    """DML: loss_kd_branch{i} = 1/(N-1) Σ_{j≠i} T² KL(p_j ‖ p_i)."""
+    rows = (PEERS * 2)[:n]
+    if n == 4:
+        rows[3] = [[-1.0, 0.0, 1.0], [0.5, 0.5, -0.5]]
+    logits = [torch.tensor(r) for r in rows]
+    losses = PeerKDLoss(temperature=T, loss_weight=0.5)(logits)
+    assert set(losses) == {f'loss_kd_branch{i}' for i in range(n)} | \
+        {'kd_weight'}
+    for i in range(n):
+        want = 0.5 * sum(_hand_kd(rows[i], rows[j], T)
+                         for j in range(n) if j != i) / (n - 1)
+        assert losses[f'loss_kd_branch{i}'].item() == pytest.approx(
+            want, rel=1e-5)
+    assert losses['kd_weight'].item() == 0.5  # w · λ
+
+
+def test_peer_kd_from_the_mean_of_the_peers_logits():
+    """OKDDip's default mode: one KL from softmax(mean_{j≠i} z_j / T);
+    the same as the paper's for two networks, not for three."""
+    logits = [torch.tensor(r) for r in PEERS]
+    losses = PeerKDLoss(temperature=3.0, peer_target='mean_logits')(logits)
+    mean12 = [[(a + b) / 2 for a, b in zip(r1, r2)]
+              for r1, r2 in zip(PEERS[1], PEERS[2])]
+    assert losses['loss_kd_branch0'].item() == pytest.approx(
+        _hand_kd(PEERS[0], mean12, 3.0), rel=1e-5)
+    each = PeerKDLoss(temperature=3.0)(logits)['loss_kd_branch0']
+    assert abs(each.item() - losses['loss_kd_branch0'].item()) > 1e-3
+    two = [torch.tensor(r) for r in PEERS[:2]]
+    assert PeerKDLoss(peer_target='mean_logits')(two)['loss_kd_branch1'] \
+        .item() == pytest.approx(
+            PeerKDLoss()(two)['loss_kd_branch1'].item(), rel=1e-6)
+    with pytest.raises(ValueError, match="peer_target='best'"):
+        PeerKDLoss(peer_target='best')
+    with pytest.raises(ValueError, match='at least 2 branches, got 1'):
+        PeerKDLoss()(two[:1])
+
+
+def test_peers_are_fixed_targets():
+    """Each branch's term gives a gradient to that branch only."""
+    logits = [torch.tensor(r, requires_grad=True) for r in PEERS]
+    losses = PeerKDLoss(temperature=3.0)(logits)
+    losses['loss_kd_branch1'].backward()
+    assert logits[0].grad is None and logits[2].grad is None
+    assert logits[1].grad.abs().sum() > 0
+
+
+def test_peer_kd_defaults_are_the_papers_and_ramp_is_an_option():
+    loss = PeerKDLoss()
+    assert (loss.temperature, loss.rampup, loss.peer_target) == \
+        (1.0, None, 'each')
+    assert not PeerKDLoss.needs_teacher and MutualKDLoss.needs_teacher
+    ramped = PeerKDLoss(rampup=80)
+    logits = [torch.tensor(r) for r in PEERS[:2]]
+    out = ramped(logits, progress=0)
+    assert out['kd_weight'].item() == pytest.approx(math.exp(-5))
+    assert out['loss_kd_branch0'].item() == pytest.approx(
+        math.exp(-5) * _hand_kd(PEERS[0], PEERS[1], 1.0), rel=1e-5)
+
+
+def test_mutual_kd_without_the_fused_term_is_one():
+    """ONE: each branch learns from the (gated) ensemble; the ensemble
+    learns from the labels only."""
+    branches = [torch.tensor(r) for r in PEERS[:2]]
+    teacher = torch.tensor(PEERS[2])
+    losses = MutualKDLoss(rampup=None, distill_fused=False)(branches,
+                                                            teacher)
+    assert set(losses) == {'loss_kd_branch0', 'loss_kd_branch1',
+                           'kd_weight'}
+    for i in range(2):
+        assert losses[f'loss_kd_branch{i}'].item() == pytest.approx(
+            _hand_kd(PEERS[i], PEERS[2], 3.0), rel=1e-5)

@@ -192,7 +192,7 @@ def test_fusion_weight_decay_through_paramwise_cfg():
      ValueError, 'frozen_stages=1 cannot be combined'),
     (dict(fusion_head=None), ValueError, 'fusion_neck and fusion_head'),
     (dict(fusion_neck=None, fusion_head=None), ValueError,
-     'distill_loss needs the fused classifier'),
+     'teaches the branches from a teacher output'),
     (dict(head=None), ValueError, 'head` config is required'),
 ])
 def test_configuration_errors(change, error, match):

@@ -24,13 +24,19 @@ ConfigType = Union[dict, nn.Module]
 
 @MODELS.register_module()
 class MultiBranchClassifier(BaseClassifier):
-    """N branches trained together with a fused classifier (FFL, MFEF).
+    """N branches trained together: with a fused classifier (FFL, MFEF),
+    with a gated ensemble (ONE), or as peers (DML).
 
     ::
 
         images -> [trunk] -> branch i -> f_i -> neck_i -> head_i -> z_i
-        [f_1 .. f_N] -> fusion_neck -> fusion_head -> z_f
-        loss = Σ CE(z_i) + CE(z_f) + distill_loss(z_1..z_N, z_f)
+        [f_1 .. f_N] -> fusion_neck -> fusion_head -> z_f       (FFL, MFEF)
+        (trunk map, z_1 .. z_N) -> ensemble_head -> z_e          (ONE)
+        loss = Σ CE(z_i) + CE(z_f or z_e) + distill_loss(z_1..z_N, z_f/z_e)
+
+    DML is ``distill_loss=dict(type='PeerKDLoss')`` with neither a fusion
+    module nor an ensemble head; without an ensemble head, the ensemble
+    output is the mean of the branch logits.
 
     ``f_i`` is branch i's backbone output at ``fusion_in_index`` (the last
     one by default), a map ``(B, C_i, H_i, W_i)``. Branches may be any
@@ -76,7 +82,22 @@ class MultiBranchClassifier(BaseClassifier):
         fusion_head (dict, optional): Head of the fused classifier; needed
             with ``fusion_neck``.
         distill_loss (dict, optional): Distillation between the branches
-            and the fused classifier, e.g. ``MutualKDLoss``. None: no KD.
+            and the teacher: ``MutualKDLoss`` (from the fused classifier,
+            or from ONE's gated ensemble), ``PeerKDLoss`` (DML, between
+            the branches). None: no KD.
+        ensemble_head (dict, optional): A head over the branch logits that
+            gives a trained ensemble and its cross-entropy term
+            (``loss_ce_ensemble``): ONE's ``GatedEnsembleHead``, whose
+            ``in_channels`` is filled in. Needs identical branches; not
+            with a fusion module.
+        branch_update (str): ``'together'`` (default): one backward and one
+            optimizer step for the summed loss. ``'one_by_one'``: DML's
+            algorithm; within an iteration each branch in turn is
+            forwarded with its peers' current predictions and updated
+            from its own terms (N forward passes of every branch per
+            iteration, so the BN statistics see the batch N times).
+            Needs independent branches, no fusion module or ensemble
+            head, and a single process.
         train_cfg (dict, optional): As ``ImageClassifier``'s: batch
             augmentations such as Mixup go in ``augments``.
         test_cfg (dict, optional): ``predict`` selects the output behind
@@ -105,6 +126,8 @@ class MultiBranchClassifier(BaseClassifier):
                  fusion_pre_neck_with_cp: bool = False,
                  heads_on_enhanced: bool = False,
                  distill_loss: Optional[dict] = None,
+                 ensemble_head: Optional[dict] = None,
+                 branch_update: str = 'together',
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  fusion_in_index: int = -1,
@@ -158,7 +181,20 @@ class MultiBranchClassifier(BaseClassifier):
                 fusion_pre_neck, self.fusion_neck.in_channels, num_branches,
                 with_cp=fusion_pre_neck_with_cp)
         self.heads_on_enhanced = heads_on_enhanced
+        self.ensemble_head = None
+        if ensemble_head is not None:
+            self._build_ensemble_head(ensemble_head, backbone, probe)
         self.distill_loss = bc.build(distill_loss)
+        if getattr(self.distill_loss, 'needs_teacher', False) and \
+                not self.with_fusion and self.ensemble_head is None:
+            raise ValueError(
+                f'MultiBranchClassifier: distill_loss '
+                f'{type(self.distill_loss).__name__} teaches the branches '
+                'from a teacher output; add fusion_neck and fusion_head '
+                '(FFL) or ensemble_head (ONE), or use PeerKDLoss (DML).')
+        self.branch_update = bc.check_branch_update(
+            branch_update, shared_stages, self.with_fusion,
+            self.ensemble_head is not None)
 
         self.test_cfg = bc.predict_mode(
             test_cfg, self.output_names,
@@ -179,6 +215,50 @@ class MultiBranchClassifier(BaseClassifier):
             cp.with_in_channels(
                 fusion_head, fused.head_in(0), 'fusion_head', fused.error or
                 f'the fusion neck gives {fused.outputs[0]}'))
+
+    def _build_ensemble_head(self, ensemble_head: ConfigType, backbone,
+                             probe: cp.BranchProbe) -> None:
+        """ONE's gated ensemble, its gate's input channels filled in."""
+        if self.with_fusion:
+            raise ValueError(
+                'MultiBranchClassifier: ensemble_head (ONE) and fusion_neck '
+                '(FFL) each give a teacher; use one of them.')
+        if isinstance(backbone, (list, tuple)) and any(
+                b != backbone[0] for b in backbone[1:]):
+            raise ValueError(
+                'MultiBranchClassifier: ensemble_head weighs the logits of '
+                'identical branches (ONE); got different backbone configs. '
+                'Use one backbone config with num_branches, or DML '
+                '(PeerKDLoss without ensemble_head) for different '
+                'branches.')
+        if isinstance(ensemble_head, nn.Module):
+            self.ensemble_head = ensemble_head
+            return
+        cfg = dict(ensemble_head)
+        cfg.setdefault('num_branches', self.num_branches)
+        gate_input = cfg.get('gate_input', 'trunk')
+        if gate_input == 'trunk' and self.trunk is None:
+            raise ValueError(
+                "MultiBranchClassifier: ensemble_head gate_input='trunk' "
+                'reads the shared stages; set shared_stages >= 1 or '
+                "gate_input='input'.")
+        if cfg.get('in_channels') is None:
+            if gate_input == 'input':
+                cfg['in_channels'] = 3
+            else:
+                with torch.no_grad():
+                    was = self.training
+                    self.eval()
+                    shared = self.trunk.forward_shared(
+                        self.backbones, torch.zeros(2, 3, 64, 64))
+                    self.train(was)
+                cfg['in_channels'] = shared.shape[1]
+        if cfg['num_branches'] != self.num_branches:
+            raise ValueError(
+                f"MultiBranchClassifier: ensemble_head num_branches="
+                f"{cfg['num_branches']} but the model has "
+                f'{self.num_branches} branches; leave it out.')
+        self.ensemble_head = bc.build(cfg)
 
     def __getattr__(self, name: str):
         if name == 'backbone':  # e.g. MMPretrain's vis_cam.py, vis_tsne.py
@@ -227,8 +307,14 @@ class MultiBranchClassifier(BaseClassifier):
                         (out, ))
         return outs
 
-    def forward_maps(self, inputs: torch.Tensor):
+    def forward_maps(self, inputs: torch.Tensor, gate: Optional[list] = None):
         """Backbone outputs for the branch heads and the maps to fuse.
+
+        Args:
+            inputs (Tensor): ``(B, 3, H, W)``.
+            gate (list, optional): Receives the ensemble head's gate input
+                (the last shared stage's output ``(B, C, H', W')``, or the
+                images), when there is an ensemble head.
 
         Returns:
             tuple: ``(feats, fusion_inputs)``: N tuples of maps for the
@@ -236,7 +322,17 @@ class MultiBranchClassifier(BaseClassifier):
             neck (outputs ``fusion_in_index``, enhanced by
             ``fusion_pre_neck`` if set).
         """
-        feats = self.forward_backbones(inputs)
+        if gate is not None and self.ensemble_head is not None:
+            if self.ensemble_head.gate_input == 'input':
+                gate.append(inputs)
+                feats = self.forward_backbones(inputs)
+            else:
+                shared = []
+                feats = self.trunk.forward(self.backbones, inputs,
+                                           shared=shared)
+                gate.append(shared[0])
+        else:
+            feats = self.forward_backbones(inputs)
         index = self.fusion_in_index
         maps = [f[index] for f in feats]
         if self.fusion_pre_necks is None:
@@ -250,8 +346,11 @@ class MultiBranchClassifier(BaseClassifier):
         return feats, enhanced
 
     def _forward_all(self, inputs: torch.Tensor):
-        """Branch logits and fused logits (None without fusion)."""
-        feats, fusion_inputs = self.forward_maps(inputs)
+        """Branch logits, fused logits (None without fusion) and the
+        ensemble's logits (the gated ensemble with an ensemble head, else
+        the mean of the branch logits)."""
+        gate = []
+        feats, fusion_inputs = self.forward_maps(inputs, gate)
         branch_logits = [
             head(neck(f))
             for f, neck, head in zip(feats, self.necks, self.heads)
@@ -259,7 +358,11 @@ class MultiBranchClassifier(BaseClassifier):
         fused_logits = None
         if self.with_fusion:
             fused_logits = self.fusion_head(self.fusion_neck(fusion_inputs))
-        return branch_logits, fused_logits
+        if self.ensemble_head is not None:
+            ensemble = self.ensemble_head(gate[0], branch_logits)
+        else:
+            ensemble = torch.stack(branch_logits).mean(dim=0)
+        return branch_logits, fused_logits, ensemble
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -276,9 +379,9 @@ class MultiBranchClassifier(BaseClassifier):
             return self.predict(inputs, data_samples)
         raise RuntimeError(f'Invalid mode "{mode}".')
 
-    def _named_logits(self, branch_logits, fused_logits):
+    def _named_logits(self, branch_logits, fused_logits, ensemble_logits):
         logits = {names.branch_name(i): z for i, z in enumerate(branch_logits)}
-        logits[names.ENSEMBLE] = torch.stack(branch_logits).mean(dim=0)
+        logits[names.ENSEMBLE] = ensemble_logits
         if fused_logits is not None:
             logits[names.FUSED] = fused_logits
         return logits
@@ -333,11 +436,13 @@ class MultiBranchClassifier(BaseClassifier):
                 ``gt_score`` after batch augmentation).
 
         Returns:
-            dict[str, Tensor]: ``loss_ce_branch{i}``, ``loss_ce_fused``,
-            ``loss_kd_branch{i}``, ``loss_kd_fused`` and ``kd_weight``
-            (logged only), depending on what is configured.
+            dict[str, Tensor]: ``loss_ce_branch{i}``, ``loss_ce_fused``
+            (FFL/MFEF) or ``loss_ce_ensemble`` (ONE), ``loss_kd_branch{i}``,
+            ``loss_kd_fused`` and ``kd_weight`` (logged only), depending on
+            what is configured.
         """
-        branch_logits, fused_logits = self._forward_all(inputs)
+        self._check_update_path()
+        branch_logits, fused_logits, ensemble = self._forward_all(inputs)
         losses = {}
         for i, (head, logits) in enumerate(zip(self.heads, branch_logits)):
             losses.update(
@@ -347,9 +452,68 @@ class MultiBranchClassifier(BaseClassifier):
             losses.update(
                 self._head_loss(self.fusion_head, fused_logits, data_samples,
                                 names.FUSED))
+        teacher = fused_logits
+        if self.ensemble_head is not None:
+            losses.update(
+                self._head_loss(self.ensemble_head, ensemble, data_samples,
+                                names.ENSEMBLE))
+            teacher = ensemble
         if self.distill_loss is not None:
-            losses.update(self.distill_loss(branch_logits, fused_logits))
+            losses.update(self.distill_loss(branch_logits, teacher))
         return losses
+
+    def train_step(self, data, optim_wrapper) -> Dict[str, torch.Tensor]:
+        """MMEngine's step; with ``branch_update='one_by_one'`` (DML's
+        algorithm) one forward and one update per branch.
+
+        In turn for each branch i: forward every branch (the peers with
+        their current, already updated weights), back-propagate only
+        branch i's terms (``*_branch{i}``; the peers are detached, so only
+        branch i gets gradients) and step the optimizer (parameters without
+        a gradient are left alone).
+
+        Returns:
+            dict[str, Tensor]: The log: each branch's terms from its own
+            update, ``loss`` their sum.
+        """
+        if self.branch_update == 'together':
+            return super().train_step(data, optim_wrapper)
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+        log_vars = OrderedDict()
+        total = 0.
+        self._in_own_step = True
+        try:
+            for i in range(self.num_branches):
+                with optim_wrapper.optim_context(self):
+                    losses = self._run_forward(data, mode='loss')
+                suffix = f'_{names.branch_name(i)}'
+                own = {k: v for k, v in losses.items()
+                       if k.endswith(suffix) or 'loss' not in k}
+                loss, logs = self.parse_losses(own)
+                optim_wrapper.update_params(loss)
+                total += float(logs.pop('loss'))
+                log_vars.update(logs)
+        finally:
+            self._in_own_step = False
+        log_vars['loss'] = torch.tensor(total)
+        log_vars.move_to_end('loss', last=False)
+        return log_vars
+
+    def _check_update_path(self) -> None:
+        """``branch_update='one_by_one'`` works through :meth:`train_step`;
+        MMEngine's DDP wrapper calls ``forward`` itself and would update
+        the branches together without a word."""
+        if self.branch_update == 'together' or getattr(
+                self, '_in_own_step', False):
+            return
+        if torch.distributed.is_available() and \
+                torch.distributed.is_initialized() and self.training:
+            raise RuntimeError(
+                "MultiBranchClassifier: branch_update='one_by_one' updates "
+                'the branches in its own train_step, which distributed '
+                "training (MMEngine's DDP wrapper) does not call; use "
+                "branch_update='together' for distributed training.")
 
     @staticmethod
     def _head_loss(head, logits, data_samples, name):

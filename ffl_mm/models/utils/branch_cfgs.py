@@ -73,10 +73,6 @@ def check_args(backbone, num_branches, head, fusion_neck, fusion_head,
             'MultiBranchClassifier: fusion_neck and fusion_head go '
             'together; give both (FFL/MFEF) or neither (cross-entropy '
             'only).')
-    if distill_loss is not None and fusion_neck is None:
-        raise ValueError(
-            'MultiBranchClassifier: distill_loss needs the fused '
-            'classifier; add fusion_neck and fusion_head.')
     if fusion_pre_neck is not None and fusion_neck is None:
         raise ValueError('MultiBranchClassifier: fusion_pre_neck '
                          'enhances maps for the fusion neck; add '
@@ -98,6 +94,26 @@ def check_args(backbone, num_branches, head, fusion_neck, fusion_head,
             real_number(f'MultiBranchClassifier {where}.loss',
                         'loss_weight', loss['loss_weight'], 0)
     return num_branches
+
+
+BRANCH_UPDATES = ('together', 'one_by_one')
+
+
+def check_branch_update(branch_update: str, shared_stages: int,
+                        with_fusion: bool, with_ensemble_head: bool) -> str:
+    """``branch_update`` if it goes with the model, else a ValueError."""
+    if branch_update not in BRANCH_UPDATES:
+        raise ValueError(
+            f'MultiBranchClassifier: branch_update={branch_update!r}; '
+            f'choose one of {list(BRANCH_UPDATES)}.')
+    if branch_update == 'one_by_one' and (shared_stages or with_fusion or
+                                          with_ensemble_head):
+        raise ValueError(
+            "MultiBranchClassifier: branch_update='one_by_one' updates "
+            'independent networks in turn (DML); it cannot go with '
+            'shared_stages, a fusion module or an ensemble head, whose '
+            "parameters serve every branch. Use branch_update='together'.")
+    return branch_update
 
 
 def check_num_classes(head_cfgs: Sequence[Optional[dict]],

@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """Sharing the stem and early stages of a backbone between branches."""
 from collections import OrderedDict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -106,13 +106,34 @@ class TrunkSplit:
         maxpool = getattr(backbone, 'maxpool', None)
         return maxpool(x) if maxpool is not None else x
 
-    def forward(self, backbones: Sequence[nn.Module],
-                x: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
+    def _shared(self, backbones: Sequence[nn.Module], x: torch.Tensor):
+        """The trunk's output and the outputs of shared stages in
+        ``out_indices``."""
+        trunk = backbones[0]
+        x = self.forward_stem(trunk, x)
+        shared_outs = []
+        for i, name in enumerate(self.stage_names[:self.shared_stages]):
+            x = getattr(trunk, name)(x)
+            if i in self.out_indices:
+                shared_outs.append(x)
+        return x, shared_outs
+
+    def forward_shared(self, backbones: Sequence[nn.Module],
+                       x: torch.Tensor) -> torch.Tensor:
+        """The output of the last shared stage ``(B, C, H', W')`` for
+        images ``(B, 3, H, W)``."""
+        return self._shared(backbones, x)[0]
+
+    def forward(self, backbones: Sequence[nn.Module], x: torch.Tensor,
+                shared: Optional[list] = None
+                ) -> List[Tuple[torch.Tensor, ...]]:
         """Run the trunk once and every branch on its output.
 
         Args:
             backbones: The N copies given to the constructor.
             x (Tensor): Images ``(B, 3, H, W)``.
+            shared (list, optional): Receives the output of the last
+                shared stage (ONE's gate reads it).
 
         Returns:
             list[tuple[Tensor]]: For each branch, the outputs of the stages
@@ -120,13 +141,9 @@ class TrunkSplit:
             of shared stages are the same tensors in every branch).
         """
         k = self.shared_stages
-        trunk = backbones[0]
-        x = self.forward_stem(trunk, x)
-        shared_outs = []
-        for i, name in enumerate(self.stage_names[:k]):
-            x = getattr(trunk, name)(x)
-            if i in self.out_indices:
-                shared_outs.append(x)
+        x, shared_outs = self._shared(backbones, x)
+        if shared is not None:
+            shared.append(x)
         results = []
         for backbone in backbones:
             y, outs = x, list(shared_outs)

@@ -1,0 +1,16 @@
+# The demo for DML: two CIFAR ResNet-32 on the embedded digits data, on
+# the schedule of ffl/ffl_resnet32x2_digits.py.
+_base_ = [
+    '../_base_/models/dml_cifar-resnet32x2.py',
+    '../_base_/datasets/digits_bs64.py',
+    '../_base_/schedules/digits_bs64.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(head=dict(num_classes=10))
+val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
+test_evaluator = val_evaluator
+# 22 iterations an epoch: two log records each (MMPretrain's analyze_logs.py
+# cal_train_time drops an epoch's first record)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=5, max_keep_ckpts=2))

@@ -1,0 +1,13 @@
+# ONE (Lan et al., NeurIPS 2018), two shared-trunk CIFAR ResNet-32 on
+# CIFAR-100, on FFL's schedule and data (so FFL, MFEF, DML and ONE compare
+# on one recipe). Published figures: configs/one/README.md.
+_base_ = [
+    '../_base_/models/one_cifar-resnet32x2.py',
+    '../_base_/datasets/cifar100_bs128_ffl.py',
+    '../_base_/schedules/cifar_bs128_300e_ffl.py',
+    '../_base_/default_runtime.py',
+]
+default_hooks = dict(
+    checkpoint=dict(
+        interval=5, max_keep_ckpts=3,
+        save_best='auto'))

@@ -1,0 +1,170 @@
+# Copyright (c) ffl_mm contributors.
+"""DML and ONE inside MultiBranchClassifier: DML's one-by-one update, ONE's
+gate learning from the ensemble's cross-entropy only, and the arguments
+that do not go together."""
+import copy
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.structures import DataSample
+
+from ffl_mm.registry import MODELS
+
+
+def make_batch(n, num_classes):
+    """A data-loader batch: uint8 images and labels."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+    return dict(inputs=list(images),
+                data_samples=[DataSample().set_gt_label(i % num_classes)
+                              for i in range(n)])
+
+
+def _dml(num_branches=2, **kwargs):
+    cfg = dict(
+        type='MultiBranchClassifier', num_branches=num_branches,
+        backbone=dict(type='CIFARResNet', depth=8),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64),
+        distill_loss=dict(type='PeerKDLoss', temperature=3.0),
+        data_preprocessor=dict(num_classes=10))
+    cfg.update(kwargs)
+    return cfg
+
+
+def _one(num_branches=2, **kwargs):
+    cfg = dict(
+        type='MultiBranchClassifier', num_branches=num_branches,
+        shared_stages=2, backbone=dict(type='CIFARResNet', depth=8),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64),
+        ensemble_head=dict(type='GatedEnsembleHead'),
+        distill_loss=dict(type='MutualKDLoss', rampup=None,
+                          distill_fused=False),
+        data_preprocessor=dict(num_classes=10))
+    cfg.update(kwargs)
+    return cfg
+
+
+def _sgd(model):
+    return build_optim_wrapper(
+        model, dict(optimizer=dict(type='SGD', lr=0.5, momentum=0.9,
+                                   weight_decay=1e-3)))
+
+
+@pytest.mark.parametrize('num_branches', [2, 3])
+def test_one_by_one_updates_each_network_after_its_peers_moved(
+        num_branches):
+    """DML's algorithm: network i steps on its own terms, computed with the
+    peers already updated in this iteration; written out by hand here."""
+    torch.manual_seed(0)
+    model = MODELS.build(_dml(num_branches, branch_update='one_by_one'))
+    model.train()
+    hand = copy.deepcopy(model)
+    data = make_batch(n=6, num_classes=10)
+    log = model.train_step(copy.deepcopy(data), _sgd(model))
+
+    wrapper = _sgd(hand)
+    batch = hand.data_preprocessor(copy.deepcopy(data), True)
+    terms = {}
+    for i in range(num_branches):
+        losses = hand(batch['inputs'], batch['data_samples'], mode='loss')
+        mine = losses[f'loss_ce_branch{i}'] + losses[f'loss_kd_branch{i}']
+        terms[i] = float(mine)
+        wrapper.optimizer.zero_grad()
+        mine.backward()
+        # only network i has gradients: the peers are detached
+        for j in range(num_branches):
+            grads = [p.grad for p in hand.backbones[j].parameters()]
+            assert all(g is None for g in grads) == (j != i)
+        wrapper.optimizer.step()
+    for (name, got), want in zip(model.state_dict().items(),
+                                 hand.state_dict().values()):
+        torch.testing.assert_close(got, want, msg=name)
+    assert float(log['loss']) == pytest.approx(sum(terms.values()),
+                                               rel=1e-5)
+    for i in range(num_branches):
+        assert float(log[f'loss_ce_branch{i}']) + float(
+            log[f'loss_kd_branch{i}']) == pytest.approx(terms[i], rel=1e-5)
+
+
+def test_together_is_one_step_on_the_summed_loss():
+    torch.manual_seed(0)
+    model = MODELS.build(_dml(2)).train()
+    hand = copy.deepcopy(model)
+    data = make_batch(n=6, num_classes=10)
+    model.train_step(copy.deepcopy(data), _sgd(model))
+    wrapper = _sgd(hand)
+    batch = hand.data_preprocessor(copy.deepcopy(data), True)
+    loss, _ = hand.parse_losses(
+        hand(batch['inputs'], batch['data_samples'], mode='loss'))
+    wrapper.update_params(loss)
+    for (name, got), want in zip(model.state_dict().items(),
+                                 hand.state_dict().values()):
+        torch.testing.assert_close(got, want, msg=name)
+
+
+@pytest.mark.parametrize('num_branches', [2, 3, 4])
+def test_one_gate_learns_from_the_ensemble_cross_entropy_only(num_branches):
+    torch.manual_seed(0)
+    model = MODELS.build(_one(num_branches)).train()
+    assert model.ensemble_head.in_channels == 32  # stage-2 output
+    x = torch.randn(6, 3, 32, 32)
+    samples = [DataSample().set_gt_label(i % 10) for i in range(6)]
+    losses = model(x, samples, mode='loss')
+    assert set(losses) == {
+        *(f'loss_ce_branch{i}' for i in range(num_branches)),
+        *(f'loss_kd_branch{i}' for i in range(num_branches)),
+        'loss_ce_ensemble', 'kd_weight'}
+    # the KD terms: the ensemble is a fixed teacher, the gate gets nothing
+    sum(losses[f'loss_kd_branch{i}']
+        for i in range(num_branches)).backward(retain_graph=True)
+    assert model.ensemble_head.fc.weight.grad is None
+    losses['loss_ce_ensemble'].backward()
+    assert model.ensemble_head.fc.weight.grad.abs().sum() > 0
+    # the ensemble's cross-entropy also reaches the branches and the trunk
+    assert model.backbones[0].layer1[0].conv1.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        preds = model(x, samples, mode='predict')
+        logits = model(x, mode='tensor')
+    torch.testing.assert_close(preds[0].pred_score,
+                               logits['ensemble'][0].softmax(0))
+
+
+@pytest.mark.parametrize('change, match', [
+    (dict(branch_update='alternate'), "branch_update='alternate'; choose"),
+    (dict(branch_update='one_by_one', shared_stages=2),
+     "'one_by_one' updates independent networks in turn"),
+    (dict(distill_loss=dict(type='MutualKDLoss')),
+     'MutualKDLoss teaches the branches from a teacher output'),
+])
+def test_dml_arguments_that_do_not_go_together(change, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(_dml(**change))
+
+
+@pytest.mark.parametrize('change, match', [
+    (dict(fusion_neck=dict(type='FFLFusionNeck'),
+          fusion_head=dict(type='LinearClsHead', num_classes=10)),
+     r'ensemble_head \(ONE\) and fusion_neck \(FFL\) each give a teacher'),
+    (dict(shared_stages=0),
+     "gate_input='trunk' reads the shared stages"),
+    (dict(ensemble_head=dict(type='GatedEnsembleHead', num_branches=3)),
+     'ensemble_head num_branches=3 but the model has 2 branches'),
+    (dict(branch_update='one_by_one'),
+     "'one_by_one' updates independent networks"),
+])
+def test_one_arguments_that_do_not_go_together(change, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(_one(**change))
+
+
+def test_one_by_one_refuses_the_ddp_path(monkeypatch):
+    """MMEngine's DDP wrapper calls forward itself and would update the
+    networks together without a word."""
+    model = MODELS.build(_dml(2, branch_update='one_by_one')).train()
+    monkeypatch.setattr(torch.distributed, 'is_initialized', lambda: True)
+    samples = [DataSample().set_gt_label(1) for _ in range(2)]
+    with pytest.raises(RuntimeError, match="use branch_update='together' "
+                       'for distributed training'):
+        model(torch.randn(2, 3, 32, 32), samples, mode='loss')
