@@ -32,19 +32,21 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt requirements/build.txt
 extras: $(STAMP)
 	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/optional.txt
 
-# FFL ResNet-32x2 (METHOD=mfef: MFEF) and a single ResNet-32 on the embedded
+# FFL ResNet-32x2 (METHOD=mfef, dml, one: MFEF, DML, ONE) and a single ResNet-32 on the embedded
 # digits data, then the table of branches / ensemble / fused / baseline.
 # SEEDS="0 1 2" for mean and std over three seeds.
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --method $(METHOD) --seeds $(SEEDS) --work-dir $(WORK_DIR)/$(METHOD)
 
-# Training-step cost of FFL and MFEF ResNet-32x2 (CIFAR-100 shapes, batch
+# Training-step cost of FFL, MFEF, DML and ONE ResNet-32x2 (CIFAR-100 shapes, batch
 # 128) against cross-entropy-only branches and separate networks, on the CPU:
 # BENCH_ROUNDS interleaved rounds after 3 warm-up rounds (docs/benchmarks.md).
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/ffl_resnet32x2.json
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/mfef_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/dml/dml_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/dml_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/one/one_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/one_resnet32x2.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

@@ -13,6 +13,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
@@ -77,6 +78,8 @@ def test_snippet_builds_and_trains_a_step(kind, code, tmp_path):
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(model_cfg)
         model.init_weights()
+        if kind == 'config':  # as the Runner builds it (custom keys checked)
+            build_optim_wrapper(model, cfg.optim_wrapper)
     head = model_cfg.get('head') or model_cfg.get('fusion_head')
     _one_step(model, head['num_classes'])
 

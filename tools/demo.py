@@ -1,12 +1,14 @@
 # Copyright (c) ffl_mm contributors.
-"""The `make demo` job: FFL (or MFEF) against its single-network baseline.
+"""The `make demo` job: FFL (or MFEF, DML, ONE) against its single-network
+baseline.
 
-For every seed it trains, through ``tools/train.py``, the FFL (``--method
-ffl``, default) or MFEF (``--method mfef``) model and the baseline with the same data, schedule and budget, evaluates both through
-``tools/test.py`` and prints one table: each branch, the ensemble and the
-fused classifier, and the baseline (top-1 %, mean ± std over the
-seeds). The table is also written to ``<work-dir>/results.md`` and the
-numbers to ``<work-dir>/results.json``;
+For every seed it trains, through ``tools/train.py``, the model of
+``--method`` (``ffl``, default; ``mfef``; ``dml``; ``one``) and the baseline
+with the same data, schedule and budget, evaluates both through
+``tools/test.py`` and prints one table: each branch, the ensemble (ONE: the
+gated one), the fused classifier (FFL, MFEF) and the baseline (top-1 %,
+mean ± std over the seeds). The table is also written to
+``<work-dir>/results.md`` and the numbers to ``<work-dir>/results.json``;
 ``tools/analysis_tools/analyze_runs.py`` then
 writes ``<work-dir>/analysis/`` (the final-validation table and PNG plots of
 accuracy and every loss term per epoch), and the demo prints how to export
@@ -36,6 +38,8 @@ from ffl_mm.engine.launch import python_command  # noqa: E402
 METHOD_CONFIG = {
     'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
     'mfef': 'configs/mfef/mfef_resnet32x2_digits.py',
+    'dml': 'configs/dml/dml_resnet32x2_digits.py',
+    'one': 'configs/one/one_resnet32x2_digits.py',
 }
 BASELINE_CONFIG = 'configs/baselines/resnet32_digits.py'
 BASELINE_NAME = 'baseline (single ResNet-32)'
@@ -107,9 +111,9 @@ def main(argv=None):
     os.makedirs(work_root, exist_ok=True)
     rows = {}
     for seed in args.seeds:
-        method = train_and_test(method_cfg,
-                                osp.join(work_root, f'{args.method}_seed{seed}'),
-                                seed, args.cfg_options)
+        method = train_and_test(
+            method_cfg, osp.join(work_root, f'{args.method}_seed{seed}'),
+            seed, args.cfg_options)
         base = train_and_test(BASELINE_CONFIG,
                               osp.join(work_root, f'baseline_seed{seed}'),
                               seed, args.cfg_options)

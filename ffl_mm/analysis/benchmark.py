@@ -41,8 +41,9 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
         return cfg
     if variant == 'ce_only':
         for key in ('fusion_neck', 'fusion_head', 'distill_loss',
-                    'fusion_pre_neck'):
+                    'fusion_pre_neck', 'ensemble_head'):
             cfg[key] = None
+        cfg['branch_update'] = 'together'
         cfg['heads_on_enhanced'] = False
         cfg['fusion_pre_neck_with_cp'] = False
         cfg['test_cfg'] = dict(predict='ensemble')

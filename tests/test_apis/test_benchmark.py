@@ -23,6 +23,15 @@ def test_variant_configs():
     with pytest.raises(ValueError, match='unknown variant'):
         bench.variant_model_cfg(cfg.model, 'fast')
     assert input_size(cfg) == 32
+    # DML and ONE: their floor is the same branches with cross-entropy only,
+    # updated together, without ONE's gate
+    for path in ('configs/dml/dml_resnet32x2_digits.py',
+                 'configs/one/one_resnet32x2_digits.py'):
+        method = shipped_config(path)
+        ce = bench.variant_model_cfg(method.model, 'ce_only')
+        assert ce.ensemble_head is None and ce.distill_loss is None
+        assert ce.branch_update == 'together'
+        assert ce.shared_stages == method.model.shared_stages
     imagenet = shipped_config('configs/ffl/ffl_resnet34x2_imagenet.py')
     assert input_size(imagenet) == 224
 

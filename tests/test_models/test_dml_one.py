@@ -54,8 +54,10 @@ def _sgd(model):
 @pytest.mark.parametrize('num_branches', [2, 3])
 def test_one_by_one_updates_each_network_after_its_peers_moved(
         num_branches):
-    """DML's algorithm: network i steps on its own terms, computed with the
-    peers already updated in this iteration; written out by hand here."""
+    """DML's algorithm: network i steps on its own terms, computed against
+    the peers' current predictions (those updated earlier in the iteration
+    already moved); written out by hand here, a full forward of every
+    network before each update."""
     torch.manual_seed(0)
     model = MODELS.build(_dml(num_branches, branch_update='one_by_one'))
     model.train()
@@ -77,14 +79,18 @@ def test_one_by_one_updates_each_network_after_its_peers_moved(
             grads = [p.grad for p in hand.backbones[j].parameters()]
             assert all(g is None for g in grads) == (j != i)
         wrapper.optimizer.step()
-    for (name, got), want in zip(model.state_dict().items(),
-                                 hand.state_dict().values()):
-        torch.testing.assert_close(got, want, msg=name)
+    want = dict(hand.named_parameters())
+    for name, got in model.named_parameters():
+        torch.testing.assert_close(got, want[name], msg=name)
     assert float(log['loss']) == pytest.approx(sum(terms.values()),
                                                rel=1e-5)
     for i in range(num_branches):
         assert float(log[f'loss_ce_branch{i}']) + float(
             log[f'loss_kd_branch{i}']) == pytest.approx(terms[i], rel=1e-5)
+        # N + N(N-1)/2 forwards: network j is forwarded again (no grad)
+        # for each network after it
+        assert int(model.backbones[i].bn1.num_batches_tracked) == \
+            num_branches - i
 
 
 def test_together_is_one_step_on_the_summed_loss():

@@ -121,3 +121,12 @@ def test_demo_commands_and_table(tmp_path, monkeypatch):
     assert rows['MFEF fused'] == [96.0]
     single = (tmp_path / 'mfef' / 'results.md').read_text()
     assert '| MFEF fused | 96.00 |' in single and '±' not in single
+    # METHOD=dml and METHOD=one: their digits configs, the same baseline
+    for method in ('dml', 'one'):
+        calls.clear()
+        rows = demo.main(['--method', method, '--seeds', '1', '--work-dir',
+                          str(tmp_path / method)])
+        trained = [c[1] for c in calls if c[0].endswith('train.py')]
+        assert trained == [f'configs/{method}/{method}_resnet32x2_digits.py',
+                           'configs/baselines/resnet32_digits.py']
+        assert rows[f'{method.upper()} ensemble'] == [94.0]

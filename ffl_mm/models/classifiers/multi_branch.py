@@ -93,9 +93,9 @@ class MultiBranchClassifier(BaseClassifier):
         branch_update (str): ``'together'`` (default): one backward and one
             optimizer step for the summed loss. ``'one_by_one'``: DML's
             algorithm; within an iteration each branch in turn is
-            forwarded with its peers' current predictions and updated
-            from its own terms (N forward passes of every branch per
-            iteration, so the BN statistics see the batch N times).
+            updated from its own terms, against its peers' current
+            predictions (N + N(N-1)/2 branch forwards per iteration, see
+            :meth:`train_step`).
             Needs independent branches, no fusion module or ensemble
             head, and a single process.
         train_cfg (dict, optional): As ``ImageClassifier``'s: batch
@@ -464,13 +464,16 @@ class MultiBranchClassifier(BaseClassifier):
 
     def train_step(self, data, optim_wrapper) -> Dict[str, torch.Tensor]:
         """MMEngine's step; with ``branch_update='one_by_one'`` (DML's
-        algorithm) one forward and one update per branch.
+        algorithm) one update per branch, in turn.
 
-        In turn for each branch i: forward every branch (the peers with
-        their current, already updated weights), back-propagate only
-        branch i's terms (``*_branch{i}``; the peers are detached, so only
-        branch i gets gradients) and step the optimizer (parameters without
-        a gradient are left alone).
+        Every branch is forwarded once with gradients. Then for each branch
+        i: the branches updated before it in this iteration are forwarded
+        again without gradients (their current predictions are branch i's
+        targets; the others have not moved), branch i's terms are
+        back-propagated (the targets are detached: only branch i gets
+        gradients) and the optimizer steps (parameters without a gradient
+        are left alone). N + N(N-1)/2 branch forwards per iteration; branch
+        j's BN statistics see the batch N - j times.
 
         Returns:
             dict[str, Tensor]: The log: each branch's terms from its own
@@ -480,32 +483,45 @@ class MultiBranchClassifier(BaseClassifier):
             return super().train_step(data, optim_wrapper)
         with optim_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
+            inputs, samples = data['inputs'], data['data_samples']
+            logits = [self._branch_logits(i, inputs)
+                      for i in range(self.num_branches)]
         log_vars = OrderedDict()
         total = 0.
-        self._in_own_step = True
-        try:
-            for i in range(self.num_branches):
-                with optim_wrapper.optim_context(self):
-                    losses = self._run_forward(data, mode='loss')
-                suffix = f'_{names.branch_name(i)}'
-                own = {k: v for k, v in losses.items()
-                       if k.endswith(suffix) or 'loss' not in k}
-                loss, logs = self.parse_losses(own)
-                optim_wrapper.update_params(loss)
-                total += float(logs.pop('loss'))
-                log_vars.update(logs)
-        finally:
-            self._in_own_step = False
+        for i in range(self.num_branches):
+            targets = list(logits)
+            if i:
+                with torch.no_grad(), optim_wrapper.optim_context(self):
+                    targets[:i] = [self._branch_logits(j, inputs)
+                                   for j in range(i)]
+            with optim_wrapper.optim_context(self):
+                name = names.branch_name(i)
+                own = self._head_loss(self.heads[i], logits[i], samples, name)
+                if self.distill_loss is not None:
+                    distill = self.distill_loss(targets[:i] + [logits[i]] +
+                                                targets[i + 1:], None)
+                    own[f'loss_kd_{name}'] = distill[f'loss_kd_{name}']
+                    own['kd_weight'] = distill['kd_weight']
+            loss, logs = self.parse_losses(own)
+            optim_wrapper.update_params(loss)
+            total += float(logs.pop('loss'))
+            log_vars.update(logs)
         log_vars['loss'] = torch.tensor(total)
         log_vars.move_to_end('loss', last=False)
         return log_vars
+
+    def _branch_logits(self, i: int, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` of branch i on its own (independent branches,
+        no fusion: ``branch_update='one_by_one'``)."""
+        out = self.backbones[i](inputs)
+        out = tuple(out) if isinstance(out, (list, tuple)) else (out, )
+        return self.heads[i](self.necks[i](out))
 
     def _check_update_path(self) -> None:
         """``branch_update='one_by_one'`` works through :meth:`train_step`;
         MMEngine's DDP wrapper calls ``forward`` itself and would update
         the branches together without a word."""
-        if self.branch_update == 'together' or getattr(
-                self, '_in_own_step', False):
+        if self.branch_update == 'together':
             return
         if torch.distributed.is_available() and \
                 torch.distributed.is_initialized() and self.training:
