@@ -172,9 +172,10 @@ def export_fused(cfg: Config, model: MultiBranchClassifier
     """Config dict and state dict of the whole model predicting with the
     fused classifier (``test_cfg.predict='fused'``); needs ffl_mm."""
     if not model.with_fusion:
-        raise ExportError('--fused: this model has no fusion neck (it was '
-                          'trained with cross-entropy only); export a '
-                          '--branch instead.')
+        raise ExportError('--fused: this model has no fused classifier '
+                          '(no fusion neck: DML, ONE or cross-entropy-only '
+                          'branches); export a --branch, or use the config '
+                          'and checkpoint as they are for its ensemble.')
     model_cfg = runner_model_cfg(cfg)
     model_cfg['test_cfg'] = dict(predict=FUSED)
     out = _set_scope(_runtime(cfg, model_cfg, plain_evaluator=False))

@@ -183,7 +183,7 @@ class MultiBranchClassifier(BaseClassifier):
         self.heads_on_enhanced = heads_on_enhanced
         self.ensemble_head = None
         if ensemble_head is not None:
-            self._build_ensemble_head(ensemble_head, backbone, probe)
+            self._build_ensemble_head(ensemble_head, backbone)
         self.distill_loss = bc.build(distill_loss)
         if getattr(self.distill_loss, 'needs_teacher', False) and \
                 not self.with_fusion and self.ensemble_head is None:
@@ -216,8 +216,8 @@ class MultiBranchClassifier(BaseClassifier):
                 fusion_head, fused.head_in(0), 'fusion_head', fused.error or
                 f'the fusion neck gives {fused.outputs[0]}'))
 
-    def _build_ensemble_head(self, ensemble_head: ConfigType, backbone,
-                             probe: cp.BranchProbe) -> None:
+    def _build_ensemble_head(self, ensemble_head: ConfigType,
+                             backbone) -> None:
         """ONE's gated ensemble, its gate's input channels filled in."""
         if self.with_fusion:
             raise ValueError(
