@@ -13,7 +13,7 @@ BENCH_ROUNDS ?= 30
 METHOD ?= ffl
 PYTEST_ARGS ?=
 
-.PHONY: venv extras demo test test-fast bench clean
+.PHONY: venv extras demo test test-fast test-extras bench clean
 
 venv: $(STAMP)
 
@@ -48,12 +48,17 @@ bench: $(STAMP)
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/dml/dml_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/dml_resnet32x2.json
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/one/one_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/one_resnet32x2.json
 
+# The suite CI runs (.ci/run): everything the project's own files install.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not extras" $(PYTEST_ARGS)
 
 # The unit tests only: no end-to-end run in a fresh process.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not e2e and not extras" $(PYTEST_ARGS)
+
+# The tests of what `make extras` adds (mim train / mim test).
+test-extras: extras
+	$(BIN)/python -m pytest tests -m extras $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) work_dirs ffl_mm/.mim *.egg-info

@@ -123,7 +123,6 @@ def test_dml_and_one_on_mmpretrain_backbones(name):
     dml = MODELS.build(dml_on(copy.deepcopy(backbone)))
     one = MODELS.build(one_on(copy.deepcopy(backbone)))
     for model, ce in ((dml, set()), (one, {'loss_ce_ensemble'})):
-        model.init_weights()
         assert [h.in_channels for h in model.heads] == [channels, channels]
         x, losses = _step(model)
         assert set(losses) == {

@@ -147,9 +147,10 @@ def test_wheel_carries_configs_and_tools_and_leaves_the_checkout(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.extras
 def test_mim_trains_a_user_config(tmp_path):
     """``mim train ffl_mm CONFIG`` and ``mim test`` (openmim:
-    ``make extras``)."""
+    ``make extras``; run by ``make test-extras``)."""
     mim = osp.join(osp.dirname(sys.executable), 'mim')
     if not osp.isfile(mim):
         pytest.skip('openmim is not installed (make extras)')
