@@ -249,7 +249,8 @@ def test_after_a_stop_the_advice_works_and_bad_starts_change_nothing(
     broken['state_dict']['heads.0.fc.weight'][0, 0] = float('nan')
     torch.save(broken, tmp_path / 'nan.pth')
     with pytest.raises(NonFiniteOutputError,
-                       match='^Non-finite branch_scores in test batch 0'):
+                       match='^Non-finite branch_scores, ensemble_score in '
+                       'test batch 0'):
         run_in_process('test.py', FFL, tmp_path / 'nan.pth', '--work-dir',
                        tmp_path / 'test', '--cfg-options', *TINY_DIGITS)
 

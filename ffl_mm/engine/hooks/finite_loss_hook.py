@@ -2,7 +2,7 @@
 """Stop training at the first non-finite loss term, and evaluation at the
 first non-finite prediction, naming it."""
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -26,23 +26,23 @@ class NonFiniteOutputError(RuntimeError):
     """The model predicted NaN or infinite scores in validation or test."""
 
 
-def first_non_finite_output(outputs) -> Optional[Tuple[int, str]]:
-    """``(sample index, field)`` of the first prediction of ``outputs`` (a
-    list of data samples) with a NaN or infinite floating tensor, or None.
-    """
+def first_non_finite_output(outputs) -> Optional[Tuple[int, List[str]]]:
+    """``(sample index, fields)`` of the first prediction of ``outputs`` (a
+    list of data samples) with NaN or infinite floating tensors, the fields
+    sorted by name; None when every one is finite."""
     fields = []
     for i, sample in enumerate(outputs or []):
         items = sample.items() if hasattr(sample, 'items') else []
-        for field, value in items:
+        for field, value in sorted(items, key=lambda item: item[0]):
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 fields.append((i, field, value))
     if not fields or bool(torch.isfinite(torch.cat(
             [v.detach().reshape(-1) for _, _, v in fields])).all()):
         return None
-    for i, field, value in fields:
-        if not bool(torch.isfinite(value).all()):
-            return i, field
-    return None
+    bad = [(i, field) for i, field, value in fields
+           if not bool(torch.isfinite(value).all())]
+    first = bad[0][0]
+    return first, [field for i, field in bad if i == first]
 
 
 @HOOKS.register_module()
@@ -108,10 +108,10 @@ class FiniteLossHook(Hook):
         found = first_non_finite_output(outputs)
         if found is None:
             return
-        sample, field = found
+        sample, fields = found
         raise NonFiniteOutputError(
-            f'Non-finite {field} in {stage} batch {batch_idx} (sample '
-            f'{sample} of the batch): the model predicts NaN or inf, so no '
-            'metric of these weights would mean anything. The weights are '
-            'probably those of a diverged run: evaluate an earlier '
-            'checkpoint.')
+            f'Non-finite {", ".join(fields)} in {stage} batch {batch_idx} '
+            f'(sample {sample} of the batch): the model predicts NaN or inf, '
+            'so no metric of these weights would mean anything. The '
+            'weights are probably those of a diverged run: evaluate an '
+            'earlier checkpoint.')
