@@ -20,6 +20,7 @@ OURS = {
     'DATASETS': {'Digits'},
     'TRANSFORMS': {'BorderPad'},
     'WEIGHT_INITIALIZERS': {'TorchDefault'},
+    'OPTIM_WRAPPER_CONSTRUCTORS': {'CheckedOptimWrapperConstructor'},
 }
 
 
@@ -41,9 +42,11 @@ def test_components_register_in_ffl_mm_only():
         # nothing of ours in MMPretrain's or MMEngine's nodes, and no name
         # that shadows one of theirs
         assert not set(ours.module_dict) & set(theirs.module_dict), name
-        # (TorchDefault: also MMEngine's, see torch_default_init.py)
+        # (also MMEngine's: see torch_default_init.py and
+        # checked_constructor.py)
         assert not set(ours.module_dict) & set(
-            theirs.parent.module_dict) - {'TorchDefault'}
+            theirs.parent.module_dict) - {'TorchDefault',
+                                          'CheckedOptimWrapperConstructor'}
     # ffl_mm's registry finds MMPretrain's and MMEngine's types too
     assert ffl_registry.MODELS.get('ResNet') is \
         mmpretrain_registry.MODELS.get('ResNet')

@@ -39,7 +39,10 @@ model = dict(
     distill_loss=dict(type='MutualKDLoss', temperature=3.0, rampup=27),
     test_cfg=dict(predict='fused'),
 )
-optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
+# a paramwise custom key that matches no parameter is an error
+optim_wrapper = dict(
+    constructor='CheckedOptimWrapperConstructor',
+    paramwise_cfg={{_base_.fusion_paramwise_cfg}})
 # --tta (ours and MMPretrain's tools/test.py): average every output over
 # the views, not only pred_score
 tta_model = dict(type='MultiBranchTTA')

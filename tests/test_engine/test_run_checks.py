@@ -118,24 +118,41 @@ def _optim_cfg(**custom_keys):
 
 
 def test_custom_keys_that_match_no_parameter_are_refused():
+    """ffl_mm's schedules name CheckedOptimWrapperConstructor: an error,
+    in scope ffl_mm and without a scope (outside a Runner). MMEngine's own
+    constructor is left as it is (MMPretrain's schedules list keys, e.g.
+    Swin's '.absolute_pos_embed', that not every model has)."""
     model = MODELS.build(ffl_cfg())
+    typo = _optim_cfg(fusion_nek=dict(decay_mult=0.1),
+                      heads=dict(decay_mult=0.5))
     with DefaultScope.overwrite_default_scope('ffl_mm'):
         with pytest.raises(ValueError) as info:
-            build_optim_wrapper(model, _optim_cfg(
-                fusion_nek=dict(decay_mult=0.1),
-                heads=dict(decay_mult=0.5)))
+            build_optim_wrapper(model, dict(
+                typo, constructor='CheckedOptimWrapperConstructor'))
         assert str(info.value).startswith(
             "optim_wrapper.paramwise_cfg.custom_keys: 'fusion_nek' "
             '(closest module names: fusion_neck')
         assert 'match no parameter of MultiBranchClassifier' in \
             str(info.value)
+        build_optim_wrapper(model, typo)  # MMEngine's: ignores the key
         wrapper = build_optim_wrapper(
-            model, _optim_cfg(fusion_neck=dict(decay_mult=0.1)))
+            model, dict(_optim_cfg(fusion_neck=dict(decay_mult=0.1)),
+                        constructor='CheckedOptimWrapperConstructor'))
+    with pytest.raises(ValueError, match="'fusion_nek'"):  # no scope
+        build_optim_wrapper(model, dict(
+            typo, constructor='CheckedOptimWrapperConstructor'))
     decay = {id(p): g['weight_decay']
              for g in wrapper.optimizer.param_groups for p in g['params']}
     assert decay[id(model.fusion_neck.depthwise.conv.weight)] == \
         pytest.approx(1e-5)
     assert decay[id(model.heads[0].fc.weight)] == pytest.approx(1e-4)
+    # every shipped schedule of ffl_mm names the strict constructor
+    from conftest import shipped_config
+    for path in ('configs/ffl/ffl_resnet32x2_digits.py',
+                 'configs/ffl/ffl_resnet32x2_cifar100.py',
+                 'configs/ffl/ffl_resnet34x2_imagenet.py'):
+        assert shipped_config(path).optim_wrapper.constructor == \
+            'CheckedOptimWrapperConstructor', path
 
 
 def _save(path, state_dict, epoch=1):

@@ -5,6 +5,8 @@
 _base_ = ['mmpretrain::_base_/schedules/cifar10_bs128.py']
 
 optim_wrapper = dict(
+    # a paramwise custom key that matches no parameter is an error
+    constructor='CheckedOptimWrapperConstructor',
     optimizer=dict(
         type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True))
 param_scheduler = dict(

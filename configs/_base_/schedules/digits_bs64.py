@@ -1,5 +1,7 @@
 # A short CPU schedule for the digits data: 15 epochs of 22 iterations.
 optim_wrapper = dict(
+    # a paramwise custom key that matches no parameter is an error
+    constructor='CheckedOptimWrapperConstructor',
     optimizer=dict(
         type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4, nesterov=True))
 param_scheduler = dict(

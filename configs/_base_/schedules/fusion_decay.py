@@ -5,9 +5,9 @@
 #     optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
 # (a variable, not `optim_wrapper`: MMEngine refuses one key defined in two
 # bases of one config, and every schedule base defines optim_wrapper).
-# custom_keys match module names; in scope ffl_mm a key that matches no
-# parameter is an error (CheckedOptimWrapperConstructor), so a model without
-# a fusion module must not inherit them.
+# custom_keys match module names; with ffl_mm's schedules a key that matches
+# no parameter is an error (CheckedOptimWrapperConstructor), so a model
+# without a fusion module must not inherit them.
 fusion_paramwise_cfg = dict(
     custom_keys={
         'fusion_neck': dict(decay_mult=0.1),

@@ -6,6 +6,8 @@ from typing import List
 
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_CONSTRUCTORS
 
 from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
@@ -29,17 +31,22 @@ def _module_names(model: nn.Module) -> List[str]:
     return sorted(found)
 
 
-# Registered under MMEngine's name as well: a config in scope ffl_mm that
-# sets no ``constructor`` (every shipped one) gets the check.
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module(
-    name=['CheckedOptimWrapperConstructor', 'DefaultOptimWrapperConstructor'])
+# Also in MMEngine's root node, as TorchDefault: ``build_optim_wrapper``
+# outside a Runner often runs without a scope, and MMEngine's root node
+# cannot reach a grandchild such as ``ffl_mm.CheckedOptimWrapperConstructor``.
+@MMENGINE_CONSTRUCTORS.register_module(name='CheckedOptimWrapperConstructor')
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """``DefaultOptimWrapperConstructor`` (same arguments) that raises on a
+    """``DefaultOptimWrapperConstructor`` (same arguments) that refuses a
     ``paramwise_cfg.custom_keys`` entry matching no parameter.
 
     MMEngine applies a custom key to every parameter whose name contains
     it and ignores a key that matches none, so a typo (``fusion_nek``)
     silently trains the fusion module with the network's weight decay.
+    ffl_mm's schedules set ``constructor='CheckedOptimWrapperConstructor'``;
+    a config that defines its own ``optim_wrapper`` without it keeps
+    MMEngine's behaviour (MMPretrain's own schedules list keys, such as
+    Swin's ``.absolute_pos_embed``, that not every model has).
 
     Raises:
         ValueError: Naming every unmatched key and the closest module
