@@ -157,6 +157,8 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
     if resume is None:
         return None
     if resume != 'auto':
+        if '://' in resume:  # a remote file: MMEngine's backends read it
+            return resume
         checkpoint, reason = _unusable(resume)
         if reason:
             raise SystemExit(f'--resume {resume}: cannot resume from it: '
@@ -252,6 +254,8 @@ def check_resume_fits(cfg, path: str) -> None:
     from mmengine.registry import DefaultScope
 
     from ffl_mm.registry import MODELS
+    if '://' in path:  # a remote file: left to MMEngine
+        return
     checkpoint = load_from_safe_local(path, map_location='cpu')
     scope = cfg.get('default_scope')
     with DefaultScope.overwrite_default_scope(scope):

@@ -186,6 +186,8 @@ def test_resume_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(SystemExit, match='NaN or inf'):
         resolve_auto_resume(cfg, str(tmp_path / 'e.pth'))
     assert resolve_auto_resume(cfg, None) is None
+    # a remote checkpoint is left to MMEngine's file backends
+    assert resolve_auto_resume(cfg, 's3://bucket/e.pth') == 's3://bucket/e.pth'
 
 
 @pytest.mark.parametrize('change, expected', [

@@ -99,8 +99,8 @@ class DatasetCheckHook(Hook):
     CUDA) and evaluation prints a top-1 over classes the model cannot
     predict.
 
-    Reading the labels of a data set walks its annotation list once (about
-    a second per million samples).
+    Reading the labels walks the data set's annotation list once, with
+    MMPretrain's ``get_gt_labels`` (its cost: docs/benchmarks.md).
     """
 
     priority = 'VERY_HIGH'
