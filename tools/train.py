@@ -39,8 +39,8 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
-from ffl_mm.engine import (check_resume_fits,  # noqa: E402
-                           remove_stale_temporaries, resolve_auto_resume)
+from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
+                           resolve_auto_resume)
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
                                   close_distributed,
                                   config_copy_kept_on_failure, lock_work_dir,
@@ -77,9 +77,7 @@ def main(argv=None):
         for path in remove_stale_temporaries(cfg.work_dir):
             print_log(f'removed {path}, left by a writer that died',
                       logger='current')
-        resume_from = resolve_auto_resume(cfg, args.resume)
-        if resume_from:
-            check_resume_fits(cfg, resume_from)
+        resolve_auto_resume(cfg, args.resume)
         setup_launcher(cfg, args.launcher)
         if not torch.cuda.is_available() and tune_cpu_allocator():
             print_log('CPU training: glibc keeps freed memory in the '

@@ -113,6 +113,13 @@ def find_resumable_checkpoint(
         tuple: ``(path or None, skipped)`` with ``skipped`` a list of
         ``(path, reason)`` for every newer file that could not be used.
     """
+    path, _, skipped = _newest_usable(work_dir)
+    return path, skipped
+
+
+def _newest_usable(work_dir: str):
+    """``(path, checkpoint, skipped)`` of :func:`find_resumable_checkpoint`,
+    with the loaded checkpoint (None with the path)."""
     latest = latest_checkpoint_pointer(work_dir)
     order = [p for p in _candidates(work_dir)
              if latest is None or osp.abspath(p) != osp.abspath(latest)]
@@ -127,8 +134,8 @@ def find_resumable_checkpoint(
         if reason:
             skipped.append((path, reason))
             continue
-        return path, skipped
-    return None, skipped
+        return path, checkpoint, skipped
+    return None, None, skipped
 
 
 def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
@@ -139,7 +146,9 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
     named in ``last_checkpoint`` and fail if it is damaged; a truncated,
     unreadable or diverged (NaN/inf weights) newest file is skipped, with a
     warning naming it and why, for the previous good one. With a path, the
-    file must be a checkpoint ``--resume`` can continue from.
+    file must be a checkpoint ``--resume`` can continue from. Either way
+    the checkpoint must fit the model of ``cfg`` (:func:`check_resume_fits`,
+    on the state dict already loaded here).
 
     Args:
         cfg (Config): After MMPretrain's ``merge_args`` (``work_dir`` set).
@@ -152,7 +161,7 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
 
     Raises:
         SystemExit: Checkpoints exist and none of them can be resumed
-            from, or the given one cannot.
+            from, the given one cannot, or it does not fit the model.
     """
     if resume is None:
         return None
@@ -163,10 +172,11 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
         if reason:
             raise SystemExit(f'--resume {resume}: cannot resume from it: '
                              f'{reason}.')
+        check_resume_fits(cfg, resume, checkpoint['state_dict'])
         return resume
     if not osp.isdir(cfg.work_dir):
         return None
-    path, skipped = find_resumable_checkpoint(cfg.work_dir)
+    path, checkpoint, skipped = _newest_usable(cfg.work_dir)
     for bad, reason in skipped:
         print_log(f'--resume: skipping {bad}: {reason}', logger='current',
                   level=logging.WARNING)
@@ -183,6 +193,7 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
         print_log(f'--resume: resuming from {path}, the newest readable '
                   'checkpoint.', logger='current', level=logging.WARNING)
         cfg.load_from = path
+    check_resume_fits(cfg, path, checkpoint['state_dict'])
     return path
 
 
@@ -241,11 +252,17 @@ def state_dict_differences(model_state: dict, checkpoint_state: dict,
     return found
 
 
-def check_resume_fits(cfg, path: str) -> None:
+def check_resume_fits(cfg, path: str,
+                      state_dict: Optional[dict] = None) -> None:
     """Stop before anything is built or written if the checkpoint ``path``
     does not fit the model of ``cfg`` (another number of branches, another
     method, heads of another size): MMEngine would fail in the optimizer
     after a wall of key lists, or at the first step.
+
+    Args:
+        cfg (Config): With ``model`` and ``default_scope``.
+        path (str): The checkpoint.
+        state_dict (dict, optional): Its state dict, when already loaded.
 
     Raises:
         SystemExit: One message saying what differs and pointing to
@@ -256,12 +273,13 @@ def check_resume_fits(cfg, path: str) -> None:
     from ffl_mm.registry import MODELS
     if '://' in path:  # a remote file: left to MMEngine
         return
-    checkpoint = load_from_safe_local(path, map_location='cpu')
+    if state_dict is None:
+        state_dict = load_from_safe_local(path,
+                                          map_location='cpu')['state_dict']
     scope = cfg.get('default_scope')
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
-    differences = state_dict_differences(model.state_dict(),
-                                         checkpoint['state_dict'])
+    differences = state_dict_differences(model.state_dict(), state_dict)
     if differences:
         raise SystemExit(
             f'--resume: {path} does not fit the model of {cfg.filename}: '

@@ -67,21 +67,9 @@ class SafeCheckpointHook(CheckpointHook):
     ``SyntaxError``).
     """
 
-    def after_train_iter(self, *args, **kwargs) -> None:
+    def _save_best_checkpoint(self, runner, metrics) -> None:
         with interrupts_kept():
-            super().after_train_iter(*args, **kwargs)
-
-    def after_train_epoch(self, runner) -> None:
-        with interrupts_kept():
-            super().after_train_epoch(runner)
-
-    def after_val_epoch(self, runner, metrics=None) -> None:
-        with interrupts_kept():
-            super().after_val_epoch(runner, metrics)
-
-    def after_train(self, runner) -> None:
-        with interrupts_kept():
-            super().after_train(runner)
+            super()._save_best_checkpoint(runner, metrics)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         filename = self.filename_tmpl.format(step)
@@ -95,16 +83,17 @@ class SafeCheckpointHook(CheckpointHook):
                 f'{osp.join(runner.work_dir, "last_checkpoint")}. Check the '
                 f'data, {RESTART_ADVICE}.')
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
-        runner.save_checkpoint(
-            self.out_dir,
-            filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
+        with interrupts_kept():
+            runner.save_checkpoint(
+                self.out_dir,
+                filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         if is_main_process():
             atomic_write(

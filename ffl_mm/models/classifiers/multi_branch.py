@@ -295,17 +295,21 @@ class MultiBranchClassifier(BaseClassifier):
         return state
 
     def forward_backbones(
-            self, inputs: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
+            self, inputs: torch.Tensor,
+            shared: Optional[list] = None) -> List[Tuple[torch.Tensor, ...]]:
         """Every branch's backbone outputs for images ``(B, 3, H, W)``: N
-        tuples, as each plain backbone returns them."""
+        tuples, as each plain backbone returns them. ``shared`` (with a
+        shared trunk) receives the trunk's output."""
         if self.trunk is not None:
-            return self.trunk.forward(self.backbones, inputs)
-        outs = []
-        for backbone in self.backbones:
-            out = backbone(inputs)
-            outs.append(tuple(out) if isinstance(out, (list, tuple)) else
-                        (out, ))
-        return outs
+            return self.trunk.forward(self.backbones, inputs, shared=shared)
+        return [self._backbone_out(i, inputs)
+                for i in range(self.num_branches)]
+
+    def _backbone_out(self, i: int,
+                      inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Branch i's backbone outputs, as a tuple (independent branches)."""
+        out = self.backbones[i](inputs)
+        return tuple(out) if isinstance(out, (list, tuple)) else (out, )
 
     def forward_maps(self, inputs: torch.Tensor, gate: Optional[list] = None):
         """Backbone outputs for the branch heads and the maps to fuse.
@@ -322,17 +326,13 @@ class MultiBranchClassifier(BaseClassifier):
             neck (outputs ``fusion_in_index``, enhanced by
             ``fusion_pre_neck`` if set).
         """
+        trunk_gate = None
         if gate is not None and self.ensemble_head is not None:
             if self.ensemble_head.gate_input == 'input':
                 gate.append(inputs)
-                feats = self.forward_backbones(inputs)
             else:
-                shared = []
-                feats = self.trunk.forward(self.backbones, inputs,
-                                           shared=shared)
-                gate.append(shared[0])
-        else:
-            feats = self.forward_backbones(inputs)
+                trunk_gate = gate
+        feats = self.forward_backbones(inputs, shared=trunk_gate)
         index = self.fusion_in_index
         maps = [f[index] for f in feats]
         if self.fusion_pre_necks is None:
@@ -513,9 +513,7 @@ class MultiBranchClassifier(BaseClassifier):
     def _branch_logits(self, i: int, inputs: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)`` of branch i on its own (independent branches,
         no fusion: ``branch_update='one_by_one'``)."""
-        out = self.backbones[i](inputs)
-        out = tuple(out) if isinstance(out, (list, tuple)) else (out, )
-        return self.heads[i](self.necks[i](out))
+        return self.heads[i](self.necks[i](self._backbone_out(i, inputs)))
 
     def _check_update_path(self) -> None:
         """``branch_update='one_by_one'`` works through :meth:`train_step`;
