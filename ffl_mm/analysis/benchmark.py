@@ -13,6 +13,11 @@ from one config:
 
 Each step is ``model.train_step(data, optim_wrapper)``: data preprocessing,
 forward, backward and the optimizer step, as in training.
+
+The reference variants ``model_reference`` and ``single_reference`` train
+the model and the single network as a hand-written PyTorch script would
+(:mod:`.reference_step`): what ffl_mm and MMEngine add to a step is
+``model / model_reference`` and ``single / single_reference``.
 """
 import copy
 import os
@@ -30,8 +35,11 @@ from mmpretrain.structures import DataSample
 from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
 from ..engine.optimizers import unmatched_custom_keys
+from .reference_step import ReferenceStep, reference_unsupported
 
 VARIANTS = ('model', 'ce_only', 'single')
+#: reference variant -> the variant whose model it trains by hand
+REFERENCES = {'model_reference': 'model', 'single_reference': 'single'}
 
 
 def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
@@ -51,8 +59,10 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
     if variant == 'single':
         # branch 0 as a plain network, channels as the model infers them
         branches = MODELS.build(variant_model_cfg(cfg, 'ce_only'))
+        # built in ffl_mm's scope (ffl_mm's backbones), as the model is
         return ConfigDict(
             type='ImageClassifier',
+            _scope_='ffl_mm',
             **branches.branch_cfg(0),
             data_preprocessor=cfg.get('data_preprocessor'))
     raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}.')
@@ -60,14 +70,59 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
 
 def synthetic_batch(batch_size: int, size: int, num_classes: int,
                     seed: int = 0) -> dict:
-    """A batch as the data loader gives it: uint8 images and labels."""
+    """A batch as ffl_mm's data loaders give it (``default_collate`` in
+    the workers): uint8 images ``(B, 3, size, size)`` and a DataSample with
+    a label for each."""
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randint(
         0, 256, (batch_size, 3, size, size), dtype=torch.uint8,
         generator=gen)
     labels = torch.randint(0, num_classes, (batch_size, ), generator=gen)
     samples = [DataSample().set_gt_label(int(y)) for y in labels]
-    return dict(inputs=list(inputs), data_samples=samples)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def build_variant(cfg: Config, variant: str) -> torch.nn.Module:
+    """The initialised model of ``variant``."""
+    model = MODELS.build(variant_model_cfg(runner_model_cfg(cfg), variant))
+    model.init_weights()
+    return model
+
+
+def variant_optim_cfg(cfg: Config, model: torch.nn.Module) -> ConfigDict:
+    """The config's ``optim_wrapper`` for a variant's model: without the
+    paramwise keys of modules it lacks (the variants without a fusion
+    module; a key that matches nothing is an error in scope ffl_mm)."""
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    custom_keys = optim_cfg.get('paramwise_cfg', {}).get('custom_keys')
+    for key in unmatched_custom_keys(custom_keys or {}, model):
+        custom_keys.pop(key)
+    return optim_cfg
+
+
+class ReferenceRunner:
+    """A variant's model trained by :class:`ReferenceStep` (fp32, the
+    default memory format, eager).
+
+    Raises:
+        ValueError: The model is not covered (the reason is named).
+    """
+
+    def __init__(self, cfg: Config, variant: str, device: str, data: dict):
+        model = build_variant(cfg, REFERENCES.get(variant, variant))
+        reason = reference_unsupported(model)
+        if reason:
+            raise ValueError(f'The reference step does not cover {reason}.')
+        model.to(device)
+        self.device = device
+        self.num_params = sum(p.numel() for p in model.parameters())
+        self.reference = ReferenceStep(model, variant_optim_cfg(cfg, model),
+                                       data)
+
+    def step(self, data: dict) -> None:
+        self.reference.step()
+        if self.device.startswith('cuda'):
+            torch.cuda.synchronize()
 
 
 class StepRunner:
@@ -76,21 +131,13 @@ class StepRunner:
     def __init__(self, cfg: Config, variant: str, device: str,
                  amp: bool = False, channels_last: bool = False,
                  compile_model: bool = False):
-        model = MODELS.build(
-            variant_model_cfg(runner_model_cfg(cfg), variant))
-        model.init_weights()
+        model = build_variant(cfg, variant)
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         if compile_model:
             model.forward = torch.compile(model.forward)
-        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
-        # the variants without a fusion module take the config's optimizer
-        # without the paramwise keys of the modules they lack (a key that
-        # matches nothing is an error in scope ffl_mm)
-        custom_keys = optim_cfg.get('paramwise_cfg', {}).get('custom_keys')
-        for key in unmatched_custom_keys(custom_keys or {}, model):
-            custom_keys.pop(key)
+        optim_cfg = variant_optim_cfg(cfg, model)
         if amp:
             optim_cfg['type'] = 'AmpOptimWrapper'
             optim_cfg.setdefault('loss_scale', 'dynamic')
@@ -246,13 +293,28 @@ def measure_memory(cfg: Config, variant: str, device: str, data: dict,
         kind='cpu_saved_activations_plus_state')
 
 
-def ratios(results: dict, num_branches: int) -> dict:
-    """The ratios the benchmark reports."""
+def paired_ratio(times: List[float], base: List[float]) -> float:
+    """Median over the rounds of ``times[i] / base[i]``: the two steps of
+    one round ran a moment apart, so a machine whose speed drifts over a
+    run moves both alike."""
+    return statistics.median(t / b for t, b in zip(times, base))
+
+
+def ratios(results: dict, num_branches: int,
+           times: Optional[Dict[str, List[float]]] = None) -> dict:
+    """The ratios the benchmark reports (medians over the rounds; with
+    the rounds' ``times``, the reference ratios also paired round by
+    round, ``..._paired``)."""
     t = {k: v['time']['median_ms'] for k, v in results.items()}
     out = dict(
         ratio_time_vs_ce_only=t['model'] / t['ce_only'],
         ratio_time_vs_separate=t['model'] / (num_branches * t['single']),
         ratio_time_vs_single=t['model'] / t['single'])
+    for name, of in REFERENCES.items():
+        key = f'ratio_time_{of}_vs_reference'
+        out[key] = t[of] / t[name] if name in t else None
+        out[key + '_paired'] = paired_ratio(times[of], times[name]) \
+            if times and name in times else None
     mem = {k: v.get('memory', {}).get('peak_bytes') for k, v in
            results.items()}
     if mem.get('model') and mem.get('ce_only'):

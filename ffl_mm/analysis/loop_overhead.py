@@ -4,10 +4,12 @@
 The configured model is trained by a real ``Runner`` (its train loop, the
 config's default and custom hooks, logging, the parameter schedulers and a
 data loader) on copies of one synthetic batch. After every Runner
-iteration, a hook of the lowest priority runs one step of a bare PyTorch
-loop — preprocess, ``forward(mode='loss')``, sum, ``backward``,
-``optimizer.step`` — on an identical twin model with the same batch. The
-two alternate (runner, bare, runner, bare, ...), so the noise of a shared
+iteration, a hook of the lowest priority runs one step of a plain PyTorch
+loop on an identical twin model with the same batch: the hand-written
+step of :mod:`.reference_step` (normalised float batch, direct module
+calls, the loss written out) where it covers the model, else a bare loop
+of the model's own preprocessor and ``forward(mode='loss')``. The two
+alternate (runner, plain, runner, plain, ...), so the noise of a shared
 machine hits both alike. A Runner iteration is timed from the end of the
 previous bare step to the start of the next one: it covers fetching the
 batch, every ``before_train_iter`` / ``after_train_iter`` hook and
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
+from .reference_step import ReferenceStep, reference_unsupported
 
 
 class RepeatedBatch(Dataset):
@@ -108,15 +111,30 @@ def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
     when there is one); on CUDA the clock waits for the device.
 
     Returns:
-        dict: ``runner`` and ``bare`` step times in seconds (lists).
+        dict: ``runner`` and ``bare`` step times in seconds (lists), and
+        ``bare_kind``: ``'hand_written'`` (:class:`ReferenceStep`) or
+        ``'bare'`` (:func:`bare_train_step`, for models it does not
+        cover).
     """
     warmup = max(1, warmup)
     model_cfg = runner_model_cfg(cfg)
     bare_model = MODELS.build(copy.deepcopy(model_cfg))
     bare_model.init_weights()
     bare_model.to(get_device()).train()
-    optimizer = build_optim_wrapper(
-        bare_model, copy.deepcopy(cfg.optim_wrapper)).optimizer
+    if reference_unsupported(bare_model) is None:
+        reference = ReferenceStep(bare_model, cfg.optim_wrapper, data)
+        bare_kind = 'hand_written'
+
+        def bare_step(batch):
+            reference.step()
+    else:
+        optimizer = build_optim_wrapper(
+            bare_model, copy.deepcopy(cfg.optim_wrapper)).optimizer
+        bare_kind = 'bare'
+
+        def bare_step(batch):
+            bare_train_step(bare_model, optimizer, batch)
+
     clock = time.perf_counter
     if get_device() == 'cuda':
 
@@ -124,9 +142,7 @@ def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
             torch.cuda.synchronize()
             return time.perf_counter()
 
-    hook = InterleavedBareLoopHook(
-        lambda batch: bare_train_step(bare_model, optimizer, batch), warmup,
-        clock)
+    hook = InterleavedBareLoopHook(bare_step, warmup, clock)
     loader = DataLoader(
         RepeatedBatch(data, warmup + iters), batch_size=1,
         collate_fn=_first)
@@ -147,4 +163,5 @@ def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
             experiment_name=f'loop_overhead_{time.time_ns()}')
         runner.register_hook(hook)
         runner.train()
-    return dict(runner=hook.runner_times, bare=hook.bare_times)
+    return dict(runner=hook.runner_times, bare=hook.bare_times,
+                bare_kind=bare_kind)

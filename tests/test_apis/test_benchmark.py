@@ -1,5 +1,6 @@
 # Copyright (c) ffl_mm contributors.
 """The benchmark tool runs and reports every field (not a timing test)."""
+import copy
 import json
 
 import pytest
@@ -69,9 +70,28 @@ def test_interleaving_and_summary():
         'single': dict(time=dict(median_ms=80.0), memory={}),
     }
     r = bench.ratios(results, num_branches=2)
+    assert r['ratio_time_model_vs_reference'] is None
     assert r['ratio_time_vs_ce_only'] == pytest.approx(1.1)
     assert r['ratio_time_vs_separate'] == pytest.approx(110 / 160)
     assert r['ratio_memory_vs_ce_only'] == pytest.approx(1.05)
+
+
+def test_paired_ratio():
+    # the machine halves its speed after round 2: each round's ratio is
+    # still 1.1, the ratio of the medians is not
+    model = [1.1, 1.1, 2.2, 2.2, 2.2]
+    base = [1.0, 1.0, 2.0, 2.0, 2.0]
+    assert bench.paired_ratio(model, base) == pytest.approx(1.1)
+    assert bench.paired_ratio([3.0, 1.0, 2.0], [1.0, 1.0, 1.0]) == 2.0
+    results = {name: dict(time=dict(median_ms=m)) for name, m in
+               (('model', 2.2), ('ce_only', 2.0), ('single', 1.0),
+                ('model_reference', 2.0), ('single_reference', 1.0))}
+    times = dict(model=model, model_reference=base, single=[1.0],
+                 single_reference=[0.8])
+    r = bench.ratios(results, 2, times)
+    assert r['ratio_time_model_vs_reference'] == pytest.approx(1.1)
+    assert r['ratio_time_model_vs_reference_paired'] == pytest.approx(1.1)
+    assert r['ratio_time_single_vs_reference_paired'] == pytest.approx(1.25)
 
 
 def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
@@ -84,15 +104,30 @@ def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
     result = json.loads(out.read_text())
     cfg = shipped_config(FFL)
     data = bench.synthetic_batch(4, 32, 10)
+    assert set(result['variants']) == {
+        'model', 'ce_only', 'single', 'model_reference', 'single_reference'}
+    reference = {name: result['variants'].pop(f'{name}_reference')
+                 for name in ('model', 'single')}
+    for name, variant in reference.items():
+        assert variant['time']['n'] == 2
+        assert variant['params'] == result['variants'][name]['params']
+        assert 'memory' not in variant
     for name, variant in result['variants'].items():
         assert 'memory' not in variant
         variant['memory'] = bench.measure_memory(cfg, name, 'cpu', data)
     for key in ('ratio_time_vs_ce_only', 'ratio_memory_vs_ce_only',
                 'ratio_time_vs_separate', 'machine', 'variants',
-                'batch_size', 'num_branches', 'ratio_runner_vs_bare_loop'):
+                'batch_size', 'num_branches', 'ratio_runner_vs_bare_loop',
+                'ratio_time_model_vs_reference',
+                'ratio_time_single_vs_reference',
+                'ratio_time_model_vs_reference_paired'):
         assert key in result, key
     assert result['batch_size'] == 4 and result['num_branches'] == 2
-    assert set(result['variants']) == {'model', 'ce_only', 'single'}
+    assert result['reference_skipped'] is None
+    for name in ('model', 'single'):
+        assert result[f'ratio_time_{name}_vs_reference'] == pytest.approx(
+            result['variants'][name]['time']['median_ms'] /
+            reference[name]['time']['median_ms'])
     for variant in result['variants'].values():
         assert variant['time']['n'] == 2
         assert variant['time']['median_ms'] > 0
@@ -106,6 +141,7 @@ def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
     assert result['variants']['model']['params'] == 831598
     assert result['loop_overhead']['runner']['n'] == 2
     assert result['loop_overhead']['bare']['n'] == 2
+    assert result['loop_overhead']['bare_kind'] == 'hand_written'
     assert result['ratio_runner_vs_bare_loop'] > 0
     # run_in_process keeps the tuning off (FFL_MM_NO_MALLOC_TUNING=1)
     assert result['cpu_allocator_tuned'] is False
@@ -187,3 +223,72 @@ def test_cpu_allocator_tuning(monkeypatch):
 
     monkeypatch.setattr(ctypes, 'CDLL', lambda name: Failing())
     assert launch.tune_cpu_allocator() is False
+
+
+@pytest.mark.parametrize('config', [
+    'configs/ffl/ffl_resnet32x2_digits.py',
+    'configs/mfef/mfef_resnet32x2_digits.py'
+])
+def test_reference_step_trains_like_train_step(config):
+    """The hand-written step (pre-normalised batch, direct module calls,
+    the loss written out, torch.optim with merged groups) and ffl_mm's
+    train_step move identical models identically, for the model, its
+    cross-entropy floor and the single network: the benchmark compares
+    like with like."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+
+    from ffl_mm.analysis.reference_step import ReferenceStep
+    from mmengine.logging import MessageHub
+    cfg = shipped_config(config)
+    data = bench.synthetic_batch(4, 32, 10)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    # mid-ramp: both take the KD weight of epoch 1 (0.06 with R = 4)
+    hub = MessageHub.get_current_instance()
+    epoch = hub.get_info('epoch')
+    hub.update_info('epoch', 1)
+    try:
+        for variant in bench.VARIANTS:
+            torch.manual_seed(0)
+            model = bench.build_variant(cfg, variant)
+            twin = copy.deepcopy(model)
+            optim_cfg = bench.variant_optim_cfg(cfg, model)
+            wrapper = build_optim_wrapper(model.train(), optim_cfg)
+            reference = ReferenceStep(twin, optim_cfg, data)
+            for _ in range(2):
+                logs = model.train_step(copy.deepcopy(data), wrapper)
+                loss = reference.step()
+                assert float(loss) == pytest.approx(logs['loss'].item(),
+                                                    rel=1e-12), variant
+            for (name, a), b in zip(model.state_dict().items(),
+                                    twin.state_dict().values()):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12,
+                                           msg=f'{variant} {name}')
+    finally:
+        torch.set_default_dtype(default)
+        hub.update_info('epoch', epoch)
+
+
+def test_reference_step_names_what_it_does_not_cover():
+    from ffl_mm.analysis.reference_step import (ReferenceStep,
+                                                reference_unsupported)
+    one = shipped_config('configs/one/one_resnet32x2_digits.py')
+    dml = shipped_config('configs/dml/dml_resnet32x2_digits.py')
+    ffl = shipped_config(FFL)
+    assert 'ensemble head' in reference_unsupported(
+        bench.build_variant(one, 'model'))
+    assert 'PeerKDLoss' in reference_unsupported(
+        bench.build_variant(dml, 'model'))
+    # ONE's and DML's floors and single networks are covered
+    assert reference_unsupported(bench.build_variant(one, 'ce_only')) is None
+    assert reference_unsupported(bench.build_variant(dml, 'single')) is None
+    smoothed = copy.deepcopy(ffl)
+    smoothed.model.head.loss = dict(type='LabelSmoothLoss',
+                                    label_smooth_val=0.1)
+    model = bench.build_variant(smoothed, 'model')
+    assert reference_unsupported(model) == \
+        'head 0 has a loss other than a plain CrossEntropyLoss'
+    with pytest.raises(ValueError, match='does not cover head 0'):
+        ReferenceStep(model, ffl.optim_wrapper,
+                      bench.synthetic_batch(2, 32, 10))

@@ -10,10 +10,16 @@ c, ...):
   (b) ce_only  the same branches trained with cross-entropy only
   (c) single   one sub-network; N of them trained one after another cost N x
 
-and reports the median and spread of the step time, the peak memory
+and, in the same rounds, the model and the single network trained as a
+hand-written PyTorch script would (pre-normalised float batches, direct
+module calls, the loss written out, ``torch.optim``; see
+``ffl_mm/analysis/reference_step.py``), and reports the median and spread
+of the step time, the peak memory
 (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the tensors autograd
 saves for backward plus parameters, gradients and optimizer state, exact and
-repeatable, measured in a fresh process per variant), the parameters and the ratios a/b and a/(N c).
+repeatable, measured in a fresh process per variant), the parameters, the
+ratios a/b and a/(N c), and ffl_mm's step against the hand-written one
+(a/reference, c/reference).
 
 Examples::
 
@@ -56,6 +62,8 @@ def parse_args(argv=None):
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the model forward')
+    parser.add_argument('--no-reference', action='store_true',
+                        help='skip the hand-written reference steps')
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the memory measurement')
@@ -114,6 +122,19 @@ def main(argv=None):
         v: bench.StepRunner(cfg, v, args.device, **options)
         for v in bench.VARIANTS
     }
+    reference_note = None
+    if args.no_reference:
+        reference_note = '--no-reference'
+    elif args.amp or args.channels_last or args.compile:
+        reference_note = 'the reference step is eager fp32 only'
+    else:
+        for name in bench.REFERENCES:
+            try:
+                runners[name] = bench.ReferenceRunner(
+                    cfg, name, args.device, data)
+            except ValueError as err:
+                reference_note = str(err)
+                print(f'{name}: skipped ({err})')
     print(f'Timing {", ".join(runners)} on {batch_size}x3x{size}x{size}, '
           f'{args.iters} interleaved rounds after {args.warmup} warm-up '
           f'rounds ({args.device}, {torch.get_num_threads()} threads)...',
@@ -125,14 +146,18 @@ def main(argv=None):
         results[name] = dict(
             params=runner.num_params, time=bench.summary(times[name]))
     if not args.no_memory:
-        for name in runners:
+        for name in bench.VARIANTS:
             results[name]['memory'] = measure_memory(
                 args, name, cfg, data, options)
     loop = None
     if args.loop_overhead:
         print('Timing the Runner against a bare PyTorch loop...', flush=True)
         loop_times = runner_vs_bare_loop(cfg, data, args.iters, args.warmup)
+        loop_kind = loop_times.pop('bare_kind')
         loop = {name: bench.summary(t) for name, t in loop_times.items()}
+        loop['bare_kind'] = loop_kind
+        loop['ratio_paired'] = bench.paired_ratio(loop_times['runner'],
+                                                  loop_times['bare'])
     summary = dict(
         config=args.config,
         batch_size=batch_size,
@@ -144,7 +169,8 @@ def main(argv=None):
         cpu_allocator_tuned=allocator_tuned,
         machine=bench.machine_description(args.device),
         variants=results,
-        **bench.ratios(results, num_branches))
+        reference_skipped=reference_note,
+        **bench.ratios(results, num_branches, times))
     if loop is not None:
         summary['loop_overhead'] = loop
         summary['ratio_runner_vs_bare_loop'] = (
@@ -186,7 +212,8 @@ def print_table(summary):
     rows = [('variant', 'params', 'median ms', 'q1-q3 ms', 'img/s',
              'peak MB')]
     labels = dict(model='model (a)', ce_only='ce_only (b)',
-                  single='single (c)')
+                  single='single (c)', model_reference='a, hand-written',
+                  single_reference='c, hand-written')
     for name, res in summary['variants'].items():
         t = res['time']
         mem = res.get('memory', {}).get('peak_bytes')
@@ -209,12 +236,21 @@ def print_table(summary):
           f'{summary["ratio_time_vs_separate"]:.3f}')
     print('memory a/b (vs ce_only):      ' +
           ('-' if mem_ratio is None else f'{mem_ratio:.3f}'))
+    for of in bench.REFERENCES.values():
+        value = summary.get(f'ratio_time_{of}_vs_reference')
+        if value is not None:
+            paired = summary[f'ratio_time_{of}_vs_reference_paired']
+            print(f'time {of} / hand-written:{" " * (11 - len(of))}'
+                  f'{value:.3f} (round by round: {paired:.3f})')
     if 'ratio_runner_vs_bare_loop' in summary:
         loop = summary['loop_overhead']
-        print(f'Runner / bare loop:           '
+        kind = 'hand-written' if loop['bare_kind'] == 'hand_written' \
+            else 'bare loop'
+        print(f'Runner / {kind}:{" " * (20 - len(kind))}'
               f'{summary["ratio_runner_vs_bare_loop"]:.3f} '
               f'({loop["runner"]["median_ms"]:.1f} / '
-              f'{loop["bare"]["median_ms"]:.1f} ms)')
+              f'{loop["bare"]["median_ms"]:.1f} ms; round by round '
+              f'{loop["ratio_paired"]:.3f})')
     machine = summary['machine']
     print(f'machine: {machine["processor"]}, {machine["cpu_count"]} CPUs, '
           f'{machine["torch_threads"]} torch threads, torch '

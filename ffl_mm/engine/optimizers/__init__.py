@@ -1,5 +1,9 @@
 # Copyright (c) ffl_mm contributors.
 from .checked_constructor import (CheckedOptimWrapperConstructor,
                                   unmatched_custom_keys)
+from .param_groups import merge_param_groups, regroup_state_dict
 
-__all__ = ['CheckedOptimWrapperConstructor', 'unmatched_custom_keys']
+__all__ = [
+    'CheckedOptimWrapperConstructor', 'unmatched_custom_keys',
+    'merge_param_groups', 'regroup_state_dict'
+]

@@ -1,8 +1,9 @@
 # Copyright (c) ffl_mm contributors.
 """MMEngine's default optimizer-wrapper constructor, refusing
-``paramwise_cfg.custom_keys`` entries that match no parameter."""
+``paramwise_cfg.custom_keys`` entries that match no parameter and merging
+parameter groups of equal settings."""
 import difflib
-from typing import List
+from typing import List, Optional
 
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
@@ -10,6 +11,7 @@ from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_CONSTRUCTORS
 
 from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from .param_groups import merge_param_groups, regroup_state_dict
 
 
 def unmatched_custom_keys(custom_keys, model: nn.Module) -> List[str]:
@@ -48,10 +50,30 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     MMEngine's behaviour (MMPretrain's own schedules list keys, such as
     Swin's ``.absolute_pos_embed``, that not every model has).
 
+    With ``paramwise_cfg``, MMEngine's constructor makes one group per
+    parameter; ``torch.optim`` pays a fixed cost per group and step, so
+    groups of equal settings are merged (:func:`merge_param_groups`; every
+    parameter's update is the same). An optimizer state saved with one
+    group per parameter (a checkpoint written before the merge) still
+    loads: a load hook regroups it (:func:`regroup_state_dict`).
+
     Raises:
         ValueError: Naming every unmatched key and the closest module
             names, when the wrapper is built.
     """
+
+    def add_params(self,
+                   params: List[dict],
+                   module: nn.Module,
+                   prefix: str = '',
+                   is_dcn_module: Optional[bool] = None) -> None:
+        """MMEngine's per-parameter groups, merged at the top level."""
+        if prefix:
+            return super().add_params(params, module, prefix, is_dcn_module)
+        per_param: List[dict] = []
+        super().add_params(per_param, module, prefix, is_dcn_module)
+        self._per_param_layout = [list(g['params']) for g in per_param]
+        params.extend(merge_param_groups(per_param))
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         inner = getattr(model, 'module', model)  # DDP
@@ -69,4 +91,12 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 f'{"; ".join(hints)} match no parameter of '
                 f'{type(inner).__name__}, so their settings would be '
                 'ignored. Fix the name or remove the key.')
-        return super().__call__(model)
+        self._per_param_layout = None
+        optim_wrapper = super().__call__(model)
+        layout = self._per_param_layout
+        if layout is not None:
+            optimizer = optim_wrapper.optimizer
+            optimizer.register_load_state_dict_pre_hook(
+                lambda opt, state: regroup_state_dict(
+                    state, layout, opt.param_groups))
+        return optim_wrapper

@@ -1,0 +1,222 @@
+# Copyright (c) ffl_mm contributors.
+"""The training step a hand-written PyTorch script would run.
+
+The benchmark's yardstick for ffl_mm's own step: the same modules (built
+from the same config, so the same architecture and initialisation), but
+driven the way a plain script drives them:
+
+* the batch is already a normalised float tensor ``(B, 3, H, W)`` and a
+  label tensor ``(B, )`` (a script normalises in its data loader);
+* the stem, stages, necks, fusion modules and the heads' linear layers
+  are called directly: no data preprocessor, no ``DataSample``, no loss
+  dictionary;
+* the loss is written out with ``torch.nn.functional``;
+* ``torch.optim`` steps the optimizer the config builds, its parameter
+  groups merged where their settings are equal (one group per setting,
+  as a script would write them), gradients freed before the backward
+  pass.
+
+Supported: MMPretrain ``ImageClassifier`` with a linear head (the single
+network) and ``MultiBranchClassifier`` with linear heads and either no
+distillation (the cross-entropy floor) or ``MutualKDLoss`` with a fused
+classifier (FFL, MFEF). Heads are MMPretrain's ``LinearClsHead`` with a
+plain ``CrossEntropyLoss``. :func:`reference_unsupported` says why a
+model is not.
+"""
+import copy
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.optim import build_optim_wrapper
+
+from ..engine.optimizers import merge_param_groups
+from ..models.losses import MutualKDLoss
+
+
+def _head_unsupported(head: nn.Module, name: str) -> Optional[str]:
+    if type(head).__name__ != 'LinearClsHead':
+        return f'{name} is a {type(head).__name__}, not a LinearClsHead'
+    loss = head.loss_module
+    if type(loss).__name__ != 'CrossEntropyLoss' or loss.use_sigmoid or \
+            loss.use_soft or loss.class_weight is not None or \
+            getattr(head, 'cal_acc', False):
+        return f'{name} has a loss other than a plain CrossEntropyLoss'
+    return None
+
+
+def reference_unsupported(model: nn.Module) -> Optional[str]:
+    """Why the reference step cannot train ``model`` (None if it can)."""
+    if type(model).__name__ == 'ImageClassifier':
+        if model.data_preprocessor.batch_augments is not None:
+            return 'batch augmentations'
+        return _head_unsupported(model.head, 'the head')
+    if type(model).__name__ != 'MultiBranchClassifier':
+        return f'a {type(model).__name__}'
+    if model.data_preprocessor.batch_augments is not None:
+        return 'batch augmentations'
+    if model.ensemble_head is not None or model.heads_on_enhanced or \
+            model.fusion_pre_necks is not None and \
+            model.fusion_pre_necks.with_cp:
+        return 'an ensemble head, heads on the enhanced maps or ' \
+               'recomputation'
+    if model.distill_loss is not None and not (
+            isinstance(model.distill_loss, MutualKDLoss)
+            and model.distill_loss.distill_fused and model.with_fusion):
+        return f'distillation by {type(model.distill_loss).__name__}'
+    heads = [(h, f'head {i}') for i, h in enumerate(model.heads)]
+    if model.with_fusion:
+        heads.append((model.fusion_head, 'the fused head'))
+    for head, name in heads:
+        reason = _head_unsupported(head, name)
+        if reason:
+            return reason
+    return None
+
+
+def _linear(head: nn.Module, feats) -> torch.Tensor:
+    """A ``LinearClsHead``'s logits: its last input through its ``fc``."""
+    x = feats[-1] if isinstance(feats, (list, tuple)) else feats
+    return head.fc(x)
+
+
+def _ce(head: nn.Module, logits: torch.Tensor,
+        labels: torch.Tensor) -> torch.Tensor:
+    return head.loss_module.loss_weight * F.cross_entropy(logits, labels)
+
+
+def _kd(student: torch.Tensor, teacher: torch.Tensor,
+        temperature: float) -> torch.Tensor:
+    """``T² KL(softmax(t/T) ‖ softmax(s/T))``, batch mean, teacher
+    detached."""
+    log_p = F.log_softmax(student / temperature, dim=1)
+    log_q = F.log_softmax(teacher.detach() / temperature, dim=1)
+    return F.kl_div(log_p, log_q, reduction='batchmean',
+                    log_target=True) * temperature**2
+
+
+def _multi_branch_maps(model: nn.Module,
+                       x: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
+    """Every branch's backbone outputs, stage by stage."""
+    backbones = model.backbones
+    if model.trunk is None:
+        outs = [b(x) for b in backbones]
+        return [tuple(o) if isinstance(o, (list, tuple)) else (o, )
+                for o in outs]
+    trunk = model.trunk
+    k = trunk.shared_stages
+    h = trunk.forward_stem(backbones[0], x)
+    shared = []
+    for i, name in enumerate(trunk.stage_names[:k]):
+        h = getattr(backbones[0], name)(h)
+        if i in trunk.out_indices:
+            shared.append(h)
+    results = []
+    for backbone in backbones:
+        y, outs = h, list(shared)
+        for i, name in enumerate(trunk.stage_names[k:], start=k):
+            y = getattr(backbone, name)(y)
+            if i in trunk.out_indices:
+                outs.append(y)
+        results.append(tuple(outs))
+    return results
+
+
+def reference_loss(model: nn.Module, x: torch.Tensor,
+                   labels: torch.Tensor,
+                   kd_weight: Optional[float] = None) -> torch.Tensor:
+    """The training loss, written out.
+
+    Args:
+        model (nn.Module): A supported model (see the module docstring).
+        x (Tensor): Normalised images ``(B, 3, H, W)``.
+        labels (Tensor): ``(B, )`` class indices.
+        kd_weight (float, optional): The ramp-up weight w; None: the
+            weight the model's ``MutualKDLoss`` takes now (from the
+            MessageHub's epoch; 1 outside a training run).
+
+    Returns:
+        Tensor: The summed loss, a scalar.
+    """
+    if type(model).__name__ == 'ImageClassifier':
+        feats = model.backbone(x)
+        if model.neck is not None:
+            feats = model.neck(feats)
+        return _ce(model.head, _linear(model.head, feats), labels)
+    maps = _multi_branch_maps(model, x)
+    logits = [
+        _linear(head, neck(f))
+        for f, neck, head in zip(maps, model.necks, model.heads)
+    ]
+    loss = sum(_ce(h, z, labels) for h, z in zip(model.heads, logits))
+    if not model.with_fusion:
+        return loss
+    fuse = [f[model.fusion_in_index] for f in maps]
+    if model.fusion_pre_necks is not None:
+        fuse = [chain(m) for chain, m in zip(model.fusion_pre_necks, fuse)]
+    fused = _linear(model.fusion_head, model.fusion_neck(fuse))
+    loss = loss + _ce(model.fusion_head, fused, labels)
+    if model.distill_loss is None:
+        return loss
+    kd = model.distill_loss
+    if kd_weight is None:
+        kd_weight = kd.current_weight()
+    w = kd_weight * kd.loss_weight
+    T = kd.temperature
+    ensemble = torch.stack(logits).mean(dim=0)
+    kd_terms = sum(_kd(z, fused, T) for z in logits) + _kd(fused, ensemble, T)
+    return loss + w * kd_terms
+
+
+def reference_optimizer(model: nn.Module,
+                        optim_wrapper_cfg: dict) -> torch.optim.Optimizer:
+    """The config's optimizer, with one parameter group per distinct
+    setting (what a script writes by hand), as a ``torch.optim``
+    optimizer."""
+    built = build_optim_wrapper(model, copy.deepcopy(optim_wrapper_cfg))
+    optimizer = built.optimizer
+    groups = merge_param_groups(optimizer.param_groups)
+    return type(optimizer)(groups, **optimizer.defaults)
+
+
+class ReferenceStep:
+    """One hand-written training step of ``model`` (modified in place).
+
+    Args:
+        model (nn.Module): A supported model, built and on its device.
+        optim_wrapper_cfg (dict): The config's ``optim_wrapper`` (plain
+            ``OptimWrapper``: this step has no AMP).
+        data (dict): A batch as the data loader gives it; normalised once
+            here by the model's data preprocessor (outside the timed step).
+
+    Raises:
+        ValueError: The model is not supported (the reason is named).
+    """
+
+    def __init__(self, model: nn.Module, optim_wrapper_cfg: dict,
+                 data: dict):
+        reason = reference_unsupported(model)
+        if reason:
+            raise ValueError(f'The reference step does not cover {reason}.')
+        self.model = model.train()
+        self.optimizer = reference_optimizer(model, optim_wrapper_cfg)
+        with torch.no_grad():
+            batch = model.data_preprocessor(copy.copy(data), False)
+        self.inputs = batch['inputs'].detach().clone()
+        self.labels = torch.cat(
+            [s.gt_label for s in batch['data_samples']]).to(
+                self.inputs.device)
+
+    def step(self, data: Optional[dict] = None) -> torch.Tensor:
+        """One step on the batch given at construction (``data`` is
+        ignored: the script's loader has already normalised it).
+
+        Returns:
+            Tensor: The loss (detached).
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = reference_loss(self.model, self.inputs, self.labels)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
