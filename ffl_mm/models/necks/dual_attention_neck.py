@@ -4,10 +4,11 @@ from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ffl_mm.registry import MODELS
+from ..utils.dual_attention_ops import (channel_stats, gated_product,
+                                        gated_spatial_stats, small_map_conv2d)
 from .per_map_neck import PerMapNeck
 
 GATES = ('channel', 'spatial')
@@ -30,10 +31,13 @@ class ChannelGate(nn.Module):
             nn.Conv2d(hidden, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = x.mean(dim=(2, 3), keepdim=True)
-        # max pooling keeps the argmax for backward (a scatter), where
-        # ``amax`` would compare and count over the whole map
-        peak = F.adaptive_max_pool2d(x, 1)
+        # the argmax is kept for backward (a scatter), where ``amax``
+        # would compare and count over the whole map
+        return self.from_stats(*channel_stats(x))
+
+    def from_stats(self, avg: torch.Tensor,
+                   peak: torch.Tensor) -> torch.Tensor:
+        """The weights from the pooled statistics, two ``(B, C, 1, 1)``."""
         # the shared MLP once on both statistics (stacked on the batch)
         avg, peak = self.mlp(torch.cat([avg, peak])).chunk(2)
         return torch.sigmoid(avg + peak)
@@ -58,11 +62,21 @@ class SpatialGate(nn.Module):
         stats = torch.cat(
             [x.mean(dim=1, keepdim=True),
              x.max(dim=1, keepdim=True)[0]], dim=1)
-        return torch.sigmoid(self.conv(stats))
+        return self.from_stats(stats)
+
+    def from_stats(self, stats: torch.Tensor) -> torch.Tensor:
+        """The weights from the channel mean and max ``(B, 2, H, W)``."""
+        return torch.sigmoid(
+            small_map_conv2d(stats, self.conv.weight, self.conv.bias))
 
 
 class DualAttentionBlock(BaseModule):
-    """Applies the gates in order: ``x <- x * gate(x)`` for each."""
+    """Applies the gates in order: ``x <- x * gate(x)`` for each.
+
+    Channel then spatial (the default) runs through
+    :mod:`..utils.dual_attention_ops`, which keeps only the input map and
+    the gates for backward (the gated map in between is recomputed).
+    """
 
     def __init__(self, in_channels: int, reduction: int, kernel_size: int,
                  gates: Sequence[str]):
@@ -75,6 +89,11 @@ class DualAttentionBlock(BaseModule):
             self.spatial_gate = SpatialGate(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gates == GATES:
+            gate = self.channel_gate.from_stats(*channel_stats(x))
+            y, stats = gated_spatial_stats(x, gate)
+            return gated_product(y, x, gate,
+                                 self.spatial_gate.from_stats(stats))
         for gate in self.gates:
             x = x * getattr(self, f'{gate}_gate')(x)
         return x
