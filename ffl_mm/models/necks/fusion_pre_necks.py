@@ -9,6 +9,7 @@ from mmengine.model import ModuleList, Sequential
 
 from ffl_mm.registry import MODELS
 from ..utils import recompute_in_backward
+from ..utils.multi_scale_attention import fusable, multi_scale_attention
 
 
 class FusionPreNecks(ModuleList):
@@ -17,6 +18,12 @@ class FusionPreNecks(ModuleList):
 
     Entry ``[i][j]`` is neck ``j`` of branch ``i``, so the state-dict keys
     under a classifier's ``fusion_pre_necks`` are ``{i}.{j}.*``.
+
+    MFEF's chain (``MultiScaleNeck`` then ``DualAttentionNeck``) trains
+    through one autograd function that keeps only each branch's input map
+    and the gates for backward (:mod:`..utils.multi_scale_attention`:
+    same values and gradients, the activation memory of checkpointing at
+    a fraction of its time); other chains run their modules.
 
     Args:
         cfg (dict | Sequence[dict]): The chain, built once per branch; a
@@ -28,7 +35,8 @@ class FusionPreNecks(ModuleList):
         with_cp (bool): Recompute each chain in backward instead of keeping
             its activations (:func:`recompute_in_backward`: BatchNorm
             statistics still move once a step). Saves memory, costs one
-            more forward pass of the chains. Defaults to False.
+            more forward pass of the chains; MFEF's chain needs it not
+            (see above). Defaults to False.
     """
 
     def __init__(self,
@@ -66,6 +74,14 @@ class FusionPreNecks(ModuleList):
         Returns:
             list[Tensor]: N enhanced maps of the same shapes.
         """
-        enhance = recompute_in_backward if self.with_cp else \
-            nn.Module.__call__
-        return [enhance(chain, x) for chain, x in zip(self, maps)]
+        return [self._enhance(chain, x) for chain, x in zip(self, maps)]
+
+    def _enhance(self, chain: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        blocks = [neck.blocks[0] for neck in chain
+                  if len(getattr(neck, 'blocks', ())) == 1]
+        if len(blocks) == len(chain) and x.dim() == 4 and \
+                x.shape[1] == blocks[0].in_channels and fusable(blocks, x):
+            return multi_scale_attention(blocks, x)
+        if self.with_cp:
+            return recompute_in_backward(chain, x)
+        return chain(x)

@@ -1,0 +1,266 @@
+# Copyright (c) ffl_mm contributors.
+"""MFEF's enhancement of one map (multi-scale block, then dual attention)
+as one autograd function that keeps the input map and small tensors
+only.
+
+Through PyTorch's operators, autograd keeps for backward the grouped
+convolution's output, the ReLU's output and the multi-scale block's
+output (the attention's input): 2.5 maps of the input's size per
+branch, where MFEF's whole cost budget is about one. Activation
+checkpointing keeps only the input but runs the chain forward twice.
+This function keeps the input, the BatchNorm statistics and the gates
+(``(B, C)``, ``(B, H, W)`` sized), and in backward recomputes the
+convolution, the normalisation (with the statistics of the forward pass:
+running statistics move once) and the products, not the gates; the small
+gate networks (channel MLP, spatial convolution) are re-run on their
+saved inputs for their gradients (by hand: two small matrix products
+each, where a nested autograd call cost more than they do).
+
+Values and gradients are those of the modules (up to the order of float
+additions); the MFEF tests compare them. Used in training with
+gradients, for a non-hierarchical ``MultiScaleBlock`` with BN and ReLU
+followed by a channel-then-spatial ``DualAttentionBlock``, without
+autocast and without synchronised BN (:func:`fusable`); anything else
+runs the modules.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.autograd import Function
+
+from .dual_attention_ops import (SMALL_MAP, _conv_matrix_index,
+                                 small_map_conv2d)
+
+
+def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
+    """Whether :func:`multi_scale_attention` computes ``blocks`` on
+    ``x``."""
+    if len(blocks) != 2 or not torch.is_grad_enabled():
+        return False
+    ms, da = blocks
+    if type(ms).__name__ != 'MultiScaleBlock' or ms.hierarchical or \
+            type(da).__name__ != 'DualAttentionBlock' or \
+            da.gates != ('channel', 'spatial'):
+        return False
+    mlp = da.channel_gate.mlp
+    if len(mlp) != 3 or not isinstance(mlp[1], nn.ReLU) or any(
+            not isinstance(m, nn.Conv2d) or m.bias is None
+            or m.kernel_size != (1, 1) for m in (mlp[0], mlp[2])):
+        return False
+    conv_module = ms.grouped
+    if not ms.training or conv_module.order != ('conv', 'norm', 'act') or \
+            conv_module.with_explicit_padding or \
+            conv_module.conv.bias is not None or \
+            type(conv_module.norm) is not nn.BatchNorm2d or \
+            not conv_module.norm.track_running_stats or \
+            not isinstance(conv_module.activate, nn.ReLU):
+        return False
+    autocast = torch.is_autocast_enabled(x.device.type) \
+        if x.device.type in ('cpu', 'cuda') else True
+    return x.dim() == 4 and not autocast
+
+
+def _gates_forward(da, m):
+    """The attention's forward: output and what backward needs."""
+    b, c, h, w = m.shape
+    flat = m.flatten(2)
+    avg = flat.mean(dim=2)[..., None, None]
+    peak, peak_index = flat.max(dim=2)
+    peak = peak[..., None, None]
+    gate = da.channel_gate.from_stats(avg, peak)
+    y = m * gate
+    top, top_index = y.max(dim=1, keepdim=True)
+    stats = torch.cat([y.mean(dim=1, keepdim=True), top], dim=1)
+    spatial = da.spatial_gate.from_stats(stats)
+    return y.mul_(spatial), (avg, peak, peak_index, gate, stats, top_index,
+                             spatial)
+
+
+def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
+                           grads):
+    """Gradient of ``spatial = sigmoid(conv(stats))`` for ``stats``
+    ``(B, 2, H, W)``; the conv's parameter gradients go into ``grads``.
+    By hand on small maps (the convolution's matrix), by autograd on
+    others."""
+    conv = spatial_gate.conv
+    b, c, h, w = stats.shape
+    if h * w > SMALL_MAP:
+        with torch.enable_grad():
+            stats_in = stats.detach().requires_grad_()
+            params = [conv.weight, conv.bias]
+            out = torch.sigmoid(small_map_conv2d(stats_in, *params))
+            grad_stats, *param_grads = torch.autograd.grad(
+                out, [stats_in] + params, grad_spatial)
+        grads.update(zip(params, param_grads))
+        return grad_stats
+    k = conv.weight.shape[-1]
+    index = _conv_matrix_index(c, h, w, k, stats.device)
+    taps = torch.cat([conv.weight.reshape(-1), conv.weight.new_zeros(1)])
+    matrix = taps[index].view(c * h * w, h * w)
+    sig = spatial.reshape(b, h * w)
+    grad_pre = grad_spatial.reshape(b, h * w) * sig * (1 - sig)
+    flat = stats.reshape(b, c * h * w)
+    grad_taps = torch.zeros_like(taps).index_add_(
+        0, index, (flat.t() @ grad_pre).reshape(-1))
+    grads[conv.weight] = grad_taps[:-1].view_as(conv.weight)
+    grads[conv.bias] = grad_pre.sum().reshape(1)
+    return (grad_pre @ matrix.t()).view_as(stats)
+
+
+def _channel_gate_backward(channel_gate, avg, peak, gate, grad_gate,
+                           grads):
+    """Gradient of ``gate = sigmoid(mlp(avg) + mlp(peak))`` (1x1 conv,
+    ReLU, 1x1 conv, with biases) for ``avg`` and ``peak``
+    ``(B, C, 1, 1)``; the MLP's parameter gradients go into ``grads``."""
+    first, _, second = channel_gate.mlp
+    b = avg.shape[0]
+    w1 = first.weight.flatten(1)  # (h, C)
+    w2 = second.weight.flatten(1)  # (C, h)
+    inputs = torch.cat([avg, peak]).flatten(1)  # (2B, C)
+    hidden = torch.addmm(first.bias, inputs, w1.t())
+    active = hidden > 0
+    sig = gate.flatten(1)
+    grad_pre = grad_gate.flatten(1) * sig * (1 - sig)  # (B, C)
+    grad_out = torch.cat([grad_pre, grad_pre])  # both statistics
+    grads[second.weight] = (grad_out.t() @ hidden.clamp_(min=0)).view_as(
+        second.weight)
+    grads[second.bias] = grad_out.sum(dim=0)
+    grad_hidden = (grad_out @ w2).mul_(active)
+    grads[first.weight] = (grad_hidden.t() @ inputs).view_as(first.weight)
+    grads[first.bias] = grad_hidden.sum(dim=0)
+    grad_inputs = (grad_hidden @ w1).view(2 * b, -1, 1, 1)
+    return grad_inputs[:b], grad_inputs[b:]
+
+
+def _batch_norm_train(bn: nn.BatchNorm2d, c: torch.Tensor):
+    """``bn(c)`` in training mode (running statistics and the batch count
+    move as in ``nn.BatchNorm2d.forward``), with the batch mean and
+    inverse standard deviation ``(C, )`` that backward needs."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    bn.num_batches_tracked.add_(1)
+    if bn.momentum is None:
+        factor = 1.0 / float(bn.num_batches_tracked)
+    return torch.native_batch_norm(c, bn.weight, bn.bias, bn.running_mean,
+                                   bn.running_var, True, factor, bn.eps)
+
+
+def _assemble(ms, like: torch.Tensor, first: torch.Tensor,
+              rest: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
+    """``cat([2 first, rest + addend])`` (residual) or ``cat([first,
+    rest])``, each part written once into a new tensor like ``like``."""
+    out = torch.empty_like(like)
+    head, tail = out.split([ms.width, ms.in_channels - ms.width], dim=1)
+    if ms.residual:
+        torch.mul(first, 2, out=head)
+        torch.add(rest, addend, out=tail)
+    else:
+        head.copy_(first)
+        tail.copy_(rest)
+    return out
+
+
+class _MultiScaleAttention(Function):
+
+    @staticmethod
+    def forward(ctx, ms, da, x, *params):
+        conv_module = ms.grouped
+        conv, bn = conv_module.conv, conv_module.norm
+        first, rest = x.split([ms.width, ms.in_channels - ms.width], dim=1)
+        c = F.conv2d(rest, conv.weight, None, conv.stride, conv.padding,
+                     conv.dilation, conv.groups)
+        z, mean, invstd = _batch_norm_train(bn, c)
+        del c
+        r = z.clamp_(min=0)
+        m = _assemble(ms, x, first, r, rest)
+        del z, r
+        out, saved = _gates_forward(da, m)
+        ctx.blocks = (ms, da)
+        ctx.save_for_backward(x, mean, invstd, *saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        ms, da = ctx.blocks
+        (x, mean, invstd, avg, peak, peak_index, gate, stats, top_index,
+         spatial) = ctx.saved_tensors
+        conv_module = ms.grouped
+        conv, bn = conv_module.conv, conv_module.norm
+        width = ms.width
+        # recompute the multi-scale block with the forward's batch
+        # statistics (one pass: c * scale + shift)
+        first, rest = x.split([width, ms.in_channels - width], dim=1)
+        rest = rest.contiguous()  # once, for the conv and its backward
+        c = F.conv2d(rest, conv.weight, None, conv.stride, conv.padding,
+                     conv.dilation, conv.groups)
+        scale = invstd if bn.weight is None else invstd * bn.weight
+        shift = -mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        r = torch.addcmul(shift[:, None, None], c,
+                          scale[:, None, None]).clamp_(min=0)
+        m = _assemble(ms, x, first, r, rest)
+        b, channels, h, w = m.shape
+        # out = y * spatial with y = m * gate: d spatial = sum_c g m gate
+        product = grad_out * m
+        grad_spatial = torch.bmm(
+            gate.reshape(b, 1, channels),
+            product.reshape(b, channels, h * w)).view(b, 1, h, w)
+        grad_y = grad_out * spatial
+        grads = {}
+        grad_stats = _spatial_gate_backward(da.spatial_gate, stats, spatial,
+                                            grad_spatial, grads)
+        # the channel mean and max of y
+        grad_y.add_(grad_stats[:, :1] / channels)
+        grad_y.scatter_add_(1, top_index, grad_stats[:, 1:])
+        grad_gate = torch.mul(grad_y, m, out=product).sum(
+            dim=(2, 3), keepdim=True)
+        del m, product
+        grad_m = grad_y.mul_(gate)
+        grad_avg, grad_peak = _channel_gate_backward(
+            da.channel_gate, avg, peak, gate, grad_gate, grads)
+        # the mean and max over the locations of m
+        grad_m.add_(grad_avg / (h * w))
+        grad_m.view(b, channels, h * w).scatter_add_(
+            2, peak_index[..., None], grad_peak.reshape(b, channels, 1))
+        # the multi-scale block
+        grad_first, grad_q = grad_m.split([width, channels - width], dim=1)
+        grad_z = torch.ops.aten.threshold_backward(grad_q, r, 0)
+        del r
+        grad_c, grad_bn_weight, grad_bn_bias = \
+            torch.ops.aten.native_batch_norm_backward(
+                grad_z, c, bn.weight, None, None, mean, invstd, True,
+                bn.eps, [True, bn.weight is not None, bn.bias is not None])
+        del grad_z, c
+        grad_rest, grad_conv, _ = torch.ops.aten.convolution_backward(
+            grad_c, rest, conv.weight, None, conv.stride, conv.padding,
+            conv.dilation, False, [0] * len(conv.padding), conv.groups,
+            [ctx.needs_input_grad[2], True, False])
+        grads[conv.weight] = grad_conv
+        if bn.weight is not None:
+            grads[bn.weight] = grad_bn_weight
+        if bn.bias is not None:
+            grads[bn.bias] = grad_bn_bias
+        grad_x = None
+        if ctx.needs_input_grad[2]:
+            grad_x = _assemble(ms, x, grad_first, grad_rest, grad_q)
+        params = list(ms.parameters()) + list(da.parameters())
+        return (None, None, grad_x) + tuple(grads.get(p) for p in params)
+
+
+def multi_scale_attention(blocks: Sequence[nn.Module],
+                          x: torch.Tensor) -> torch.Tensor:
+    """``da(ms(x))`` for ``blocks = (ms, da)`` (see the module docstring;
+    check :func:`fusable` first).
+
+    Args:
+        blocks: A ``MultiScaleBlock`` and a ``DualAttentionBlock``.
+        x (Tensor): ``(B, C, H, W)``.
+
+    Returns:
+        Tensor: ``(B, C, H, W)``.
+    """
+    ms, da = blocks
+    params = list(ms.parameters()) + list(da.parameters())
+    return _MultiScaleAttention.apply(ms, da, x, *params)

@@ -1,0 +1,138 @@
+# Copyright (c) ffl_mm contributors.
+"""MFEF's chain as one autograd function: the modules' values, gradients
+and BatchNorm statistics, with one input-sized map kept for backward."""
+import copy
+
+import pytest
+import torch
+
+from ffl_mm.analysis.benchmark import SavedTensorMeter
+from ffl_mm.models.necks import (DualAttentionNeck, FusionPreNecks,
+                                 MultiScaleNeck)
+from ffl_mm.models.utils.multi_scale_attention import (fusable,
+                                                       multi_scale_attention)
+
+MFEF = [dict(type='MultiScaleNeck', scales=4, residual=True),
+        dict(type='DualAttentionNeck', reduction=4, kernel_size=3)]
+
+
+def _blocks(residual=True, channels=16, seed=0):
+    torch.manual_seed(seed)
+    ms = MultiScaleNeck(channels, scales=4, residual=residual).blocks[0]
+    da = DualAttentionNeck(channels, reduction=4, kernel_size=3).blocks[0]
+    # BN affine parameters away from their (1, 0) start
+    with torch.no_grad():
+        ms.grouped.bn.weight.uniform_(0.5, 1.5)
+        ms.grouped.bn.bias.uniform_(-0.5, 0.5)
+    return ms.double().train(), da.double().train()
+
+
+def _run(blocks, x, grad, fused):
+    params = [p for b in blocks for p in b.parameters()]
+    x = x.clone().requires_grad_()
+    if fused:
+        assert fusable(blocks, x)
+        out = multi_scale_attention(blocks, x)
+    else:
+        out = blocks[1](blocks[0](x))
+    grads = torch.autograd.grad(out, [x] + params, grad)
+    buffers = [b.clone() for blk in blocks for b in blk.buffers()]
+    return out, grads, buffers
+
+
+@pytest.mark.parametrize('residual, channels_last, size', [
+    (True, False, 5), (False, False, 5), (True, True, 5),
+    (True, False, 17)])  # 17 x 17: the spatial gate's conv by autograd
+def test_fused_chain_equals_the_modules(residual, channels_last, size):
+    blocks = _blocks(residual)
+    twin = copy.deepcopy(blocks)
+    torch.manual_seed(1)
+    x = torch.randn(3, 16, size, size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(3, 16, size, size, dtype=torch.float64)
+    out, grads, buffers = _run(blocks, x, grad, fused=True)
+    ref, ref_grads, ref_buffers = _run(twin, x, grad, fused=False)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+    # running mean, variance and the batch count moved once, alike
+    for a, b in zip(buffers, ref_buffers):
+        torch.testing.assert_close(a, b)
+    assert int(blocks[0].grouped.bn.num_batches_tracked) == 1
+
+
+def test_gradcheck():
+    blocks = _blocks(channels=8)
+    # momentum 0: the running statistics stay put across gradcheck's calls
+    blocks[0].grouped.bn.momentum = 0.0
+    params = [p for b in blocks for p in b.parameters()]
+    x = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
+
+    def fn(x, *params):
+        return multi_scale_attention(blocks, x)
+
+    assert torch.autograd.gradcheck(fn, (x, *params))
+
+
+def test_keeps_one_input_sized_map():
+    """The modules keep 2.5 maps of the input's size (and the fused
+    function, as activation checkpointing, only the input)."""
+    torch.manual_seed(0)
+    ms = MultiScaleNeck(64).blocks[0].train()
+    da = DualAttentionNeck(64).blocks[0].train()
+    x = torch.randn(128, 64, 8, 8, requires_grad=True)
+    full = x.numel() * x.element_size()
+
+    def saved(fn):
+        meter = SavedTensorMeter()
+        with torch.autograd.graph.saved_tensors_hooks(meter.pack,
+                                                      meter.unpack):
+            fn()
+        return meter.nbytes
+
+    fused = saved(lambda: multi_scale_attention((ms, da), x))
+    plain = saved(lambda: da(ms(x)))
+    assert full <= fused < 1.3 * full
+    assert plain > 3 * full
+
+
+def test_fallbacks():
+    ms, da = _blocks()
+    x = torch.randn(2, 16, 4, 4, dtype=torch.float64)
+    assert fusable((ms, da), x)
+    with torch.no_grad():
+        assert not fusable((ms, da), x)
+    assert not fusable((da, ms), x)
+    assert not fusable((ms.eval(), da), x)
+    ms.train()
+    hierarchical = MultiScaleNeck(16, hierarchical=True).blocks[0].double()
+    assert not fusable((hierarchical, da), x)
+    spatial_first = DualAttentionNeck(
+        16, gates=('spatial', 'channel')).blocks[0].double()
+    assert not fusable((ms, spatial_first), x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not fusable((ms, da), x)
+
+
+def test_fusion_pre_necks_take_the_fused_path(monkeypatch):
+    """MFEF's chains go through the function in training; the result is
+    the modules' either way."""
+    from ffl_mm.models.necks import fusion_pre_necks as module
+    calls = []
+    real = module.multi_scale_attention
+
+    def counting(blocks, x):
+        calls.append(x.shape)
+        return real(blocks, x)
+
+    monkeypatch.setattr(module, 'multi_scale_attention', counting)
+    torch.manual_seed(0)
+    necks = FusionPreNecks(MFEF, 16, 2).double().train()
+    twin = copy.deepcopy(necks)
+    maps = [torch.randn(2, 16, 4, 4, dtype=torch.float64) for _ in range(2)]
+    out = necks(maps)
+    assert calls == [(2, 16, 4, 4)] * 2
+    ref = [chain(x) for chain, x in zip(twin, maps)]
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b)
