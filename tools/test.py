@@ -13,7 +13,10 @@ mmpretrain), plus what ffl_mm adds, each a call into :mod:`ffl_mm.engine`:
   predict and NaN/inf predictions are errors, not a metric and exit code 0;
 * ``--launcher pytorch`` without CUDA starts a gloo process group;
 * ``--out`` is checked before the run, written by rank 0 only, and the
-  process group is closed at the end.
+  process group is closed at the end;
+* ``compile=True`` (or a dict of ``torch.compile`` arguments) compiles the
+  model's computation from images to logits (MMEngine compiles nothing
+  for testing; :mod:`ffl_mm.engine.compile`).
 
 Examples::
 
@@ -35,6 +38,7 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
+from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
                                   close_distributed, mmpretrain_tool,
                                   parse_tool_args, sanitize_dataloaders,
@@ -77,6 +81,7 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg)
     # MMEngine unwraps DDP and TTA models for the weights
     runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+    take_over_compile(runner)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

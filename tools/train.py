@@ -16,7 +16,10 @@ adds, each a call into :mod:`ffl_mm.engine`:
 * on a machine without CUDA, glibc keeps freed memory in the process (the
   log says so; ``FFL_MM_NO_MALLOC_TUNING=1`` turns it off);
 * ``--amp`` without CUDA is an error, and the process group is closed at
-  the end.
+  the end;
+* ``compile=True`` (or a dict of ``torch.compile`` arguments) compiles the
+  model's computation from images to logits, not MMEngine's whole
+  ``train_step`` (:mod:`ffl_mm.engine.compile`).
 
 Examples::
 
@@ -41,6 +44,7 @@ import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
                            resolve_auto_resume)
+from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
                                   close_distributed,
                                   config_copy_kept_on_failure, lock_work_dir,
@@ -89,6 +93,7 @@ def main(argv=None):
                 runner = RUNNERS.build(cfg)
             else:
                 runner = Runner.from_cfg(cfg)
+            take_over_compile(runner)
             runner.train()
         close_distributed()
     finally:

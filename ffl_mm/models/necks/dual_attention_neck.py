@@ -89,7 +89,7 @@ class DualAttentionBlock(BaseModule):
             self.spatial_gate = SpatialGate(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gates == GATES:
+        if self.gates == GATES and not torch.compiler.is_compiling():
             gate = self.channel_gate.from_stats(*channel_stats(x))
             y, stats = gated_spatial_stats(x, gate)
             return gated_product(y, x, gate,

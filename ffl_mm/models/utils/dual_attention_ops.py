@@ -17,6 +17,8 @@ map per max and an accumulation per use of ``x``; these functions keep
 backward, one multiplication) and take their maxima's gradients by a
 scatter into the gradient they already build. The values and gradients
 are those of the plain formulas (up to the order of float additions).
+Under ``torch.compile`` the blocks use the plain formulas, which the
+compiler fuses itself.
 """
 from typing import Dict, Tuple
 
@@ -84,7 +86,10 @@ class _GatedProduct(Function):
 def channel_stats(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean and max over the locations: ``(B, C, H, W)`` -> two
     ``(B, C, 1, 1)``. Backward keeps only the argmax (a tied maximum
-    sends its gradient to one location, as max pooling does)."""
+    sends its gradient to one location, as max pooling does); under
+    ``torch.compile``, the plain operators."""
+    if torch.compiler.is_compiling():
+        return x.mean(dim=(2, 3), keepdim=True), F.adaptive_max_pool2d(x, 1)
     return _ChannelStats.apply(x)
 
 

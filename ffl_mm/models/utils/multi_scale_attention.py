@@ -21,7 +21,7 @@ additions); the MFEF tests compare them. Used in training with
 gradients, for a non-hierarchical ``MultiScaleBlock`` with BN and ReLU
 followed by a channel-then-spatial ``DualAttentionBlock``, without
 autocast and without synchronised BN (:func:`fusable`); anything else
-runs the modules.
+runs the modules, as does ``torch.compile``.
 """
 from typing import Sequence
 
@@ -37,7 +37,9 @@ from .dual_attention_ops import (SMALL_MAP, _conv_matrix_index,
 def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
     """Whether :func:`multi_scale_attention` computes ``blocks`` on
     ``x``."""
-    if len(blocks) != 2 or not torch.is_grad_enabled():
+    # torch.compile traces the modules (and fuses their passes itself)
+    if len(blocks) != 2 or not torch.is_grad_enabled() or \
+            torch.compiler.is_compiling():
         return False
     ms, da = blocks
     if type(ms).__name__ != 'MultiScaleBlock' or ms.hierarchical or \
