@@ -34,6 +34,7 @@ from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
 from ..apis.model_cfg import runner_model_cfg
+from ..engine.compile import compile_model as compile_computation
 from ..engine.optimizers import unmatched_custom_keys
 from .reference_step import ReferenceStep, reference_unsupported
 
@@ -136,7 +137,8 @@ class StepRunner:
         if channels_last:
             model.to(memory_format=torch.channels_last)
         if compile_model:
-            model.forward = torch.compile(model.forward)
+            # what tools/train.py does with compile=True
+            compile_computation(model, {})
         optim_cfg = variant_optim_cfg(cfg, model)
         if amp:
             optim_cfg['type'] = 'AmpOptimWrapper'
@@ -171,11 +173,14 @@ class StepRunner:
 
 def time_interleaved(runners: Dict[str, StepRunner], data: dict, iters: int,
                      warmup: int,
-                     clock: Callable[[], float] = time.perf_counter
+                     clock: Callable[[], float] = time.perf_counter,
+                     first: Optional[Dict[str, float]] = None
                      ) -> Dict[str, List[float]]:
     """Step times (s) of every runner, in interleaved rounds a, b, c, a,
     b, c, ... after ``warmup`` untimed rounds, so that the noise of a
-    shared machine hits every variant alike."""
+    shared machine hits every variant alike. ``first`` (if given)
+    receives each runner's first step time (with ``--compile``, the
+    compilation)."""
     times: Dict[str, List[float]] = {name: [] for name in runners}
     for round_index in range(warmup + iters):
         for name, runner in runners.items():
@@ -184,6 +189,8 @@ def time_interleaved(runners: Dict[str, StepRunner], data: dict, iters: int,
             elapsed = clock() - start
             if round_index >= warmup:
                 times[name].append(elapsed)
+            elif round_index == 0 and first is not None:
+                first[name] = elapsed
     return times
 
 

@@ -113,6 +113,7 @@ def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
         assert variant['params'] == result['variants'][name]['params']
         assert 'memory' not in variant
     for name, variant in result['variants'].items():
+        assert variant['first_step_s'] > 0
         assert 'memory' not in variant
         variant['memory'] = bench.measure_memory(cfg, name, 'cpu', data)
     for key in ('ratio_time_vs_ce_only', 'ratio_memory_vs_ce_only',

@@ -61,7 +61,8 @@ def parse_args(argv=None):
                         help="MMEngine's AmpOptimWrapper (CUDA)")
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the model forward')
+                        help="torch.compile each variant's computation as "
+                        'tools/train.py does with compile=True')
     parser.add_argument('--no-reference', action='store_true',
                         help='skip the hand-written reference steps')
     parser.add_argument('--json', help='write the results here')
@@ -139,12 +140,15 @@ def main(argv=None):
           f'{args.iters} interleaved rounds after {args.warmup} warm-up '
           f'rounds ({args.device}, {torch.get_num_threads()} threads)...',
           flush=True)
-    times = bench.time_interleaved(runners, data, args.iters, args.warmup)
+    first = {}
+    times = bench.time_interleaved(runners, data, args.iters, args.warmup,
+                                   first=first)
 
     results = {}
     for name, runner in runners.items():
         results[name] = dict(
-            params=runner.num_params, time=bench.summary(times[name]))
+            params=runner.num_params, time=bench.summary(times[name]),
+            first_step_s=first.get(name))
     if not args.no_memory:
         for name in bench.VARIANTS:
             results[name]['memory'] = measure_memory(
@@ -251,6 +255,11 @@ def print_table(summary):
               f'({loop["runner"]["median_ms"]:.1f} / '
               f'{loop["bare"]["median_ms"]:.1f} ms; round by round '
               f'{loop["ratio_paired"]:.3f})')
+    if summary['compile']:
+        print('first step (compiles), s:      ' + ', '.join(
+            f'{name} {res["first_step_s"]:.1f}'
+            for name, res in summary['variants'].items()
+            if res.get('first_step_s') is not None))
     machine = summary['machine']
     print(f'machine: {machine["processor"]}, {machine["cpu_count"]} CPUs, '
           f'{machine["torch_threads"]} torch threads, torch '
