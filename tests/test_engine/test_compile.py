@@ -94,20 +94,22 @@ def test_compile_needs_a_classifier():
 def test_tools_train_and_test_compiled(tmp_path, run_in_process):
     """tools/train.py and tools/test.py with ``compile``: the model's
     computation is compiled (not MMEngine's train_step, whose compilation
-    fails in the optimizer step), the work dir's config keeps the key."""
+    fails in the optimizer step), the work dir's config keeps the key.
+    Dynamo's ``eager`` backend: the capture, not the code generation (the
+    tests above), keeps this one short."""
     config = osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py')
     # two iterations, no validation: the test step compiles its own graph
     options = TINY_DIGITS + ['train_cfg.max_epochs=1',
                              'train_cfg.val_interval=2',
                              'train_dataloader.dataset.indices=32',
-                             'compile.backend=aot_eager']
+                             'compile.backend=eager']
     work = tmp_path / 'work'
     _, out = run_in_process('train.py', config, '--work-dir', work,
                             '--cfg-options', *options)
     assert 'compile: MultiBranchClassifier._forward_all is compiled' in out
     assert 'Epoch(train) [1][2/2]' in out
     dumped = (work / 'ffl_resnet32x2_digits.py').read_text()
-    assert "backend='aot_eager'" in dumped
+    assert "backend='eager'" in dumped
     metrics, out = run_in_process('test.py', config, work / 'epoch_1.pth',
                                   '--work-dir', work, '--cfg-options',
                                   *options)
