@@ -317,6 +317,9 @@ def ratios(results: dict, num_branches: int,
         ratio_time_vs_ce_only=t['model'] / t['ce_only'],
         ratio_time_vs_separate=t['model'] / (num_branches * t['single']),
         ratio_time_vs_single=t['model'] / t['single'])
+    if times and 'model' in times and 'ce_only' in times:
+        out['ratio_time_vs_ce_only_paired'] = paired_ratio(
+            times['model'], times['ce_only'])
     for name, of in REFERENCES.items():
         key = f'ratio_time_{of}_vs_reference'
         out[key] = t[of] / t[name] if name in t else None

@@ -98,29 +98,14 @@ def _kd(student: torch.Tensor, teacher: torch.Tensor,
 
 def _multi_branch_maps(model: nn.Module,
                        x: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
-    """Every branch's backbone outputs, stage by stage."""
-    backbones = model.backbones
-    if model.trunk is None:
-        outs = [b(x) for b in backbones]
-        return [tuple(o) if isinstance(o, (list, tuple)) else (o, )
-                for o in outs]
-    trunk = model.trunk
-    k = trunk.shared_stages
-    h = trunk.forward_stem(backbones[0], x)
-    shared = []
-    for i, name in enumerate(trunk.stage_names[:k]):
-        h = getattr(backbones[0], name)(h)
-        if i in trunk.out_indices:
-            shared.append(h)
-    results = []
-    for backbone in backbones:
-        y, outs = h, list(shared)
-        for i, name in enumerate(trunk.stage_names[k:], start=k):
-            y = getattr(backbone, name)(y)
-            if i in trunk.out_indices:
-                outs.append(y)
-        results.append(tuple(outs))
-    return results
+    """Every branch's backbone outputs: each backbone called on the
+    images, or the shared stem and stages once and each branch's own
+    stages on their output (``TrunkSplit.forward``: module calls only)."""
+    if model.trunk is not None:
+        return model.trunk.forward(model.backbones, x)
+    outs = [b(x) for b in model.backbones]
+    return [tuple(o) if isinstance(o, (list, tuple)) else (o, )
+            for o in outs]
 
 
 def reference_loss(model: nn.Module, x: torch.Tensor,

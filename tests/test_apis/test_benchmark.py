@@ -88,7 +88,9 @@ def test_paired_ratio():
                 ('model_reference', 2.0), ('single_reference', 1.0))}
     times = dict(model=model, model_reference=base, single=[1.0],
                  single_reference=[0.8])
+    times['ce_only'] = [1.0, 1.0, 2.0, 2.0, 2.0]
     r = bench.ratios(results, 2, times)
+    assert r['ratio_time_vs_ce_only_paired'] == pytest.approx(1.1)
     assert r['ratio_time_model_vs_reference'] == pytest.approx(1.1)
     assert r['ratio_time_model_vs_reference_paired'] == pytest.approx(1.1)
     assert r['ratio_time_single_vs_reference_paired'] == pytest.approx(1.25)

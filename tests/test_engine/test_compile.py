@@ -56,8 +56,8 @@ def _compiled_matches_eager(backend):
     data = bench.synthetic_batch(4, 32, 10)
     expected = _train_two_steps(eager, data)
     got = _train_two_steps(compiled, data)
-    assert [sorted(step) for step in got] == [sorted(step) for step in
-                                               expected]
+    assert [sorted(step) for step in got] == \
+        [sorted(step) for step in expected]
     for step_got, step_expected in zip(got, expected):
         for key, value in step_expected.items():
             assert step_got[key] == pytest.approx(value, rel=1e-4,

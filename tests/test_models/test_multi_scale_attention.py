@@ -136,3 +136,18 @@ def test_fusion_pre_necks_take_the_fused_path(monkeypatch):
     ref = [chain(x) for chain, x in zip(twin, maps)]
     for a, b in zip(out, ref):
         torch.testing.assert_close(a, b)
+
+
+def test_tied_maxima_send_the_gradient_where_the_modules_do():
+    """Integer inputs without the residual: the first group of channels
+    passes as it is, with tied maxima everywhere."""
+    blocks = _blocks(residual=False)
+    twin = copy.deepcopy(blocks)
+    torch.manual_seed(2)
+    x = torch.randint(0, 3, (3, 16, 5, 5)).double()
+    grad = torch.randn(3, 16, 5, 5, dtype=torch.float64)
+    out, grads, _ = _run(blocks, x, grad, fused=True)
+    ref, ref_grads, _ = _run(twin, x, grad, fused=False)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)

@@ -234,8 +234,10 @@ def print_table(summary):
     for row in rows:
         print('  '.join(c.ljust(w) for c, w in zip(row, widths)))
     mem_ratio = summary['ratio_memory_vs_ce_only']
+    paired = summary.get('ratio_time_vs_ce_only_paired')
     print(f'\ntime a/b (vs ce_only):        '
-          f'{summary["ratio_time_vs_ce_only"]:.3f}')
+          f'{summary["ratio_time_vs_ce_only"]:.3f}' +
+          ('' if paired is None else f' (round by round: {paired:.3f})'))
     print(f'time a/(N c) (vs separate):   '
           f'{summary["ratio_time_vs_separate"]:.3f}')
     print('memory a/b (vs ce_only):      ' +

@@ -4,12 +4,12 @@ functions that keep only what their backward needs.
 
 ``DualAttentionBlock`` computes, for a map ``x`` ``(B, C, H, W)``::
 
-    a, m   = mean_hw(x), max_hw(x)            (B, C, 1, 1)   channel_stats
-    c      = sigmoid(mlp(a) + mlp(m))         (B, C, 1, 1)   small, autograd
-    y      = x * c                            (B, C, H, W)   gated_spatial_stats
-    s      = [mean_c(y), max_c(y)]            (B, 2, H, W)
-    g      = sigmoid(conv(s))                 (B, 1, H, W)   small, autograd
-    out    = y * g                            (B, C, H, W)   gated_product
+    a, m = mean_hw(x), max_hw(x)          (B, C, 1, 1)  channel_stats
+    c    = sigmoid(mlp(a) + mlp(m))       (B, C, 1, 1)  small, autograd
+    y    = x * c                          (B, C, H, W)  gated_spatial_stats
+    s    = [mean_c(y), max_c(y)]          (B, 2, H, W)
+    g    = sigmoid(conv(s))               (B, 1, H, W)  small, autograd
+    out  = y * g                          (B, C, H, W)  gated_product
 
 Written with PyTorch's operators, autograd keeps ``x``, ``y``, a zero
 map per max and an accumulation per use of ``x``; these functions keep
