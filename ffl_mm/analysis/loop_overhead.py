@@ -51,6 +51,12 @@ def _first(items):
     return items[0]
 
 
+def _synchronised_clock() -> float:
+    """Seconds, once the CUDA device has finished its queued work."""
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def bare_train_step(model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, data: dict) -> None:
     """One step of a plain PyTorch training loop on ``model``."""
@@ -135,14 +141,9 @@ def runner_vs_bare_loop(cfg: Config, data: dict, iters: int,
         def bare_step(batch):
             bare_train_step(bare_model, optimizer, batch)
 
-    clock = time.perf_counter
-    if get_device() == 'cuda':
-
-        def clock():
-            torch.cuda.synchronize()
-            return time.perf_counter()
-
-    hook = InterleavedBareLoopHook(bare_step, warmup, clock)
+    hook = InterleavedBareLoopHook(
+        bare_step, warmup,
+        _synchronised_clock if get_device() == 'cuda' else time.perf_counter)
     loader = DataLoader(
         RepeatedBatch(data, warmup + iters), batch_size=1,
         collate_fn=_first)
