@@ -320,6 +320,10 @@ def ratios(results: dict, num_branches: int,
     if times and 'model' in times and 'ce_only' in times:
         out['ratio_time_vs_ce_only_paired'] = paired_ratio(
             times['model'], times['ce_only'])
+    if 'model_eager' in t:  # --compile: the model also run eagerly
+        out['ratio_time_compiled_vs_eager'] = t['model'] / t['model_eager']
+        out['ratio_time_compiled_vs_eager_paired'] = paired_ratio(
+            times['model'], times['model_eager']) if times else None
     for name, of in REFERENCES.items():
         key = f'ratio_time_{of}_vs_reference'
         out[key] = t[of] / t[name] if name in t else None

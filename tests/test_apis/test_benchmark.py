@@ -94,6 +94,13 @@ def test_paired_ratio():
     assert r['ratio_time_model_vs_reference'] == pytest.approx(1.1)
     assert r['ratio_time_model_vs_reference_paired'] == pytest.approx(1.1)
     assert r['ratio_time_single_vs_reference_paired'] == pytest.approx(1.25)
+    assert 'ratio_time_compiled_vs_eager' not in r
+    # --compile: the same model eager in the same rounds
+    results['model_eager'] = dict(time=dict(median_ms=4.4))
+    times['model_eager'] = [2.2, 2.2, 4.4, 4.4, 4.4]
+    r = bench.ratios(results, 2, times)
+    assert r['ratio_time_compiled_vs_eager'] == pytest.approx(0.5)
+    assert r['ratio_time_compiled_vs_eager_paired'] == pytest.approx(0.5)
 
 
 def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):

@@ -123,6 +123,10 @@ def main(argv=None):
         v: bench.StepRunner(cfg, v, args.device, **options)
         for v in bench.VARIANTS
     }
+    if args.compile:
+        # the same model eager, in the same rounds: what compiling gives
+        runners['model_eager'] = bench.StepRunner(
+            cfg, 'model', args.device, **dict(options, compile_model=False))
     reference_note = None
     if args.no_reference:
         reference_note = '--no-reference'
@@ -217,7 +221,8 @@ def print_table(summary):
              'peak MB')]
     labels = dict(model='model (a)', ce_only='ce_only (b)',
                   single='single (c)', model_reference='a, hand-written',
-                  single_reference='c, hand-written')
+                  single_reference='c, hand-written',
+                  model_eager='a, not compiled')
     for name, res in summary['variants'].items():
         t = res['time']
         mem = res.get('memory', {}).get('peak_bytes')
@@ -257,6 +262,10 @@ def print_table(summary):
               f'({loop["runner"]["median_ms"]:.1f} / '
               f'{loop["bare"]["median_ms"]:.1f} ms; round by round '
               f'{loop["ratio_paired"]:.3f})')
+    if summary.get('ratio_time_compiled_vs_eager'):
+        print(f'time a compiled / eager:      '
+              f'{summary["ratio_time_compiled_vs_eager"]:.3f} (round by '
+              f'round: {summary["ratio_time_compiled_vs_eager_paired"]:.3f})')
     if summary['compile']:
         print('first step (compiles), s:      ' + ', '.join(
             f'{name} {res["first_step_s"]:.1f}'
