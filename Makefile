@@ -12,6 +12,7 @@ BENCH_DIR ?= work_dirs/bench
 BENCH_ROUNDS ?= 30
 METHOD ?= ffl
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: venv extras demo test test-fast test-extras bench clean
 
@@ -49,12 +50,14 @@ bench: $(STAMP)
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/one/one_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/one_resnet32x2.json
 
 # The suite CI runs (.ci/run): everything the project's own files install.
+# TEST_WORKERS processes (pytest-xdist), one torch thread each: most tests
+# are Python-bound, and two workers on two cores halve the wall time.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not extras" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not extras" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The unit tests only: no end-to-end run in a fresh process.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not e2e and not extras" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not e2e and not extras" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The tests of what `make extras` adds (mim train / mim test).
 test-extras: extras
