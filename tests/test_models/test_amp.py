@@ -90,7 +90,7 @@ def test_amp_optim_wrapper_trains_on_cpu(cpu_amp, extra):
     for seed in range(2):
         log_vars = model.train_step(_batch(seed=seed), wrapper)
         assert torch.isfinite(log_vars['loss'])
-    changed = [not torch.equal(a, p) for a, p in zip(before,
-                                                      model.parameters())]
+    changed = [not torch.equal(a, p)
+               for a, p in zip(before, model.parameters())]
     assert all(changed), 'every parameter is updated'
     assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -62,6 +62,7 @@ def test_wide_resnet_shapes_and_parameters():
     assert outs[-1].min() >= 0
     # hand count of WRN-16-2's backbone: stem 432; per stage two blocks of
     # BN+conv+BN+conv (+1x1 shortcut in the first block)
+
     def block(cin, cout, shortcut):
         return 2 * cin + 9 * cin * cout + 2 * cout + 9 * cout * cout + (
             cin * cout if shortcut else 0)

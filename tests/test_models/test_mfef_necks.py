@@ -115,7 +115,7 @@ def test_multi_scale_errors_and_tuples():
         MultiScaleNeck(16)(torch.randn(2, 8, 8, 8))
 
 
-# --------------------------------------------------------------- dual attention
+# ------------------------------------------------------------- dual attention
 @pytest.mark.parametrize('gates', [('channel', 'spatial'),
                                    ('spatial', 'channel'), ('channel', ),
                                    ('spatial', )])
@@ -267,7 +267,8 @@ def test_init_weights_reaches_every_conv_module(monkeypatch):
 
 
 def test_unknown_test_cfg_key():
-    with pytest.raises(ValueError, match=r"unknown test_cfg key\(s\) \['mode'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown test_cfg key\(s\) \['mode'\]"):
         MODELS.build(ffl_cfg(test_cfg=dict(mode='fused')))
 
 
@@ -281,8 +282,8 @@ def test_fusion_pre_necks_module():
     assert [chain[0].in_channels for chain in chains] == [32, 64]
     assert any(k.startswith('1.1.') for k in chains.state_dict())
     maps = [torch.randn(2, 32, 4, 4), torch.randn(2, 64, 2, 2)]
-    assert [tuple(x.shape) for x in chains(maps)] == [(2, 32, 4, 4),
-                                                       (2, 64, 2, 2)]
+    assert [tuple(x.shape) for x in chains(maps)] == \
+        [(2, 32, 4, 4), (2, 64, 2, 2)]
     assert len(FusionPreNecks(dict(type='DualAttentionNeck'), 16, 3)) == 3
     with pytest.raises(ValueError, match=r'in_channels=\[32, 64\] is for 2 '
                        r'branches, not 3'):
