@@ -19,7 +19,9 @@ of the step time, the peak memory
 saves for backward plus parameters, gradients and optimizer state, exact and
 repeatable, measured in a fresh process per variant), the parameters, the
 ratios a/b and a/(N c), and ffl_mm's step against the hand-written one
-(a/reference, c/reference).
+(a/reference, c/reference). With ``--compile`` every variant is compiled as
+``tools/train.py`` compiles it, and the model also runs eagerly in the
+same rounds (compiled/eager).
 
 Examples::
 
