@@ -8,7 +8,7 @@ pay a fixed cost per group at every step, so the groups are merged where
 their settings are equal; the update of every parameter is unchanged.
 """
 from itertools import chain
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
@@ -30,18 +30,18 @@ def merge_param_groups(groups: Sequence[dict]) -> List[dict]:
         list[dict]: New groups, in the order each setting first appears;
         the parameters of a group keep their order of appearance.
     """
-    merged: List[dict] = []
+    merged: List[Tuple[dict, List]] = []  # (settings, params)
     for group in groups:
         settings = _settings(group)
         params = group['params']
         params = [params] if torch.is_tensor(params) else list(params)
-        for known in merged:
-            if _settings(known) == settings:
-                known['params'].extend(params)
+        for known, known_params in merged:
+            if known == settings:
+                known_params.extend(params)
                 break
         else:
-            merged.append(dict(settings, params=params))
-    return merged
+            merged.append((settings, params))
+    return [dict(settings, params=params) for settings, params in merged]
 
 
 def regroup_state_dict(state_dict: dict, saved_layout: Sequence[Sequence],

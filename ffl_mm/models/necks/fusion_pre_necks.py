@@ -79,8 +79,8 @@ class FusionPreNecks(ModuleList):
     def _enhance(self, chain: nn.Module, x: torch.Tensor) -> torch.Tensor:
         blocks = [neck.blocks[0] for neck in chain
                   if len(getattr(neck, 'blocks', ())) == 1]
-        if len(blocks) == len(chain) and x.dim() == 4 and \
-                x.shape[1] == blocks[0].in_channels and fusable(blocks, x):
+        if len(blocks) == len(chain) and fusable(blocks, x) and \
+                x.shape[1] == blocks[0].in_channels:
             return multi_scale_attention(blocks, x)
         if self.with_cp:
             return recompute_in_backward(chain, x)

@@ -20,32 +20,68 @@ are those of the plain formulas (up to the order of float additions).
 Under ``torch.compile`` the blocks use the plain formulas, which the
 compiler fuses itself.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
 
 
+def location_stats(x: torch.Tensor):
+    """Mean and max over the locations of ``x`` ``(B, C, H, W)``: two
+    ``(B, C, 1, 1)`` and the argmax ``(B, C)`` (the first maximum, as
+    max pooling takes it)."""
+    flat = x.flatten(2)
+    peak, index = flat.max(dim=2)
+    return flat.mean(dim=2)[..., None, None], peak[..., None, None], index
+
+
+def location_stats_grad(grad_avg: torch.Tensor, grad_peak: torch.Tensor,
+                        index: torch.Tensor, shape: torch.Size,
+                        into: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The gradient of :func:`location_stats` for a map of ``shape``:
+    the mean's spread evenly, the max's at its argmax; added to ``into``
+    (in place, contiguous) when given."""
+    b, c, h, w = shape
+    if into is None:
+        into = (grad_avg / (h * w)).expand(b, c, h, w).contiguous()
+    else:
+        into.add_(grad_avg / (h * w))
+    into.view(b, c, h * w).scatter_add_(2, index[..., None],
+                                        grad_peak.reshape(b, c, 1))
+    return into
+
+
+def channel_stats_of(y: torch.Tensor):
+    """The channel mean and max of ``y`` ``(B, C, H, W)`` as
+    ``(B, 2, H, W)``, and the argmax ``(B, 1, H, W)``."""
+    peak, index = y.max(dim=1, keepdim=True)
+    return torch.cat([y.mean(dim=1, keepdim=True), peak], dim=1), index
+
+
+def add_channel_stats_grad(grad_y: torch.Tensor, grad_stats: torch.Tensor,
+                           index: torch.Tensor,
+                           inplace: bool = False) -> torch.Tensor:
+    """``grad_y`` plus the gradient of :func:`channel_stats_of` for
+    ``grad_stats`` ``(B, 2, H, W)`` (in place if ``inplace``)."""
+    mean_part = grad_stats[:, :1] / grad_y.shape[1]
+    grad_y = grad_y.add_(mean_part) if inplace else grad_y + mean_part
+    return grad_y.scatter_add_(1, index, grad_stats[:, 1:])
+
+
 class _ChannelStats(Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor):
-        flat = x.flatten(2)
-        avg = flat.mean(dim=2)
-        peak, index = flat.max(dim=2)
+        avg, peak, index = location_stats(x)
         ctx.save_for_backward(index)
         ctx.shape = x.shape
-        return avg[..., None, None], peak[..., None, None]
+        return avg, peak
 
     @staticmethod
     def backward(ctx, grad_avg: torch.Tensor, grad_peak: torch.Tensor):
         index, = ctx.saved_tensors
-        b, c, h, w = ctx.shape
-        grad = (grad_avg / (h * w)).expand(b, c, h, w).contiguous()
-        grad.view(b, c, h * w).scatter_add_(2, index[..., None],
-                                            grad_peak.reshape(b, c, 1))
-        return grad
+        return location_stats_grad(grad_avg, grad_peak, index, ctx.shape)
 
 
 class _GatedSpatialStats(Function):
@@ -53,16 +89,14 @@ class _GatedSpatialStats(Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, gate: torch.Tensor):
         y = x * gate
-        peak, index = y.max(dim=1, keepdim=True)
-        stats = torch.cat([y.mean(dim=1, keepdim=True), peak], dim=1)
+        stats, index = channel_stats_of(y)
         ctx.save_for_backward(x, gate, index)
         return y, stats
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor, grad_stats: torch.Tensor):
         x, gate, index = ctx.saved_tensors
-        grad_y = grad_y + grad_stats[:, :1] / x.shape[1]
-        grad_y.scatter_add_(1, index, grad_stats[:, 1:])
+        grad_y = add_channel_stats_grad(grad_y, grad_stats, index)
         grad_gate = (grad_y * x).sum(dim=(2, 3), keepdim=True)
         return grad_y * gate, grad_gate
 
@@ -139,6 +173,16 @@ def _conv_matrix_index(in_channels: int, h: int, w: int, k: int,
     return _INDEX_CACHE[key]
 
 
+def conv_matrix(weight: torch.Tensor, h: int, w: int):
+    """The ``(C_in H W, H W)`` matrix of a ``(1, C_in, k, k)`` convolution
+    (zero padding ``k // 2``) on ``H x W`` maps, and the index it was
+    gathered with (entry ``C_in k k`` is a zero)."""
+    c, k = weight.shape[1], weight.shape[-1]
+    index = _conv_matrix_index(c, h, w, k, weight.device)
+    taps = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
+    return taps[index].view(c * h * w, h * w), index
+
+
 def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
                      bias: torch.Tensor) -> torch.Tensor:
     """A ``k x k`` convolution to one channel with zero padding ``k//2``
@@ -154,7 +198,5 @@ def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
     k = weight.shape[-1]
     if h * w > SMALL_MAP or weight.shape[0] != 1:
         return F.conv2d(x, weight, bias, padding=k // 2)
-    index = _conv_matrix_index(c, h, w, k, x.device)
-    taps = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
-    matrix = taps[index].view(c * h * w, h * w)
+    matrix, _ = conv_matrix(weight, h, w)
     return torch.addmm(bias, x.reshape(b, c * h * w), matrix).view(b, 1, h, w)

@@ -30,7 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd import Function
 
-from .dual_attention_ops import (SMALL_MAP, _conv_matrix_index,
+from .dual_attention_ops import (SMALL_MAP, add_channel_stats_grad,
+                                 channel_stats_of, conv_matrix,
+                                 location_stats, location_stats_grad,
                                  small_map_conv2d)
 
 
@@ -66,15 +68,10 @@ def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
 
 def _gates_forward(da, m):
     """The attention's forward: output and what backward needs."""
-    b, c, h, w = m.shape
-    flat = m.flatten(2)
-    avg = flat.mean(dim=2)[..., None, None]
-    peak, peak_index = flat.max(dim=2)
-    peak = peak[..., None, None]
+    avg, peak, peak_index = location_stats(m)
     gate = da.channel_gate.from_stats(avg, peak)
     y = m * gate
-    top, top_index = y.max(dim=1, keepdim=True)
-    stats = torch.cat([y.mean(dim=1, keepdim=True), top], dim=1)
+    stats, top_index = channel_stats_of(y)
     spatial = da.spatial_gate.from_stats(stats)
     return y.mul_(spatial), (avg, peak, peak_index, gate, stats, top_index,
                              spatial)
@@ -97,14 +94,11 @@ def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
                 out, [stats_in] + params, grad_spatial)
         grads.update(zip(params, param_grads))
         return grad_stats
-    k = conv.weight.shape[-1]
-    index = _conv_matrix_index(c, h, w, k, stats.device)
-    taps = torch.cat([conv.weight.reshape(-1), conv.weight.new_zeros(1)])
-    matrix = taps[index].view(c * h * w, h * w)
+    matrix, index = conv_matrix(conv.weight, h, w)
     sig = spatial.reshape(b, h * w)
     grad_pre = grad_spatial.reshape(b, h * w) * sig * (1 - sig)
     flat = stats.reshape(b, c * h * w)
-    grad_taps = torch.zeros_like(taps).index_add_(
+    grad_taps = conv.weight.new_zeros(conv.weight.numel() + 1).index_add_(
         0, index, (flat.t() @ grad_pre).reshape(-1))
     grads[conv.weight] = grad_taps[:-1].view_as(conv.weight)
     grads[conv.bias] = grad_pre.sum().reshape(1)
@@ -214,8 +208,7 @@ class _MultiScaleAttention(Function):
         grad_stats = _spatial_gate_backward(da.spatial_gate, stats, spatial,
                                             grad_spatial, grads)
         # the channel mean and max of y
-        grad_y.add_(grad_stats[:, :1] / channels)
-        grad_y.scatter_add_(1, top_index, grad_stats[:, 1:])
+        add_channel_stats_grad(grad_y, grad_stats, top_index, inplace=True)
         grad_gate = torch.mul(grad_y, m, out=product).sum(
             dim=(2, 3), keepdim=True)
         del m, product
@@ -223,9 +216,8 @@ class _MultiScaleAttention(Function):
         grad_avg, grad_peak = _channel_gate_backward(
             da.channel_gate, avg, peak, gate, grad_gate, grads)
         # the mean and max over the locations of m
-        grad_m.add_(grad_avg / (h * w))
-        grad_m.view(b, channels, h * w).scatter_add_(
-            2, peak_index[..., None], grad_peak.reshape(b, channels, 1))
+        location_stats_grad(grad_avg, grad_peak, peak_index, grad_m.shape,
+                            into=grad_m)
         # the multi-scale block
         grad_first, grad_q = grad_m.split([width, channels - width], dim=1)
         grad_z = torch.ops.aten.threshold_backward(grad_q, r, 0)
