@@ -72,3 +72,30 @@ def test_errors(kwargs, maps, match):
     with pytest.raises(ValueError, match=match):
         neck = FFLFusionNeck(**kwargs)
         neck([torch.randn(*shape) for shape in maps])
+
+
+@pytest.mark.parametrize('layout',
+                         [torch.contiguous_format, torch.channels_last])
+def test_gradients_return_in_the_branch_maps_layout(layout):
+    """The module may run its convolutions in another memory layout, but
+    the gradients it sends back keep the layout of the branch maps: a
+    branch's backward fed gradients of another layout mixes layouts in
+    every element-wise pass (measured several times slower on the CPU)."""
+    neck = FFLFusionNeck(in_channels=16, num_branches=2, out_channels=8)
+    maps = [
+        torch.randn(4, 16, 6, 6).contiguous(memory_format=layout)
+        for _ in range(2)
+    ]
+    seen = []
+    inputs = []
+    for x in maps:
+        x = x.requires_grad_() * 1  # a non-leaf: its hook sees autograd's
+        x.register_hook(seen.append)
+        inputs.append(x)
+    neck(inputs)[0].sum().backward()
+    order = [0, 1, 2, 3] if layout == torch.contiguous_format else \
+        [0, 2, 3, 1]  # dimensions from the largest stride to the smallest
+    assert len(seen) == 2
+    for grad in seen:
+        assert sorted(range(4), key=lambda d: -grad.stride(d)) == order, \
+            grad.stride()

@@ -9,6 +9,7 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
 
 from ffl_mm.registry import MODELS
+from ..utils.memory_layout import channels_last_inside
 
 
 @MODELS.register_module()
@@ -123,8 +124,9 @@ class FFLFusionNeck(BaseModule):
         fused = torch.cat(aligned, dim=1)
         if fused.device.type == 'cpu':
             # oneDNN's depthwise convolution is many times faster on
-            # channels-last data than on the default layout (same values)
-            fused = fused.contiguous(memory_format=torch.channels_last)
+            # channels-last data than on the default layout (same values);
+            # the branches get their gradients back in their own layout
+            fused = channels_last_inside(fused)
         return self.pointwise(self.depthwise(fused))
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
