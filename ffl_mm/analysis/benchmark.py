@@ -14,6 +14,12 @@ from one config:
 Each step is ``model.train_step(data, optim_wrapper)``: data preprocessing,
 forward, backward and the optimizer step, as in training.
 
+For a model with fusion pre-necks (MFEF's multi-scale and attention
+chain), ``without_pre_neck`` is the same model without them (FFL on the
+same branches): ``model / without_pre_neck`` is what the chain costs, and
+``without_pre_neck / ce_only`` what the fusion module and the
+distillation cost.
+
 The reference variants ``model_reference`` and ``single_reference`` train
 the model and the single network as a hand-written PyTorch script would
 (:mod:`.reference_step`): what ffl_mm and MMEngine add to a step is
@@ -39,6 +45,8 @@ from ..engine.optimizers import unmatched_custom_keys
 from .reference_step import ReferenceStep
 
 VARIANTS = ('model', 'ce_only', 'single')
+#: variants timed only for models that have the part they leave out
+OPTIONAL_VARIANTS = ('without_pre_neck', )
 #: reference variant -> the variant whose model it trains by hand
 REFERENCES = {'model_reference': 'model', 'single_reference': 'single'}
 
@@ -57,6 +65,14 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
         cfg['fusion_pre_neck_with_cp'] = False
         cfg['test_cfg'] = dict(predict='ensemble')
         return cfg
+    if variant == 'without_pre_neck':
+        if not cfg.get('fusion_pre_neck'):
+            raise ValueError('variant without_pre_neck: the model has no '
+                             'fusion_pre_neck to leave out.')
+        cfg['fusion_pre_neck'] = None
+        cfg['fusion_pre_neck_with_cp'] = False
+        cfg['heads_on_enhanced'] = False
+        return cfg
     if variant == 'single':
         # branch 0 as a plain network, channels as the model infers them
         branches = MODELS.build(variant_model_cfg(cfg, 'ce_only'))
@@ -66,7 +82,13 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
             _scope_='ffl_mm',
             **branches.branch_cfg(0),
             data_preprocessor=cfg.get('data_preprocessor'))
-    raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}.')
+    raise ValueError(f'unknown variant {variant!r}; use one of '
+                     f'{VARIANTS + OPTIONAL_VARIANTS}.')
+
+
+def optional_variants(model_cfg: ConfigDict) -> List[str]:
+    """The :data:`OPTIONAL_VARIANTS` that apply to a model config."""
+    return ['without_pre_neck'] if model_cfg.get('fusion_pre_neck') else []
 
 
 def synthetic_batch(batch_size: int, size: int, num_classes: int,
@@ -317,6 +339,15 @@ def ratios(results: dict, num_branches: int,
     if times and 'model' in times and 'ce_only' in times:
         out['ratio_time_vs_ce_only_paired'] = paired_ratio(
             times['model'], times['ce_only'])
+    if 'without_pre_neck' in t:
+        # the pre-necks' share (a / a-) and the rest's (a- / b)
+        for key, num, den in (
+                ('ratio_time_pre_neck', 'model', 'without_pre_neck'),
+                ('ratio_time_without_pre_neck_vs_ce_only',
+                 'without_pre_neck', 'ce_only')):
+            out[key] = t[num] / t[den]
+            out[key + '_paired'] = paired_ratio(times[num], times[den]) \
+                if times else None
     if 'model_eager' in t:  # --compile: the model also run eagerly
         out['ratio_time_compiled_vs_eager'] = t['model'] / t['model_eager']
         out['ratio_time_compiled_vs_eager_paired'] = paired_ratio(

@@ -23,6 +23,16 @@ def test_variant_configs():
     assert bench.variant_model_cfg(cfg.model, 'model') == cfg.model
     with pytest.raises(ValueError, match='unknown variant'):
         bench.variant_model_cfg(cfg.model, 'fast')
+    # MFEF without its chain: FFL on the same branches
+    assert bench.optional_variants(cfg.model) == ['without_pre_neck']
+    bare = bench.variant_model_cfg(cfg.model, 'without_pre_neck')
+    assert bare.fusion_pre_neck is None
+    assert bare.fusion_neck == cfg.model.fusion_neck
+    assert bare.distill_loss == cfg.model.distill_loss
+    ffl = shipped_config(FFL)
+    assert bench.optional_variants(ffl.model) == []
+    with pytest.raises(ValueError, match='no fusion_pre_neck'):
+        bench.variant_model_cfg(ffl.model, 'without_pre_neck')
     assert input_size(cfg) == 32
     # DML and ONE: their floor is the same branches with cross-entropy only,
     # updated together, without ONE's gate
@@ -101,6 +111,16 @@ def test_paired_ratio():
     r = bench.ratios(results, 2, times)
     assert r['ratio_time_compiled_vs_eager'] == pytest.approx(0.5)
     assert r['ratio_time_compiled_vs_eager_paired'] == pytest.approx(0.5)
+    assert 'ratio_time_pre_neck' not in r
+    # a model with pre-necks: a = 1.1 a-, a- = 1.0 b, round by round
+    results['without_pre_neck'] = dict(time=dict(median_ms=2.0))
+    times['without_pre_neck'] = [1.0, 1.0, 2.0, 2.0, 2.0]
+    r = bench.ratios(results, 2, times)
+    assert r['ratio_time_pre_neck'] == pytest.approx(1.1)
+    assert r['ratio_time_pre_neck_paired'] == pytest.approx(1.1)
+    assert r['ratio_time_without_pre_neck_vs_ce_only'] == pytest.approx(1.0)
+    assert r['ratio_time_without_pre_neck_vs_ce_only_paired'] == \
+        pytest.approx(1.0)
 
 
 def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):

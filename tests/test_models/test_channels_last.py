@@ -3,12 +3,14 @@
 and MFEF modules give the same losses and gradients in either layout."""
 import json
 
+import pytest
 import torch
 from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from conftest import REPO, ffl_cfg
+from conftest import REPO, ffl_cfg, shipped_config
+from ffl_mm.analysis import benchmark as bench
 
 MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
 
@@ -40,11 +42,25 @@ def test_mfef_model_in_channels_last_matches_contiguous():
 
 
 def test_benchmark_channels_last_flag(tmp_path, run_in_process):
+    """MFEF through the tool in channels-last; with fusion pre-necks the
+    tool also times the model without them and splits a/b in two."""
     out = tmp_path / 'bench.json'
     run_in_process('analysis_tools/benchmark.py',
                    f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py',
                    '--batch-size', '4', '--iters', '1', '--warmup', '1',
                    '--channels-last', '--no-memory', '--json', out)
     result = json.loads(out.read_text())
-    assert set(result['variants']) == {'model', 'ce_only', 'single'}
-    assert result['variants']['model']['time']['n'] == 1
+    variants = result['variants']
+    assert set(variants) == {'model', 'ce_only', 'single',
+                             'without_pre_neck'}
+    assert variants['model']['time']['n'] == 1
+    cfg = shipped_config('configs/mfef/mfef_resnet32x2_digits.py')
+    chain = bench.build_variant(cfg, 'model').fusion_pre_necks
+    assert variants['without_pre_neck']['params'] == \
+        variants['model']['params'] - sum(p.numel()
+                                          for p in chain.parameters())
+    times = {name: v['time']['median_ms'] for name, v in variants.items()}
+    assert result['ratio_time_pre_neck'] == pytest.approx(
+        times['model'] / times['without_pre_neck'])
+    assert result['ratio_time_without_pre_neck_vs_ce_only'] == \
+        pytest.approx(times['without_pre_neck'] / times['ce_only'])

@@ -10,6 +10,9 @@ c, ...):
   (b) ce_only  the same branches trained with cross-entropy only
   (c) single   one sub-network; N of them trained one after another cost N x
 
+(with fusion pre-necks, MFEF's chain, also ``without_pre_neck``: the same
+model without them, which splits a/b into the chain's share and the
+fusion module's and distillation's),
 and, in the same rounds, the model and the single network trained as a
 hand-written PyTorch script would (pre-normalised float batches, direct
 module calls, the loss written out, ``torch.optim``; see
@@ -46,7 +49,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import ffl_mm  # noqa: F401,E402
 from ffl_mm.engine.launch import quiet_logger, tune_cpu_allocator  # noqa: E402,E501
 from ffl_mm.analysis import benchmark as bench  # noqa: E402
-from ffl_mm.apis.model_cfg import input_size  # noqa: E402
+from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402,E501
 from ffl_mm.analysis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
 
@@ -123,7 +126,8 @@ def main(argv=None):
                          'config (no num_branches).')
     runners = {
         v: bench.StepRunner(cfg, v, args.device, **options)
-        for v in bench.VARIANTS
+        for v in bench.VARIANTS + tuple(bench.optional_variants(
+            runner_model_cfg(cfg)))
     }
     if args.compile:
         # the same model eager, in the same rounds: what compiling gives
@@ -224,7 +228,8 @@ def print_table(summary):
     labels = dict(model='model (a)', ce_only='ce_only (b)',
                   single='single (c)', model_reference='a, hand-written',
                   single_reference='c, hand-written',
-                  model_eager='a, not compiled')
+                  model_eager='a, not compiled',
+                  without_pre_neck='a without pre-necks')
     for name, res in summary['variants'].items():
         t = res['time']
         mem = res.get('memory', {}).get('peak_bytes')
@@ -245,6 +250,13 @@ def print_table(summary):
     print(f'\ntime a/b (vs ce_only):        '
           f'{summary["ratio_time_vs_ce_only"]:.3f}' +
           ('' if paired is None else f' (round by round: {paired:.3f})'))
+    if summary.get('ratio_time_pre_neck') is not None:
+        key = 'ratio_time_without_pre_neck_vs_ce_only'
+        print(f'time a / a without pre-necks: '
+              f'{summary["ratio_time_pre_neck"]:.3f} (round by round: '
+              f'{summary["ratio_time_pre_neck_paired"]:.3f})\n'
+              f'time a without pre-necks / b: {summary[key]:.3f} (round '
+              f'by round: {summary[key + "_paired"]:.3f})')
     print(f'time a/(N c) (vs separate):   '
           f'{summary["ratio_time_vs_separate"]:.3f}')
     print('memory a/b (vs ce_only):      ' +
