@@ -9,6 +9,7 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
 
 from ffl_mm.registry import MODELS
+from ..utils.fusion_convs import fusion_convs, fusion_convs_fusable
 from ..utils.memory_layout import channels_last_inside
 
 
@@ -127,6 +128,9 @@ class FFLFusionNeck(BaseModule):
             # channels-last data than on the default layout (same values);
             # the branches get their gradients back in their own layout
             fused = channels_last_inside(fused)
+        if fusion_convs_fusable(self.depthwise, self.pointwise, fused):
+            # the same sums; keeps two maps of this size fewer for backward
+            return fusion_convs(self.depthwise, self.pointwise, fused)
         return self.pointwise(self.depthwise(fused))
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:

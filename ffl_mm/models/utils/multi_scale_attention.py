@@ -27,9 +27,12 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.autograd import Function
 
+from .conv_bn_relu_ops import (autocast_on, batch_norm_affine,
+                               batch_norm_backward, batch_norm_train,
+                               conv_backward, conv_bn_relu_fusable,
+                               conv_forward)
 from .dual_attention_ops import (SMALL_MAP, add_channel_stats_grad,
                                  channel_stats_of, conv_matrix,
                                  location_stats, location_stats_grad,
@@ -53,17 +56,8 @@ def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
             not isinstance(m, nn.Conv2d) or m.bias is None
             or m.kernel_size != (1, 1) for m in (mlp[0], mlp[2])):
         return False
-    conv_module = ms.grouped
-    if not ms.training or conv_module.order != ('conv', 'norm', 'act') or \
-            conv_module.with_explicit_padding or \
-            conv_module.conv.bias is not None or \
-            type(conv_module.norm) is not nn.BatchNorm2d or \
-            not conv_module.norm.track_running_stats or \
-            not isinstance(conv_module.activate, nn.ReLU):
-        return False
-    autocast = torch.is_autocast_enabled(x.device.type) \
-        if x.device.type in ('cpu', 'cuda') else True
-    return x.dim() == 4 and not autocast
+    return ms.training and conv_bn_relu_fusable(ms.grouped) and \
+        x.dim() == 4 and not autocast_on(x)
 
 
 def _gates_forward(da, m):
@@ -130,18 +124,6 @@ def _channel_gate_backward(channel_gate, avg, peak, gate, grad_gate,
     return grad_inputs[:b], grad_inputs[b:]
 
 
-def _batch_norm_train(bn: nn.BatchNorm2d, c: torch.Tensor):
-    """``bn(c)`` in training mode (running statistics and the batch count
-    move as in ``nn.BatchNorm2d.forward``), with the batch mean and
-    inverse standard deviation ``(C, )`` that backward needs."""
-    factor = 0.0 if bn.momentum is None else bn.momentum
-    bn.num_batches_tracked.add_(1)
-    if bn.momentum is None:
-        factor = 1.0 / float(bn.num_batches_tracked)
-    return torch.native_batch_norm(c, bn.weight, bn.bias, bn.running_mean,
-                                   bn.running_var, True, factor, bn.eps)
-
-
 def _assemble(ms, like: torch.Tensor, first: torch.Tensor,
               rest: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
     """``cat([2 first, rest + addend])`` (residual) or ``cat([first,
@@ -161,12 +143,9 @@ class _MultiScaleAttention(Function):
 
     @staticmethod
     def forward(ctx, ms, da, x, *params):
-        conv_module = ms.grouped
-        conv, bn = conv_module.conv, conv_module.norm
         first, rest = x.split([ms.width, ms.in_channels - ms.width], dim=1)
-        c = F.conv2d(rest, conv.weight, None, conv.stride, conv.padding,
-                     conv.dilation, conv.groups)
-        z, mean, invstd = _batch_norm_train(bn, c)
+        c = conv_forward(ms.grouped.conv, rest)
+        z, mean, invstd = batch_norm_train(ms.grouped.norm, c)
         del c
         r = z.clamp_(min=0)
         m = _assemble(ms, x, first, r, rest)
@@ -181,21 +160,15 @@ class _MultiScaleAttention(Function):
         ms, da = ctx.blocks
         (x, mean, invstd, avg, peak, peak_index, gate, stats, top_index,
          spatial) = ctx.saved_tensors
-        conv_module = ms.grouped
-        conv, bn = conv_module.conv, conv_module.norm
+        conv, bn = ms.grouped.conv, ms.grouped.norm
         width = ms.width
         # recompute the multi-scale block with the forward's batch
         # statistics (one pass: c * scale + shift)
         first, rest = x.split([width, ms.in_channels - width], dim=1)
         rest = rest.contiguous()  # once, for the conv and its backward
-        c = F.conv2d(rest, conv.weight, None, conv.stride, conv.padding,
-                     conv.dilation, conv.groups)
-        scale = invstd if bn.weight is None else invstd * bn.weight
-        shift = -mean * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias
-        r = torch.addcmul(shift[:, None, None], c,
-                          scale[:, None, None]).clamp_(min=0)
+        c = conv_forward(conv, rest)
+        scale, shift = batch_norm_affine(bn, mean, invstd)
+        r = torch.addcmul(shift, c, scale).clamp_(min=0)
         m = _assemble(ms, x, first, r, rest)
         b, channels, h, w = m.shape
         # out = y * spatial with y = m * gate: d spatial = sum_c g m gate
@@ -222,20 +195,10 @@ class _MultiScaleAttention(Function):
         grad_first, grad_q = grad_m.split([width, channels - width], dim=1)
         grad_z = torch.ops.aten.threshold_backward(grad_q, r, 0)
         del r
-        grad_c, grad_bn_weight, grad_bn_bias = \
-            torch.ops.aten.native_batch_norm_backward(
-                grad_z, c, bn.weight, None, None, mean, invstd, True,
-                bn.eps, [True, bn.weight is not None, bn.bias is not None])
+        grad_c = batch_norm_backward(bn, grad_z, c, mean, invstd, grads)
         del grad_z, c
-        grad_rest, grad_conv, _ = torch.ops.aten.convolution_backward(
-            grad_c, rest, conv.weight, None, conv.stride, conv.padding,
-            conv.dilation, False, [0] * len(conv.padding), conv.groups,
-            [ctx.needs_input_grad[2], True, False])
-        grads[conv.weight] = grad_conv
-        if bn.weight is not None:
-            grads[bn.weight] = grad_bn_weight
-        if bn.bias is not None:
-            grads[bn.bias] = grad_bn_bias
+        grad_rest = conv_backward(conv, grad_c, rest,
+                                  ctx.needs_input_grad[2], grads)
         grad_x = None
         if ctx.needs_input_grad[2]:
             grad_x = _assemble(ms, x, grad_first, grad_rest, grad_q)
