@@ -75,9 +75,10 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
-def test_keeps_one_input_sized_map():
-    """The modules keep 2.5 maps of the input's size (and the fused
-    function, as activation checkpointing, only the input)."""
+def test_keeps_the_input_and_the_convolution_output():
+    """The modules keep 2.5 maps of the input's size besides the input;
+    the fused function the input and the grouped convolution's output
+    (3/4 of a map with 4 scales)."""
     torch.manual_seed(0)
     ms = MultiScaleNeck(64).blocks[0].train()
     da = DualAttentionNeck(64).blocks[0].train()
@@ -93,7 +94,7 @@ def test_keeps_one_input_sized_map():
 
     fused = saved(lambda: multi_scale_attention((ms, da), x))
     plain = saved(lambda: da(ms(x)))
-    assert full <= fused < 1.3 * full
+    assert 1.75 * full <= fused < 1.95 * full  # and the gates, indices
     assert plain > 3 * full
 
 

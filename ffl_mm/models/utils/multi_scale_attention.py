@@ -1,17 +1,18 @@
 # Copyright (c) ffl_mm contributors.
 """MFEF's enhancement of one map (multi-scale block, then dual attention)
-as one autograd function that keeps the input map and small tensors
-only.
+as one autograd function that keeps the input map, the convolution's
+output and small tensors only.
 
 Through PyTorch's operators, autograd keeps for backward the grouped
 convolution's output, the ReLU's output and the multi-scale block's
 output (the attention's input): 2.5 maps of the input's size per
-branch, where MFEF's whole cost budget is about one. Activation
-checkpointing keeps only the input but runs the chain forward twice.
-This function keeps the input, the BatchNorm statistics and the gates
+branch. Activation checkpointing keeps only the input but runs the chain
+forward twice. This function keeps the input, the grouped convolution's
+output ((s-1)/s of a map), the BatchNorm statistics and the gates
 (``(B, C)``, ``(B, H, W)`` sized), and in backward recomputes the
-convolution, the normalisation (with the statistics of the forward pass:
-running statistics move once) and the products, not the gates; the small
+normalisation (with the statistics of the forward pass: running
+statistics move once) and the products, not the convolution (the
+costliest part to redo) nor the gates; the small
 gate networks (channel MLP, spatial convolution) are re-run on their
 saved inputs for their gradients (by hand: two small matrix products
 each, where a nested autograd call cost more than they do).
@@ -146,27 +147,24 @@ class _MultiScaleAttention(Function):
         first, rest = x.split([ms.width, ms.in_channels - ms.width], dim=1)
         c = conv_forward(ms.grouped.conv, rest)
         z, mean, invstd = batch_norm_train(ms.grouped.norm, c)
-        del c
         r = z.clamp_(min=0)
         m = _assemble(ms, x, first, r, rest)
         del z, r
         out, saved = _gates_forward(da, m)
         ctx.blocks = (ms, da)
-        ctx.save_for_backward(x, mean, invstd, *saved)
+        ctx.save_for_backward(x, c, mean, invstd, *saved)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         ms, da = ctx.blocks
-        (x, mean, invstd, avg, peak, peak_index, gate, stats, top_index,
+        (x, c, mean, invstd, avg, peak, peak_index, gate, stats, top_index,
          spatial) = ctx.saved_tensors
         conv, bn = ms.grouped.conv, ms.grouped.norm
         width = ms.width
-        # recompute the multi-scale block with the forward's batch
-        # statistics (one pass: c * scale + shift)
+        # the multi-scale block's output again from the convolution's,
+        # with the forward's batch statistics (one pass: c * scale + shift)
         first, rest = x.split([width, ms.in_channels - width], dim=1)
-        rest = rest.contiguous()  # once, for the conv and its backward
-        c = conv_forward(conv, rest)
         scale, shift = batch_norm_affine(bn, mean, invstd)
         r = torch.addcmul(shift, c, scale).clamp_(min=0)
         m = _assemble(ms, x, first, r, rest)
@@ -197,7 +195,8 @@ class _MultiScaleAttention(Function):
         del r
         grad_c = batch_norm_backward(bn, grad_z, c, mean, invstd, grads)
         del grad_z, c
-        grad_rest = conv_backward(conv, grad_c, rest,
+        # (the convolution's backward wants its input contiguous)
+        grad_rest = conv_backward(conv, grad_c, rest.contiguous(),
                                   ctx.needs_input_grad[2], grads)
         grad_x = None
         if ctx.needs_input_grad[2]:
