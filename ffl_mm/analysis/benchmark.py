@@ -195,14 +195,19 @@ def time_interleaved(runners: Dict[str, StepRunner], data: dict, iters: int,
                      clock: Callable[[], float] = time.perf_counter,
                      first: Optional[Dict[str, float]] = None
                      ) -> Dict[str, List[float]]:
-    """Step times (s) of every runner, in interleaved rounds a, b, c, a,
-    b, c, ... after ``warmup`` untimed rounds, so that the noise of a
-    shared machine hits every variant alike. ``first`` (if given)
-    receives each runner's first step time (with ``--compile``, the
-    compilation)."""
+    """Step times (s) of every runner, in interleaved rounds (a, b, c),
+    (b, c, a), (c, a, b), ... after ``warmup`` untimed rounds, so that the
+    noise of a shared machine hits every variant alike; each round starts
+    one runner later, so that no variant always follows the same one
+    (what one step leaves in the caches and the allocator is then shared
+    out too). ``first`` (if given) receives each runner's first step time
+    (with ``--compile``, the compilation)."""
     times: Dict[str, List[float]] = {name: [] for name in runners}
+    names = list(runners)
     for round_index in range(warmup + iters):
-        for name, runner in runners.items():
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            runner = runners[name]
             start = clock()
             runner.step(data)
             elapsed = clock() - start

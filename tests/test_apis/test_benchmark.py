@@ -61,14 +61,16 @@ def test_interleaving_and_summary():
     ticks = iter(range(100))
     times = bench.time_interleaved({
         'a': Fake('a'),
-        'b': Fake('b')
+        'b': Fake('b'),
+        'c': Fake('c')
     },
                                    None,
                                    iters=3,
                                    warmup=1,
                                    clock=lambda: next(ticks))
-    assert order == ['a', 'b'] * 4
-    assert times == {'a': [1, 1, 1], 'b': [1, 1, 1]}
+    # each round starts one variant later
+    assert order == list('abc' 'bca' 'cab' 'abc')
+    assert times == {'a': [1, 1, 1], 'b': [1, 1, 1], 'c': [1, 1, 1]}
     stats = bench.summary([0.010, 0.030, 0.020, 0.040])
     assert stats['median_ms'] == pytest.approx(25.0)
     assert stats['min_ms'] == pytest.approx(10.0)

@@ -3,8 +3,8 @@
 
 In one process, on synthetic input of the config's shape and after
 warm-up, it times ``train_step`` (preprocessing, forward, backward,
-optimizer step) of three variants in interleaved rounds (a, b, c, a, b,
-c, ...):
+optimizer step) of three variants in interleaved rounds ((a, b, c),
+(b, c, a), (c, a, b), ...: each round starts one variant later):
 
   (a) ffl      the configured FFL/MFEF model
   (b) ce_only  the same branches trained with cross-entropy only
