@@ -38,15 +38,21 @@ def location_stats(x: torch.Tensor):
 
 def location_stats_grad(grad_avg: torch.Tensor, grad_peak: torch.Tensor,
                         index: torch.Tensor, shape: torch.Size,
-                        into: Optional[torch.Tensor] = None) -> torch.Tensor:
+                        into: Optional[torch.Tensor] = None,
+                        times: Optional[torch.Tensor] = None
+                        ) -> torch.Tensor:
     """The gradient of :func:`location_stats` for a map of ``shape``:
     the mean's spread evenly, the max's at its argmax; added to ``into``
-    (in place, contiguous) when given."""
+    when given: in place, or to ``into * times`` (``times`` broadcast, a
+    new tensor: one pass for both) when ``times`` is given."""
     b, c, h, w = shape
+    spread = grad_avg / (h * w)
     if into is None:
-        into = (grad_avg / (h * w)).expand(b, c, h, w).contiguous()
+        into = spread.expand(b, c, h, w).contiguous()
+    elif times is not None:
+        into = torch.addcmul(spread, into, times)
     else:
-        into.add_(grad_avg / (h * w))
+        into.add_(spread)
     into.view(b, c, h * w).scatter_add_(2, index[..., None],
                                         grad_peak.reshape(b, c, 1))
     return into
@@ -60,12 +66,19 @@ def channel_stats_of(y: torch.Tensor):
 
 
 def add_channel_stats_grad(grad_y: torch.Tensor, grad_stats: torch.Tensor,
-                           index: torch.Tensor,
-                           inplace: bool = False) -> torch.Tensor:
-    """``grad_y`` plus the gradient of :func:`channel_stats_of` for
+                           index: torch.Tensor, inplace: bool = False,
+                           times: Optional[torch.Tensor] = None
+                           ) -> torch.Tensor:
+    """``grad_y`` (or ``grad_y * times``, ``times`` broadcast, in one pass
+    with the addition) plus the gradient of :func:`channel_stats_of` for
     ``grad_stats`` ``(B, 2, H, W)`` (in place if ``inplace``)."""
     mean_part = grad_stats[:, :1] / grad_y.shape[1]
-    grad_y = grad_y.add_(mean_part) if inplace else grad_y + mean_part
+    if times is not None:
+        grad_y = torch.addcmul(mean_part, grad_y, times)
+    elif inplace:
+        grad_y = grad_y.add_(mean_part)
+    else:
+        grad_y = grad_y + mean_part
     return grad_y.scatter_add_(1, index, grad_stats[:, 1:])
 
 
@@ -184,7 +197,8 @@ def conv_matrix(weight: torch.Tensor, h: int, w: int):
 
 
 def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
-                     bias: torch.Tensor) -> torch.Tensor:
+                     bias: torch.Tensor,
+                     matrix: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A ``k x k`` convolution to one channel with zero padding ``k//2``
     (stride 1): ``(B, C_in, H, W)`` -> ``(B, 1, H, W)``.
 
@@ -192,11 +206,13 @@ def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
     convolution's ``(C_in H W, H W)`` matrix, gathered from the weight:
     the same sums, one matrix product instead of a convolution whose
     single output channel CPU kernels handle slowly. Larger maps use
-    ``F.conv2d``.
+    ``F.conv2d``. ``matrix``: the weight's :func:`conv_matrix` for these
+    maps, if the caller has it.
     """
     b, c, h, w = x.shape
     k = weight.shape[-1]
     if h * w > SMALL_MAP or weight.shape[0] != 1:
         return F.conv2d(x, weight, bias, padding=k // 2)
-    matrix, _ = conv_matrix(weight, h, w)
+    if matrix is None:
+        matrix, _ = conv_matrix(weight, h, w)
     return torch.addmm(bias, x.reshape(b, c * h * w), matrix).view(b, 1, h, w)

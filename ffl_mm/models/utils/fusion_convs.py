@@ -49,7 +49,7 @@ class _FusionConvs(Function):
         p = conv_forward(pointwise.conv, r.clamp_(min=0))
         del r
         out, mean2, invstd2 = batch_norm_train(pointwise.norm, p)
-        ctx.modules = (depthwise, pointwise)
+        ctx.modules, ctx.params = (depthwise, pointwise), params
         ctx.save_for_backward(x, p, mean1, invstd1, mean2, invstd2)
         return out.clamp_(min=0)
 
@@ -76,8 +76,7 @@ class _FusionConvs(Function):
         del d, grad_r
         grad_x = conv_backward(depthwise.conv, grad_d, x,
                                ctx.needs_input_grad[2], grads)
-        params = list(depthwise.parameters()) + list(pointwise.parameters())
-        return (None, None, grad_x) + tuple(grads.get(q) for q in params)
+        return (None, None, grad_x) + tuple(grads.get(q) for q in ctx.params)
 
 
 def fusion_convs(depthwise: nn.Module, pointwise: nn.Module,

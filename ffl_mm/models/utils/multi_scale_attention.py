@@ -62,18 +62,25 @@ def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
 
 
 def _gates_forward(da, m):
-    """The attention's forward: output and what backward needs."""
+    """The attention's forward: output, the tensors backward needs and
+    the spatial convolution's matrix (``None`` on large maps, see
+    :func:`.dual_attention_ops.small_map_conv2d`), which backward reuses."""
     avg, peak, peak_index = location_stats(m)
     gate = da.channel_gate.from_stats(avg, peak)
     y = m * gate
     stats, top_index = channel_stats_of(y)
-    spatial = da.spatial_gate.from_stats(stats)
+    conv = da.spatial_gate.conv
+    h, w = stats.shape[2:]
+    matrix = conv_matrix(conv.weight, h, w) if h * w <= SMALL_MAP else None
+    spatial = torch.sigmoid(small_map_conv2d(
+        stats, conv.weight, conv.bias,
+        matrix=None if matrix is None else matrix[0]))
     return y.mul_(spatial), (avg, peak, peak_index, gate, stats, top_index,
-                             spatial)
+                             spatial), matrix
 
 
 def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
-                           grads):
+                           grads, matrix=None):
     """Gradient of ``spatial = sigmoid(conv(stats))`` for ``stats``
     ``(B, 2, H, W)``; the conv's parameter gradients go into ``grads``.
     By hand on small maps (the convolution's matrix), by autograd on
@@ -89,7 +96,7 @@ def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
                 out, [stats_in] + params, grad_spatial)
         grads.update(zip(params, param_grads))
         return grad_stats
-    matrix, index = conv_matrix(conv.weight, h, w)
+    matrix, index = matrix or conv_matrix(conv.weight, h, w)
     sig = spatial.reshape(b, h * w)
     grad_pre = grad_spatial.reshape(b, h * w) * sig * (1 - sig)
     flat = stats.reshape(b, c * h * w)
@@ -150,8 +157,8 @@ class _MultiScaleAttention(Function):
         r = z.clamp_(min=0)
         m = _assemble(ms, x, first, r, rest)
         del z, r
-        out, saved = _gates_forward(da, m)
-        ctx.blocks = (ms, da)
+        out, saved, ctx.matrix = _gates_forward(da, m)
+        ctx.blocks, ctx.params = (ms, da), params
         ctx.save_for_backward(x, c, mean, invstd, *saved)
         return out
 
@@ -174,21 +181,21 @@ class _MultiScaleAttention(Function):
         grad_spatial = torch.bmm(
             gate.reshape(b, 1, channels),
             product.reshape(b, channels, h * w)).view(b, 1, h, w)
-        grad_y = grad_out * spatial
         grads = {}
         grad_stats = _spatial_gate_backward(da.spatial_gate, stats, spatial,
-                                            grad_spatial, grads)
-        # the channel mean and max of y
-        add_channel_stats_grad(grad_y, grad_stats, top_index, inplace=True)
+                                            grad_spatial, grads, ctx.matrix)
+        # grad_out * spatial and the channel mean's and max's gradients
+        grad_y = add_channel_stats_grad(grad_out, grad_stats, top_index,
+                                        times=spatial)
         grad_gate = torch.mul(grad_y, m, out=product).sum(
             dim=(2, 3), keepdim=True)
         del m, product
-        grad_m = grad_y.mul_(gate)
         grad_avg, grad_peak = _channel_gate_backward(
             da.channel_gate, avg, peak, gate, grad_gate, grads)
-        # the mean and max over the locations of m
-        location_stats_grad(grad_avg, grad_peak, peak_index, grad_m.shape,
-                            into=grad_m)
+        # grad_y * gate and the mean's and max's over the locations of m
+        grad_m = location_stats_grad(grad_avg, grad_peak, peak_index,
+                                     grad_y.shape, into=grad_y, times=gate)
+        del grad_y
         # the multi-scale block
         grad_first, grad_q = grad_m.split([width, channels - width], dim=1)
         grad_z = torch.ops.aten.threshold_backward(grad_q, r, 0)
@@ -201,8 +208,7 @@ class _MultiScaleAttention(Function):
         grad_x = None
         if ctx.needs_input_grad[2]:
             grad_x = _assemble(ms, x, grad_first, grad_rest, grad_q)
-        params = list(ms.parameters()) + list(da.parameters())
-        return (None, None, grad_x) + tuple(grads.get(p) for p in params)
+        return (None, None, grad_x) + tuple(grads.get(p) for p in ctx.params)
 
 
 def multi_scale_attention(blocks: Sequence[nn.Module],
