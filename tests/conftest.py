@@ -184,6 +184,16 @@ def repo():
 
 
 # Shared builders of the unit tests.
+def saved_bytes(fn):
+    """Bytes of the tensors autograd saves for backward while ``fn()``
+    runs (once per storage)."""
+    from ffl_mm.analysis.benchmark import SavedTensorMeter
+    meter = SavedTensorMeter()
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
+        fn()
+    return meter.nbytes
+
+
 def count_params(module):
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())

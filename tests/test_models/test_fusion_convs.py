@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmcv.cnn import ConvModule
 
-from ffl_mm.analysis.benchmark import SavedTensorMeter
+from conftest import saved_bytes
 from ffl_mm.models.necks import FFLFusionNeck
 from ffl_mm.models.utils.fusion_convs import (fusion_convs,
                                               fusion_convs_fusable)
@@ -89,15 +89,9 @@ def test_keeps_two_maps_fewer():
     x = torch.randn(32, 128, 8, 8, requires_grad=True)
     full = x.numel() * x.element_size()  # 1x1 output: half of it
 
-    def saved(fn):
-        meter = SavedTensorMeter()
-        with torch.autograd.graph.saved_tensors_hooks(meter.pack,
-                                                      meter.unpack):
-            fn()
-        return meter.nbytes
-
-    fused = saved(lambda: fusion_convs(neck.depthwise, neck.pointwise, x))
-    plain = saved(lambda: neck.pointwise(neck.depthwise(x)))
+    dw, pw = neck.depthwise, neck.pointwise
+    fused = saved_bytes(lambda: fusion_convs(dw, pw, x))
+    plain = saved_bytes(lambda: pw(dw(x)))
     assert 1.5 * full <= fused < 1.6 * full
     assert plain >= 3.5 * full
 

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from ffl_mm.analysis.benchmark import SavedTensorMeter
+from conftest import saved_bytes
 from ffl_mm.models.necks import (DualAttentionNeck, FusionPreNecks,
                                  MultiScaleNeck)
 from ffl_mm.models.utils.multi_scale_attention import (fusable,
@@ -85,15 +85,8 @@ def test_keeps_the_input_and_the_convolution_output():
     x = torch.randn(128, 64, 8, 8, requires_grad=True)
     full = x.numel() * x.element_size()
 
-    def saved(fn):
-        meter = SavedTensorMeter()
-        with torch.autograd.graph.saved_tensors_hooks(meter.pack,
-                                                      meter.unpack):
-            fn()
-        return meter.nbytes
-
-    fused = saved(lambda: multi_scale_attention((ms, da), x))
-    plain = saved(lambda: da(ms(x)))
+    fused = saved_bytes(lambda: multi_scale_attention((ms, da), x))
+    plain = saved_bytes(lambda: da(ms(x)))
     assert 1.75 * full <= fused < 1.95 * full  # and the gates, indices
     assert plain > 3 * full
 
