@@ -26,6 +26,7 @@ the model and the single network as a hand-written PyTorch script would
 ``model / model_reference`` and ``single / single_reference``.
 """
 import copy
+import math
 import os
 import platform
 import resource
@@ -331,19 +332,50 @@ def paired_ratio(times: List[float], base: List[float]) -> float:
     return statistics.median(t / b for t, b in zip(times, base))
 
 
+def median_interval(values: List[float],
+                    confidence: float = 0.95) -> Optional[List[float]]:
+    """A distribution-free confidence interval of the median of
+    ``values``: ``[x_(k), x_(n+1-k)]`` of the sorted values, with the
+    largest ``k`` for which ``P(Binomial(n, 1/2) < k) <= (1 -
+    confidence) / 2`` (30 rounds: the 10th and 21st of 30, 95.7 %).
+    ``None`` with too few values (fewer than 6 at 95 %)."""
+    xs = sorted(values)
+    n = len(xs)
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0
+    while k < n:
+        below += math.comb(n, k) / 2**n  # P(Binomial(n, 1/2) <= k)
+        if below > tail:
+            break
+        k += 1
+    return [xs[k - 1], xs[n - k]] if k >= 1 else None
+
+
+def paired_fields(times: Optional[Dict[str, List[float]]], num: str,
+                  den: str, key: str) -> dict:
+    """``{key}_paired``: the median over the rounds of ``num / den``
+    (:func:`paired_ratio`), and ``{key}_paired_ci``: its 95 % interval
+    (:func:`median_interval`); ``None`` without both variants' times."""
+    if not times or num not in times or den not in times:
+        return {key + '_paired': None, key + '_paired_ci': None}
+    per_round = [a / b for a, b in zip(times[num], times[den])]
+    return {key + '_paired': statistics.median(per_round),
+            key + '_paired_ci': median_interval(per_round)}
+
+
 def ratios(results: dict, num_branches: int,
            times: Optional[Dict[str, List[float]]] = None) -> dict:
     """The ratios the benchmark reports (medians over the rounds; with
-    the rounds' ``times``, the reference ratios also paired round by
-    round, ``..._paired``)."""
+    the rounds' ``times``, also paired round by round, ``..._paired``,
+    with a 95 % interval, ``..._paired_ci``)."""
     t = {k: v['time']['median_ms'] for k, v in results.items()}
     out = dict(
         ratio_time_vs_ce_only=t['model'] / t['ce_only'],
         ratio_time_vs_separate=t['model'] / (num_branches * t['single']),
         ratio_time_vs_single=t['model'] / t['single'])
     if times and 'model' in times and 'ce_only' in times:
-        out['ratio_time_vs_ce_only_paired'] = paired_ratio(
-            times['model'], times['ce_only'])
+        out.update(paired_fields(times, 'model', 'ce_only',
+                                 'ratio_time_vs_ce_only'))
     if 'without_pre_neck' in t:
         # the pre-necks' share (a / a-) and the rest's (a- / b)
         for key, num, den in (
@@ -351,17 +383,15 @@ def ratios(results: dict, num_branches: int,
                 ('ratio_time_without_pre_neck_vs_ce_only',
                  'without_pre_neck', 'ce_only')):
             out[key] = t[num] / t[den]
-            out[key + '_paired'] = paired_ratio(times[num], times[den]) \
-                if times else None
+            out.update(paired_fields(times, num, den, key))
     if 'model_eager' in t:  # --compile: the model also run eagerly
         out['ratio_time_compiled_vs_eager'] = t['model'] / t['model_eager']
-        out['ratio_time_compiled_vs_eager_paired'] = paired_ratio(
-            times['model'], times['model_eager']) if times else None
+        out.update(paired_fields(times, 'model', 'model_eager',
+                                 'ratio_time_compiled_vs_eager'))
     for name, of in REFERENCES.items():
         key = f'ratio_time_{of}_vs_reference'
         out[key] = t[of] / t[name] if name in t else None
-        out[key + '_paired'] = paired_ratio(times[of], times[name]) \
-            if times and name in times else None
+        out.update(paired_fields(times, of, name, key))
     mem = {k: v.get('memory', {}).get('peak_bytes') for k, v in
            results.items()}
     if mem.get('model') and mem.get('ce_only'):

@@ -125,6 +125,23 @@ def test_paired_ratio():
         pytest.approx(1.0)
 
 
+def test_median_interval():
+    # 30 rounds: the 10th and 21st values, P = 1 - 2 P(Bin(30, 1/2) <= 9)
+    assert bench.median_interval(list(range(30, 0, -1))) == [10, 21]
+    # 6 values: P(Bin(6, 1/2) <= 0) = 1/64 <= 2.5 %, P(<= 1) = 7/64 is not
+    assert bench.median_interval([6, 1, 5, 2, 4, 3]) == [1, 6]
+    # 5 values: even the range covers the median with 15/16 < 95 % only
+    assert bench.median_interval([1, 2, 3, 4, 5]) is None
+    assert bench.median_interval([1, 2, 3, 4, 5], confidence=0.9) == [1, 5]
+    times = dict(model=[1.1] * 5 + [1.3] * 5 + [1.0] * 5, ce_only=[1.0] * 15)
+    fields = bench.paired_fields(times, 'model', 'ce_only', 'r')
+    # per round 1.0 (5), 1.1 (5), 1.3 (5): 15 values, the 4th and 12th
+    assert fields['r_paired'] == pytest.approx(1.1)
+    assert fields['r_paired_ci'] == pytest.approx([1.0, 1.3])
+    assert bench.paired_fields(None, 'model', 'ce_only', 'r') == {
+        'r_paired': None, 'r_paired_ci': None}
+
+
 def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
     """The tool in this process; the memory of each variant measured here
     by the function its per-variant child process calls."""
@@ -152,8 +169,11 @@ def test_benchmark_tool_writes_every_field(tmp_path, run_in_process):
                 'batch_size', 'num_branches', 'ratio_runner_vs_bare_loop',
                 'ratio_time_model_vs_reference',
                 'ratio_time_single_vs_reference',
-                'ratio_time_model_vs_reference_paired'):
+                'ratio_time_model_vs_reference_paired',
+                'ratio_time_vs_ce_only_paired_ci'):
         assert key in result, key
+    # two rounds: too few for a 95 % interval of the median
+    assert result['ratio_time_vs_ce_only_paired_ci'] is None
     assert result['batch_size'] == 4 and result['num_branches'] == 2
     assert result['reference_skipped'] is None
     for name in ('model', 'single'):

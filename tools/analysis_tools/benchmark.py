@@ -220,6 +220,18 @@ def measure_memory(args, variant, cfg, data, options):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def round_by_round(summary, key):
+    """`` (round by round: R [low-high])`` for a ratio with paired
+    figures in ``summary`` (the 95 % interval where there are enough
+    rounds), else ``''``."""
+    paired = summary.get(key + '_paired')
+    if paired is None:
+        return ''
+    ci = summary.get(key + '_paired_ci')
+    interval = '' if ci is None else f' [{ci[0]:.3f}-{ci[1]:.3f}]'
+    return f' (round by round: {paired:.3f}{interval})'
+
+
 def print_table(summary):
     n = summary['num_branches']
     batch = summary['batch_size']
@@ -246,27 +258,25 @@ def print_table(summary):
     for row in rows:
         print('  '.join(c.ljust(w) for c, w in zip(row, widths)))
     mem_ratio = summary['ratio_memory_vs_ce_only']
-    paired = summary.get('ratio_time_vs_ce_only_paired')
     print(f'\ntime a/b (vs ce_only):        '
           f'{summary["ratio_time_vs_ce_only"]:.3f}' +
-          ('' if paired is None else f' (round by round: {paired:.3f})'))
+          round_by_round(summary, 'ratio_time_vs_ce_only'))
     if summary.get('ratio_time_pre_neck') is not None:
         key = 'ratio_time_without_pre_neck_vs_ce_only'
         print(f'time a / a without pre-necks: '
-              f'{summary["ratio_time_pre_neck"]:.3f} (round by round: '
-              f'{summary["ratio_time_pre_neck_paired"]:.3f})\n'
-              f'time a without pre-necks / b: {summary[key]:.3f} (round '
-              f'by round: {summary[key + "_paired"]:.3f})')
+              f'{summary["ratio_time_pre_neck"]:.3f}' +
+              round_by_round(summary, 'ratio_time_pre_neck'))
+        print(f'time a without pre-necks / b: {summary[key]:.3f}' +
+              round_by_round(summary, key))
     print(f'time a/(N c) (vs separate):   '
           f'{summary["ratio_time_vs_separate"]:.3f}')
     print('memory a/b (vs ce_only):      ' +
           ('-' if mem_ratio is None else f'{mem_ratio:.3f}'))
     for of in bench.REFERENCES.values():
-        value = summary.get(f'ratio_time_{of}_vs_reference')
-        if value is not None:
-            paired = summary[f'ratio_time_{of}_vs_reference_paired']
+        key = f'ratio_time_{of}_vs_reference'
+        if summary.get(key) is not None:
             print(f'time {of} / hand-written:{" " * (11 - len(of))}'
-                  f'{value:.3f} (round by round: {paired:.3f})')
+                  f'{summary[key]:.3f}' + round_by_round(summary, key))
     if 'ratio_runner_vs_bare_loop' in summary:
         loop = summary['loop_overhead']
         kind = 'hand-written' if loop['bare_kind'] == 'hand_written' \
@@ -278,8 +288,8 @@ def print_table(summary):
               f'{loop["ratio_paired"]:.3f})')
     if summary.get('ratio_time_compiled_vs_eager'):
         print(f'time a compiled / eager:      '
-              f'{summary["ratio_time_compiled_vs_eager"]:.3f} (round by '
-              f'round: {summary["ratio_time_compiled_vs_eager_paired"]:.3f})')
+              f'{summary["ratio_time_compiled_vs_eager"]:.3f}' +
+              round_by_round(summary, 'ratio_time_compiled_vs_eager'))
     if summary['compile']:
         print('first step (compiles), s:      ' + ', '.join(
             f'{name} {res["first_step_s"]:.1f}'
