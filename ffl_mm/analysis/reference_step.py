@@ -56,11 +56,13 @@ def reference_unsupported(model: nn.Module) -> Optional[str]:
         return f'a {type(model).__name__}'
     if model.data_preprocessor.batch_augments is not None:
         return 'batch augmentations'
-    if model.ensemble_head is not None or model.heads_on_enhanced or \
-            model.fusion_pre_necks is not None and \
+    if model.ensemble_head is not None:
+        return f'an ensemble head ({type(model.ensemble_head).__name__})'
+    if model.heads_on_enhanced:
+        return 'branch heads on the enhanced maps (heads_on_enhanced=True)'
+    if model.fusion_pre_necks is not None and \
             model.fusion_pre_necks.with_cp:
-        return 'an ensemble head, heads on the enhanced maps or ' \
-               'recomputation'
+        return 'recomputed pre-necks (fusion_pre_neck_with_cp=True)'
     if model.distill_loss is not None and not (
             isinstance(model.distill_loss, MutualKDLoss)
             and model.distill_loss.distill_fused and model.with_fusion):

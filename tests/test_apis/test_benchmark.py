@@ -328,8 +328,17 @@ def test_reference_step_names_what_it_does_not_cover():
     one = shipped_config('configs/one/one_resnet32x2_digits.py')
     dml = shipped_config('configs/dml/dml_resnet32x2_digits.py')
     ffl = shipped_config(FFL)
-    assert 'ensemble head' in reference_unsupported(
-        bench.build_variant(one, 'model'))
+    # each reason names the one setting in the way
+    assert reference_unsupported(bench.build_variant(one, 'model')) == \
+        'an ensemble head (GatedEnsembleHead)'
+    mfef = shipped_config('configs/mfef/mfef_resnet32x2_digits.py')
+    for key, reason in (('heads_on_enhanced', 'heads_on_enhanced=True'),
+                        ('fusion_pre_neck_with_cp',
+                         'fusion_pre_neck_with_cp=True')):
+        changed = copy.deepcopy(mfef)
+        changed.model[key] = True
+        assert reason in reference_unsupported(
+            bench.build_variant(changed, 'model'))
     assert 'PeerKDLoss' in reference_unsupported(
         bench.build_variant(dml, 'model'))
     # ONE's and DML's floors and single networks are covered
