@@ -146,3 +146,27 @@ def test_fusion_neck_takes_the_fused_path(monkeypatch):
     with torch.no_grad():
         neck(maps)
     assert len(calls) == 1
+
+
+def test_hooks_and_reparametrised_weights_take_the_modules():
+    """The function computes with the modules' own parameters and calls no
+    module: where a module has hooks, or a weight computed from other
+    parameters (spectral norm), the modules run, so that the hooks fire
+    and the gradients reach the real parameters."""
+    x = torch.randn(2, 16, 4, 4, dtype=torch.float64)
+    neck = _neck()
+    seen = []
+    handle = neck.depthwise.conv.register_forward_hook(
+        lambda *args: seen.append(1))
+    assert not fusion_convs_fusable(neck.depthwise, neck.pointwise, x)
+    neck([x[:, :8], x[:, 8:]])
+    assert seen == [1]
+    handle.remove()
+    assert fusion_convs_fusable(neck.depthwise, neck.pointwise, x)
+    spectral = ConvModule(16, 6, 1, norm_cfg=dict(type='BN'),
+                          with_spectral_norm=True).double()
+    assert not fusion_convs_fusable(neck.depthwise, spectral, x)
+    neck.pointwise = spectral
+    out = neck([x[:, :8], x[:, 8:]])[0]
+    out.sum().backward()
+    assert spectral.conv.weight_orig.grad is not None

@@ -145,3 +145,41 @@ def test_tied_maxima_send_the_gradient_where_the_modules_do():
     torch.testing.assert_close(out, ref)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b)
+
+
+def test_hooks_and_reparametrised_weights_take_the_modules():
+    """The fused chain and the attention's fast path read the modules'
+    parameters without calling them: with a hook, or a weight computed
+    from other parameters (spectral norm, by a pre-hook), the modules
+    run, so that hooks fire and gradients reach the real parameters."""
+    x = torch.randn(2, 16, 4, 4, dtype=torch.float64)
+    ms, da = _blocks()
+    seen = []
+    handle = da.spatial_gate.register_forward_hook(
+        lambda *args: seen.append(1))
+    assert not fusable((ms, da), x)
+    da(ms(x))
+    assert seen == [1]
+    handle.remove()
+    assert fusable((ms, da), x)
+    # a spectral-normed channel MLP: the gate computes with the weight its
+    # pre-hook makes from weight_orig, and weight_orig gets the gradient
+    torch.nn.utils.spectral_norm(da.channel_gate.mlp[0])
+    assert not fusable((ms, da), x)
+    twin = copy.deepcopy(da)
+    xg = x.clone().requires_grad_()
+    out = da(xg)
+    out.sum().backward()
+    assert da.channel_gate.mlp[0].weight_orig.grad is not None
+    mlp = twin.channel_gate.mlp
+    with torch.no_grad():
+        avg, peak = x.mean(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3),
+                                                             keepdim=True)
+        # one call on both statistics: spectral norm's power iteration
+        # moves on each call in training
+        a, p = mlp(torch.cat([avg, peak])).chunk(2)
+        y = x * torch.sigmoid(a + p)
+        stats = torch.cat([y.mean(1, keepdim=True),
+                           y.amax(1, keepdim=True)], dim=1)
+        ref = y * torch.sigmoid(twin.spatial_gate.conv(stats))
+    torch.testing.assert_close(out.detach(), ref)

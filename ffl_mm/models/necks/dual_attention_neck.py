@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from ffl_mm.registry import MODELS
 from ..utils.dual_attention_ops import (channel_stats, gated_product,
                                         gated_spatial_stats, small_map_conv2d)
+from ..utils.plain_modules import plain_modules
 from .per_map_neck import PerMapNeck
 
 GATES = ('channel', 'spatial')
@@ -43,9 +44,13 @@ class ChannelGate(nn.Module):
         # its 1x1 convolutions as matrix products: the same sums, without
         # a convolution kernel's set-up for 1x1 maps (several times the
         # products' cost at this size on the CPU)
+        stats = torch.cat([avg, peak])
+        if not plain_modules(self.mlp):  # hooks: call the modules
+            avg, peak = self.mlp(stats).chunk(2)
+            return torch.sigmoid(avg + peak)
         first, act, second = self.mlp
-        stats = torch.cat([avg, peak]).flatten(1)  # (2B, C)
-        hidden = act(F.linear(stats, first.weight.flatten(1), first.bias))
+        hidden = act(F.linear(stats.flatten(1), first.weight.flatten(1),
+                              first.bias))
         out = F.linear(hidden, second.weight.flatten(1), second.bias)
         avg, peak = out.chunk(2)
         return torch.sigmoid(avg + peak)[..., None, None]
@@ -74,6 +79,8 @@ class SpatialGate(nn.Module):
 
     def from_stats(self, stats: torch.Tensor) -> torch.Tensor:
         """The weights from the channel mean and max ``(B, 2, H, W)``."""
+        if not plain_modules(self.conv):  # hooks: call the module
+            return torch.sigmoid(self.conv(stats))
         return torch.sigmoid(
             small_map_conv2d(stats, self.conv.weight, self.conv.bias))
 
@@ -97,7 +104,8 @@ class DualAttentionBlock(BaseModule):
             self.spatial_gate = SpatialGate(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gates == GATES and not torch.compiler.is_compiling():
+        if self.gates == GATES and not torch.compiler.is_compiling() and \
+                plain_modules(self.channel_gate, self.spatial_gate):
             gate = self.channel_gate.from_stats(*channel_stats(x))
             y, stats = gated_spatial_stats(x, gate)
             return gated_product(y, x, gate,

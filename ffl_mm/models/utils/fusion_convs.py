@@ -17,8 +17,9 @@ convolution more per step. Values and gradients are those of the modules
 (up to the order of float additions); the tests compare them.
 
 Used in training with gradients, for conv -> BN -> ReLU ``ConvModule``
-s (:func:`.conv_bn_relu_ops.conv_bn_relu_fusable`), without autocast;
-anything else runs the modules, as does ``torch.compile``.
+s (:func:`.conv_bn_relu_ops.conv_bn_relu_fusable`) without hooks or
+re-parametrised weights (:func:`.plain_modules.plain_modules`), without
+autocast; anything else runs the modules, as does ``torch.compile``.
 """
 import torch
 import torch.nn as nn
@@ -28,6 +29,7 @@ from .conv_bn_relu_ops import (autocast_on, batch_norm_affine,
                                batch_norm_backward, batch_norm_train,
                                conv_backward, conv_bn_relu_fusable,
                                conv_forward)
+from .plain_modules import plain_modules
 
 
 def fusion_convs_fusable(depthwise: nn.Module, pointwise: nn.Module,
@@ -36,7 +38,8 @@ def fusion_convs_fusable(depthwise: nn.Module, pointwise: nn.Module,
     return torch.is_grad_enabled() and not torch.compiler.is_compiling() \
         and x.dim() == 4 and not autocast_on(x) \
         and conv_bn_relu_fusable(depthwise) \
-        and conv_bn_relu_fusable(pointwise)
+        and conv_bn_relu_fusable(pointwise) \
+        and plain_modules(depthwise, pointwise)
 
 
 class _FusionConvs(Function):

@@ -21,7 +21,8 @@ Values and gradients are those of the modules (up to the order of float
 additions); the MFEF tests compare them. Used in training with
 gradients, for a non-hierarchical ``MultiScaleBlock`` with BN and ReLU
 followed by a channel-then-spatial ``DualAttentionBlock``, without
-autocast and without synchronised BN (:func:`fusable`); anything else
+autocast, synchronised BN, hooks or re-parametrised weights
+(:func:`fusable`); anything else
 runs the modules, as does ``torch.compile``.
 """
 from typing import Sequence
@@ -38,6 +39,7 @@ from .dual_attention_ops import (SMALL_MAP, add_channel_stats_grad,
                                  channel_stats_of, conv_matrix,
                                  location_stats, location_stats_grad,
                                  small_map_conv2d)
+from .plain_modules import plain_modules
 
 
 def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
@@ -58,7 +60,7 @@ def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
             or m.kernel_size != (1, 1) for m in (mlp[0], mlp[2])):
         return False
     return ms.training and conv_bn_relu_fusable(ms.grouped) and \
-        x.dim() == 4 and not autocast_on(x)
+        x.dim() == 4 and not autocast_on(x) and plain_modules(ms, da)
 
 
 def _gates_forward(da, m):
