@@ -329,7 +329,11 @@ def paired_ratio(times: List[float], base: List[float]) -> float:
     """Median over the rounds of ``times[i] / base[i]``: the two steps of
     one round ran a moment apart, so a machine whose speed drifts over a
     run moves both alike."""
-    return statistics.median(t / b for t, b in zip(times, base))
+    return statistics.median(_per_round(times, base))
+
+
+def _per_round(times: List[float], base: List[float]) -> List[float]:
+    return [t / b for t, b in zip(times, base)]
 
 
 def median_interval(values: List[float],
@@ -358,7 +362,7 @@ def paired_fields(times: Optional[Dict[str, List[float]]], num: str,
     (:func:`median_interval`); ``None`` without both variants' times."""
     if not times or num not in times or den not in times:
         return {key + '_paired': None, key + '_paired_ci': None}
-    per_round = [a / b for a, b in zip(times[num], times[den])]
+    per_round = _per_round(times[num], times[den])
     return {key + '_paired': statistics.median(per_round),
             key + '_paired_ci': median_interval(per_round)}
 

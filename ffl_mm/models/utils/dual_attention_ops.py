@@ -42,17 +42,15 @@ def location_stats_grad(grad_avg: torch.Tensor, grad_peak: torch.Tensor,
                         times: Optional[torch.Tensor] = None
                         ) -> torch.Tensor:
     """The gradient of :func:`location_stats` for a map of ``shape``:
-    the mean's spread evenly, the max's at its argmax; added to ``into``
-    when given: in place, or to ``into * times`` (``times`` broadcast, a
-    new tensor: one pass for both) when ``times`` is given."""
+    the mean's spread evenly, the max's at its argmax; when ``into`` and
+    ``times`` are given, added to ``into * times`` (``times`` broadcast; a
+    new tensor, one pass for both)."""
     b, c, h, w = shape
     spread = grad_avg / (h * w)
     if into is None:
         into = spread.expand(b, c, h, w).contiguous()
-    elif times is not None:
-        into = torch.addcmul(spread, into, times)
     else:
-        into.add_(spread)
+        into = torch.addcmul(spread, into, times)
     into.view(b, c, h * w).scatter_add_(2, index[..., None],
                                         grad_peak.reshape(b, c, 1))
     return into
@@ -66,19 +64,17 @@ def channel_stats_of(y: torch.Tensor):
 
 
 def add_channel_stats_grad(grad_y: torch.Tensor, grad_stats: torch.Tensor,
-                           index: torch.Tensor, inplace: bool = False,
+                           index: torch.Tensor,
                            times: Optional[torch.Tensor] = None
                            ) -> torch.Tensor:
     """``grad_y`` (or ``grad_y * times``, ``times`` broadcast, in one pass
     with the addition) plus the gradient of :func:`channel_stats_of` for
-    ``grad_stats`` ``(B, 2, H, W)`` (in place if ``inplace``)."""
+    ``grad_stats`` ``(B, 2, H, W)``, in a new tensor."""
     mean_part = grad_stats[:, :1] / grad_y.shape[1]
-    if times is not None:
-        grad_y = torch.addcmul(mean_part, grad_y, times)
-    elif inplace:
-        grad_y = grad_y.add_(mean_part)
-    else:
+    if times is None:
         grad_y = grad_y + mean_part
+    else:
+        grad_y = torch.addcmul(mean_part, grad_y, times)
     return grad_y.scatter_add_(1, index, grad_stats[:, 1:])
 
 

@@ -6,16 +6,14 @@ from torch.autograd import Function
 
 class _ChannelsLastInside(Function):
 
+    # applied only to tensors that are not channels-last already
+
     @staticmethod
     def forward(ctx, x):
-        ctx.was_channels_last = x.is_contiguous(
-            memory_format=torch.channels_last)
         return x.contiguous(memory_format=torch.channels_last)
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.was_channels_last:
-            return grad.contiguous(memory_format=torch.channels_last)
         return grad.contiguous()
 
 
