@@ -194,6 +194,59 @@ def saved_bytes(fn):
     return meter.nbytes
 
 
+# the copies that change a layout on purpose
+_LAYOUT_CHANGES = ('aten.copy_', 'aten.clone', 'aten._to_copy')
+
+
+def _layout_of(t):
+    """The order of a map's dimensions in memory (``'NCHW'``,
+    ``'NHWC'``: channels-last, or another), or None where it does not
+    matter (not 4-D, one channel or one location, or broadcast). A
+    channel slice keeps its tensor's order."""
+    if t.dim() != 4 or t.shape[1] == 1 or t.shape[2] * t.shape[3] == 1 \
+            or 0 in t.stride():
+        return None
+    order = sorted(range(4), key=lambda d: (-t.stride(d), d))
+    return ''.join('NCHW'[d] for d in order)
+
+
+def mixed_layout_ops(fn):
+    """The ops that ``fn()`` runs (forward and backward alike) on two
+    tensors of one 4-D shape whose dimensions lie in memory in different
+    orders (``NCHW`` and channels-last ``NHWC``), as ``(op, shape,
+    orders)``. Such a pass cannot run along both tensors' memory at once
+    (a slow path on the CPU); the deliberate layout copies (``copy_``,
+    ``clone``, ``_to_copy``) are left out."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    found = []
+
+    class Recorder(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = str(func.overloadpacket)
+            if not name.startswith(_LAYOUT_CHANGES):
+                tensors = []
+                for arg in list(args) + list(kwargs.values()):
+                    items = arg if isinstance(arg, (list, tuple)) else [arg]
+                    tensors += [a for a in items
+                                if isinstance(a, torch.Tensor)]
+                layouts = {}
+                for t in tensors:
+                    layout = _layout_of(t)
+                    if layout is not None:
+                        layouts.setdefault(tuple(t.shape), set()).add(layout)
+                found.extend((name, shape, tuple(sorted(kinds)))
+                             for shape, kinds in layouts.items()
+                             if len(kinds) > 1)
+            return func(*args, **kwargs)
+
+    with Recorder():
+        fn()
+    return found
+
+
 def count_params(module):
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())

@@ -9,7 +9,7 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from conftest import REPO, ffl_cfg, shipped_config
+from conftest import REPO, ffl_cfg, mixed_layout_ops, shipped_config
 from ffl_mm.analysis import benchmark as bench
 
 MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
@@ -64,3 +64,27 @@ def test_benchmark_channels_last_flag(tmp_path, run_in_process):
         times['model'] / times['without_pre_neck'])
     assert result['ratio_time_without_pre_neck_vs_ce_only'] == \
         pytest.approx(times['without_pre_neck'] / times['ce_only'])
+
+
+@pytest.mark.parametrize('pre_neck', [None, MFEF], ids=['ffl', 'mfef'])
+def test_training_step_never_mixes_layouts(pre_neck):
+    """No op of a CPU training step (forward or backward) takes two maps
+    of one shape in different memory layouts: the fusion module computes
+    in channels-last on the CPU (its depthwise convolution's fast layout)
+    while the branches keep the default one, and an element-wise pass
+    over two layouts is a slow path (the fusion convolutions' ReLU
+    backward: several times slower, profiler). (A model in channels-last
+    on the CPU gets default-layout gradients from PyTorch's own average
+    pooling: the fused modules' tests cover gradients of either layout.)
+    """
+    torch.manual_seed(0)
+    model = MODELS.build(ffl_cfg(fusion_pre_neck=pre_neck)).train()
+    model.init_weights()
+    x = torch.randn(4, 3, 32, 32)
+    samples = [DataSample().set_gt_label(i) for i in range(4)]
+
+    def step():
+        losses = model.loss(x, samples)
+        sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+
+    assert mixed_layout_ops(step) == []

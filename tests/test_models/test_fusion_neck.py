@@ -4,7 +4,7 @@ import torch
 from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
-from conftest import count_params
+from conftest import count_params, mixed_layout_ops
 from ffl_mm.models.necks import FFLFusionNeck
 
 
@@ -99,3 +99,21 @@ def test_gradients_return_in_the_branch_maps_layout(layout):
     for grad in seen:
         assert sorted(range(4), key=lambda d: -grad.stride(d)) == order, \
             grad.stride()
+
+
+@pytest.mark.parametrize('layout',
+                         [torch.contiguous_format, torch.channels_last])
+def test_no_op_mixes_layouts(layout):
+    """Forward and backward run every pass in one layout: the
+    concatenation is written once, in channels-last on the CPU, and the
+    gradient from the pooling (default layout from PyTorch's CPU
+    pooling) is brought to the fusion convolutions' layout before their
+    element-wise passes."""
+    neck = FFLFusionNeck(in_channels=16, num_branches=2, out_channels=8)
+    maps = [
+        torch.randn(4, 16, 6, 6).contiguous(
+            memory_format=layout).requires_grad_() for _ in range(2)
+    ]
+    assert mixed_layout_ops(lambda: neck(maps)[0].sum().backward()) == []
+    for x in maps:
+        assert x.grad.is_contiguous(memory_format=layout)

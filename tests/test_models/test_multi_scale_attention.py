@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from conftest import saved_bytes
+from conftest import mixed_layout_ops, saved_bytes
 from ffl_mm.models.necks import (DualAttentionNeck, FusionPreNecks,
                                  MultiScaleNeck)
 from ffl_mm.models.utils.multi_scale_attention import (fusable,
@@ -60,6 +60,31 @@ def test_fused_chain_equals_the_modules(residual, channels_last, size):
     for a, b in zip(buffers, ref_buffers):
         torch.testing.assert_close(a, b)
     assert int(blocks[0].grouped.bn.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize('grad_layout',
+                         [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('layout',
+                         [torch.contiguous_format, torch.channels_last])
+def test_backward_runs_in_the_input_layout(layout, grad_layout):
+    """The gradient may arrive in the other layout (PyTorch's CPU average
+    pooling gives default-layout gradients to channels-last maps); the
+    backward brings it to the input's layout once, so that no op mixes
+    two layouts (a slow path), and the values stay the modules'."""
+    blocks = _blocks()
+    twin = copy.deepcopy(blocks)
+    torch.manual_seed(1)
+    x = torch.randn(3, 16, 5, 5, dtype=torch.float64).contiguous(
+        memory_format=layout)
+    grad = torch.randn(3, 16, 5, 5, dtype=torch.float64).contiguous(
+        memory_format=grad_layout)
+    fused = []
+    assert mixed_layout_ops(
+        lambda: fused.extend(_run(blocks, x, grad, fused=True))) == []
+    ref = _run(twin, x, grad, fused=False)
+    torch.testing.assert_close(fused[0], ref[0])
+    for a, b in zip(fused[1], ref[1]):
+        torch.testing.assert_close(a, b)
 
 
 def test_gradcheck():

@@ -10,7 +10,7 @@ from mmengine.model import BaseModule, ModuleList
 
 from ffl_mm.registry import MODELS
 from ..utils.fusion_convs import fusion_convs, fusion_convs_fusable
-from ..utils.memory_layout import channels_last_inside
+from ..utils.memory_layout import concat_maps, memory_format_of
 
 
 @MODELS.register_module()
@@ -122,12 +122,13 @@ class FFLFusionNeck(BaseModule):
             if x.shape[2:] != (height, width):
                 x = F.adaptive_avg_pool2d(x, (height, width))
             aligned.append(project(x))
-        fused = torch.cat(aligned, dim=1)
-        if fused.device.type == 'cpu':
-            # oneDNN's depthwise convolution is many times faster on
-            # channels-last data than on the default layout (same values);
-            # the branches get their gradients back in their own layout
-            fused = channels_last_inside(fused)
+        # oneDNN's depthwise convolution is many times faster on
+        # channels-last data than on the default layout (same values):
+        # on the CPU the concatenation is written in channels-last; the
+        # branches get their gradients back in their own layout
+        layout = torch.channels_last if aligned[0].device.type == 'cpu' \
+            else memory_format_of(aligned[0])
+        fused = concat_maps(aligned, layout)
         if fusion_convs_fusable(self.depthwise, self.pointwise, fused):
             # the same sums; keeps two maps of this size fewer for backward
             return fusion_convs(self.depthwise, self.pointwise, fused)

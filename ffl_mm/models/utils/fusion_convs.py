@@ -29,6 +29,7 @@ from .conv_bn_relu_ops import (autocast_on, batch_norm_affine,
                                batch_norm_backward, batch_norm_train,
                                conv_backward, conv_bn_relu_fusable,
                                conv_forward)
+from .memory_layout import in_layout_of
 from .plain_modules import plain_modules
 
 
@@ -60,6 +61,8 @@ class _FusionConvs(Function):
     def backward(ctx, grad_out):
         depthwise, pointwise = ctx.modules
         x, p, mean1, invstd1, mean2, invstd2 = ctx.saved_tensors
+        # (the pooling's backward gives the default layout on the CPU)
+        grad_out = in_layout_of(grad_out, p)
         grads = {}
         # the second ReLU's mask from p (its input before normalising)
         scale, shift = batch_norm_affine(pointwise.norm, mean2, invstd2)

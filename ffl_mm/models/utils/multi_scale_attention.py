@@ -39,6 +39,7 @@ from .dual_attention_ops import (SMALL_MAP, add_channel_stats_grad,
                                  channel_stats_of, conv_matrix,
                                  location_stats, location_stats_grad,
                                  small_map_conv2d)
+from .memory_layout import in_layout_of
 from .plain_modules import plain_modules
 
 
@@ -171,6 +172,8 @@ class _MultiScaleAttention(Function):
          spatial) = ctx.saved_tensors
         conv, bn = ms.grouped.conv, ms.grouped.norm
         width = ms.width
+        # every pass below in the input's layout
+        grad_out = in_layout_of(grad_out, x)
         # the multi-scale block's output again from the convolution's,
         # with the forward's batch statistics (one pass: c * scale + shift)
         first, rest = x.split([width, ms.in_channels - width], dim=1)
@@ -204,8 +207,8 @@ class _MultiScaleAttention(Function):
         del r
         grad_c = batch_norm_backward(bn, grad_z, c, mean, invstd, grads)
         del grad_z, c
-        # (the convolution's backward wants its input contiguous)
-        grad_rest = conv_backward(conv, grad_c, rest.contiguous(),
+        # (the convolution's backward wants its input dense)
+        grad_rest = conv_backward(conv, grad_c, in_layout_of(rest, x),
                                   ctx.needs_input_grad[2], grads)
         grad_x = None
         if ctx.needs_input_grad[2]:
