@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ffl_mm.models.utils.memory_layout import (concat_maps, in_layout_of,
-                                               memory_format_of)
+                                               memory_format_of,
+                                               to_memory_format)
 
 CL = torch.channels_last
 DEFAULT = torch.contiguous_format
@@ -26,6 +27,10 @@ def test_memory_format_of():
     assert memory_format_of(torch.randn(2, 6)) == DEFAULT
     assert in_layout_of(x, y).is_contiguous(memory_format=CL)
     assert in_layout_of(y, y) is y
+    # a slice in the same order stays a view (passes walk it in order)
+    part = y[:, 2:]
+    assert in_layout_of(part, y) is part
+    assert in_layout_of(part, x).is_contiguous()
 
 
 @pytest.mark.parametrize('out_format', [DEFAULT, CL])
@@ -59,3 +64,16 @@ def test_concat_maps_promotes_dtypes_and_runs_without_grad():
         out = concat_maps([a, b], CL)
     assert out.grad_fn is None and out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, torch.cat([a.float(), b], dim=1))
+
+
+def test_to_memory_format_sends_the_gradient_back_in_the_input_layout():
+    x = torch.randn(2, 6, 4, 4, requires_grad=True)
+    y = to_memory_format(x, CL)
+    assert y.is_contiguous(memory_format=CL) and not y.is_contiguous()
+    torch.testing.assert_close(y, x, rtol=0, atol=0)
+    grad = torch.randn(2, 6, 4, 4).contiguous(memory_format=CL)
+    y.backward(grad)
+    assert x.grad.is_contiguous()
+    torch.testing.assert_close(x.grad, grad, rtol=0, atol=0)
+    # already in that layout: the tensor itself
+    assert to_memory_format(y, CL) is y

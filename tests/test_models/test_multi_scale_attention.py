@@ -157,6 +157,28 @@ def test_fusion_pre_necks_take_the_fused_path(monkeypatch):
         torch.testing.assert_close(a, b)
 
 
+def test_fusion_pre_necks_compute_in_channels_last_on_the_cpu():
+    """On the CPU the fused chain runs on a channels-last copy of the map
+    (oneDNN's faster layout for its grouped convolution, and the one the
+    fusion neck computes in next): the enhanced map is channels-last,
+    the branch's gradient comes back in the branch's layout, and the
+    values are the modules'."""
+    pre = FusionPreNecks(MFEF, in_channels=16, num_branches=1).double()
+    twin = copy.deepcopy(pre)
+    torch.manual_seed(1)
+    x = torch.randn(3, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+    grad = torch.randn(3, 16, 5, 5, dtype=torch.float64)
+    out, = pre([x])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.backward(grad)
+    assert x.grad.is_contiguous()
+    ref = twin[0](ref_x)  # the modules
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(x.grad, ref_x.grad)
+
+
 def test_tied_maxima_send_the_gradient_where_the_modules_do():
     """Integer inputs without the residual: the first group of channels
     passes as it is, with tied maxima everywhere."""

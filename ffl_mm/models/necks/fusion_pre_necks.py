@@ -9,6 +9,7 @@ from mmengine.model import ModuleList, Sequential
 
 from ffl_mm.registry import MODELS
 from ..utils import recompute_in_backward
+from ..utils.memory_layout import to_memory_format
 from ..utils.multi_scale_attention import fusable, multi_scale_attention
 
 
@@ -23,7 +24,8 @@ class FusionPreNecks(ModuleList):
     through one autograd function that keeps only each branch's input map
     and the gates for backward (:mod:`..utils.multi_scale_attention`:
     same values and gradients, the activation memory of checkpointing at
-    a fraction of its time); other chains run their modules.
+    a fraction of its time), on the CPU in channels-last (the branch's
+    gradient returns in its own layout); other chains run their modules.
 
     Args:
         cfg (dict | Sequence[dict]): The chain, built once per branch; a
@@ -81,6 +83,12 @@ class FusionPreNecks(ModuleList):
                   if len(getattr(neck, 'blocks', ())) == 1]
         if len(blocks) == len(chain) and fusable(blocks, x) and \
                 x.shape[1] == blocks[0].in_channels:
+            if x.device.type == 'cpu':
+                # oneDNN's grouped convolution is faster on channels-last
+                # data, the fusion neck that follows computes in it on
+                # the CPU, and the branch gets its gradient back in its
+                # own layout
+                x = to_memory_format(x, torch.channels_last)
             return multi_scale_attention(blocks, x)
         if self.with_cp:
             return recompute_in_backward(chain, x)

@@ -39,7 +39,7 @@ from .dual_attention_ops import (SMALL_MAP, add_channel_stats_grad,
                                  channel_stats_of, conv_matrix,
                                  location_stats, location_stats_grad,
                                  small_map_conv2d)
-from .memory_layout import in_layout_of
+from .memory_layout import in_layout_of, memory_format_of
 from .plain_modules import plain_modules
 
 
@@ -208,7 +208,8 @@ class _MultiScaleAttention(Function):
         grad_c = batch_norm_backward(bn, grad_z, c, mean, invstd, grads)
         del grad_z, c
         # (the convolution's backward wants its input dense)
-        grad_rest = conv_backward(conv, grad_c, in_layout_of(rest, x),
+        grad_rest = conv_backward(conv, grad_c, rest.contiguous(
+            memory_format=memory_format_of(x)),
                                   ctx.needs_input_grad[2], grads)
         grad_x = None
         if ctx.needs_input_grad[2]:
