@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from ffl_mm.models.utils.memory_layout import (concat_maps, in_layout_of,
-                                               memory_format_of,
-                                               to_memory_format)
+                                               memory_format_of)
 
 CL = torch.channels_last
 DEFAULT = torch.contiguous_format
@@ -64,16 +63,3 @@ def test_concat_maps_promotes_dtypes_and_runs_without_grad():
         out = concat_maps([a, b], CL)
     assert out.grad_fn is None and out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, torch.cat([a.float(), b], dim=1))
-
-
-def test_to_memory_format_sends_the_gradient_back_in_the_input_layout():
-    x = torch.randn(2, 6, 4, 4, requires_grad=True)
-    y = to_memory_format(x, CL)
-    assert y.is_contiguous(memory_format=CL) and not y.is_contiguous()
-    torch.testing.assert_close(y, x, rtol=0, atol=0)
-    grad = torch.randn(2, 6, 4, 4).contiguous(memory_format=CL)
-    y.backward(grad)
-    assert x.grad.is_contiguous()
-    torch.testing.assert_close(x.grad, grad, rtol=0, atol=0)
-    # already in that layout: the tensor itself
-    assert to_memory_format(y, CL) is y

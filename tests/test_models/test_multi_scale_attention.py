@@ -100,17 +100,21 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
-def test_keeps_the_input_and_the_convolution_output():
+@pytest.mark.parametrize('memory_format', [None, torch.channels_last])
+def test_keeps_the_input_and_the_convolution_output(memory_format):
     """The modules keep 2.5 maps of the input's size besides the input;
     the fused function the input and the grouped convolution's output
-    (3/4 of a map with 4 scales)."""
+    (3/4 of a map with 4 scales). Computing in another layout, it keeps
+    the input itself, not its copy in that layout (the branch's map,
+    which the branch keeps anyway)."""
     torch.manual_seed(0)
     ms = MultiScaleNeck(64).blocks[0].train()
     da = DualAttentionNeck(64).blocks[0].train()
     x = torch.randn(128, 64, 8, 8, requires_grad=True)
     full = x.numel() * x.element_size()
 
-    fused = saved_bytes(lambda: multi_scale_attention((ms, da), x))
+    fused = saved_bytes(
+        lambda: multi_scale_attention((ms, da), x, memory_format))
     plain = saved_bytes(lambda: da(ms(x)))
     assert 1.75 * full <= fused < 1.95 * full  # and the gates, indices
     assert plain > 3 * full
@@ -141,9 +145,9 @@ def test_fusion_pre_necks_take_the_fused_path(monkeypatch):
     calls = []
     real = module.multi_scale_attention
 
-    def counting(blocks, x):
+    def counting(blocks, x, *args):
         calls.append(x.shape)
-        return real(blocks, x)
+        return real(blocks, x, *args)
 
     monkeypatch.setattr(module, 'multi_scale_attention', counting)
     torch.manual_seed(0)

@@ -9,7 +9,6 @@ from mmengine.model import ModuleList, Sequential
 
 from ffl_mm.registry import MODELS
 from ..utils import recompute_in_backward
-from ..utils.memory_layout import to_memory_format
 from ..utils.multi_scale_attention import fusable, multi_scale_attention
 
 
@@ -83,13 +82,12 @@ class FusionPreNecks(ModuleList):
                   if len(getattr(neck, 'blocks', ())) == 1]
         if len(blocks) == len(chain) and fusable(blocks, x) and \
                 x.shape[1] == blocks[0].in_channels:
-            if x.device.type == 'cpu':
-                # oneDNN's grouped convolution is faster on channels-last
-                # data, the fusion neck that follows computes in it on
-                # the CPU, and the branch gets its gradient back in its
-                # own layout
-                x = to_memory_format(x, torch.channels_last)
-            return multi_scale_attention(blocks, x)
+            # on the CPU in channels-last: oneDNN's grouped convolution
+            # is faster on it, and the fusion neck that follows computes
+            # in it; the branch gets its gradient in its own layout
+            memory_format = torch.channels_last \
+                if x.device.type == 'cpu' else None
+            return multi_scale_attention(blocks, x, memory_format)
         if self.with_cp:
             return recompute_in_backward(chain, x)
         return chain(x)

@@ -1,6 +1,6 @@
 # Copyright (c) ffl_mm contributors.
-"""Memory layouts of maps: which one a tensor has, and a layout change
-and a concatenation whose gradients go back in each input's own layout.
+"""Memory layouts of maps: which one a tensor has, and a concatenation
+whose gradients go back in each input's own layout.
 
 An element-wise pass over two maps of different layouts (the default
 ``NCHW`` and channels-last ``NHWC``) cannot walk both tensors' memory in
@@ -44,8 +44,6 @@ def _concat_into(maps: Sequence[torch.Tensor],
                       dtype=reduce(torch.promote_types,
                                    (x.dtype for x in maps)),
                       device=maps[0].device, memory_format=memory_format)
-    if len(maps) == 1:  # a layout change
-        return out.copy_(maps[0])
     return torch.cat(list(maps), dim=1, out=out)
 
 
@@ -93,21 +91,3 @@ def concat_maps(maps: Sequence[torch.Tensor],
     if torch.is_grad_enabled() and any(x.requires_grad for x in maps):
         return _ConcatMaps.apply(memory_format, *maps)
     return _concat_into(maps, memory_format)
-
-
-def to_memory_format(x: torch.Tensor,
-                     memory_format: torch.memory_format) -> torch.Tensor:
-    """``x`` in ``memory_format``, with its gradient in ``x``'s own
-    layout (``Tensor.contiguous(memory_format=...)`` would pass the
-    gradient through in the new layout; see :func:`concat_maps`).
-
-    Args:
-        x (Tensor): ``(B, C, H, W)``.
-        memory_format (torch.memory_format): The output's layout.
-
-    Returns:
-        Tensor: ``x``'s values, ``(B, C, H, W)``.
-    """
-    if x.is_contiguous(memory_format=memory_format):
-        return x
-    return concat_maps([x], memory_format)
