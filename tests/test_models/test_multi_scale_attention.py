@@ -100,21 +100,17 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
-@pytest.mark.parametrize('memory_format', [None, torch.channels_last])
-def test_keeps_the_input_and_the_convolution_output(memory_format):
+def test_keeps_the_input_and_the_convolution_output():
     """The modules keep 2.5 maps of the input's size besides the input;
     the fused function the input and the grouped convolution's output
-    (3/4 of a map with 4 scales). Computing in another layout, it keeps
-    the input itself, not its copy in that layout (the branch's map,
-    which the branch keeps anyway)."""
+    (3/4 of a map with 4 scales)."""
     torch.manual_seed(0)
     ms = MultiScaleNeck(64).blocks[0].train()
     da = DualAttentionNeck(64).blocks[0].train()
     x = torch.randn(128, 64, 8, 8, requires_grad=True)
     full = x.numel() * x.element_size()
 
-    fused = saved_bytes(
-        lambda: multi_scale_attention((ms, da), x, memory_format))
+    fused = saved_bytes(lambda: multi_scale_attention((ms, da), x))
     plain = saved_bytes(lambda: da(ms(x)))
     assert 1.75 * full <= fused < 1.95 * full  # and the gates, indices
     assert plain > 3 * full
@@ -145,9 +141,9 @@ def test_fusion_pre_necks_take_the_fused_path(monkeypatch):
     calls = []
     real = module.multi_scale_attention
 
-    def counting(blocks, x, *args):
+    def counting(blocks, x):
         calls.append(x.shape)
-        return real(blocks, x, *args)
+        return real(blocks, x)
 
     monkeypatch.setattr(module, 'multi_scale_attention', counting)
     torch.manual_seed(0)
@@ -159,28 +155,6 @@ def test_fusion_pre_necks_take_the_fused_path(monkeypatch):
     ref = [chain(x) for chain, x in zip(twin, maps)]
     for a, b in zip(out, ref):
         torch.testing.assert_close(a, b)
-
-
-def test_fusion_pre_necks_compute_in_channels_last_on_the_cpu():
-    """On the CPU the fused chain runs on a channels-last copy of the map
-    (oneDNN's faster layout for its grouped convolution, and the one the
-    fusion neck computes in next): the enhanced map is channels-last,
-    the branch's gradient comes back in the branch's layout, and the
-    values are the modules'."""
-    pre = FusionPreNecks(MFEF, in_channels=16, num_branches=1).double()
-    twin = copy.deepcopy(pre)
-    torch.manual_seed(1)
-    x = torch.randn(3, 16, 5, 5, dtype=torch.float64, requires_grad=True)
-    ref_x = x.detach().clone().requires_grad_()
-    grad = torch.randn(3, 16, 5, 5, dtype=torch.float64)
-    out, = pre([x])
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    out.backward(grad)
-    assert x.grad.is_contiguous()
-    ref = twin[0](ref_x)  # the modules
-    ref.backward(grad)
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(x.grad, ref_x.grad)
 
 
 def test_tied_maxima_send_the_gradient_where_the_modules_do():

@@ -23,8 +23,7 @@ class FusionPreNecks(ModuleList):
     through one autograd function that keeps only each branch's input map
     and the gates for backward (:mod:`..utils.multi_scale_attention`:
     same values and gradients, the activation memory of checkpointing at
-    a fraction of its time), on the CPU in channels-last (the branch's
-    gradient returns in its own layout); other chains run their modules.
+    a fraction of its time); other chains run their modules.
 
     Args:
         cfg (dict | Sequence[dict]): The chain, built once per branch; a
@@ -82,12 +81,7 @@ class FusionPreNecks(ModuleList):
                   if len(getattr(neck, 'blocks', ())) == 1]
         if len(blocks) == len(chain) and fusable(blocks, x) and \
                 x.shape[1] == blocks[0].in_channels:
-            # on the CPU in channels-last: oneDNN's grouped convolution
-            # is faster on it, and the fusion neck that follows computes
-            # in it; the branch gets its gradient in its own layout
-            memory_format = torch.channels_last \
-                if x.device.type == 'cpu' else None
-            return multi_scale_attention(blocks, x, memory_format)
+            return multi_scale_attention(blocks, x)
         if self.with_cp:
             return recompute_in_backward(chain, x)
         return chain(x)

@@ -25,7 +25,7 @@ autocast, synchronised BN, hooks or re-parametrised weights
 (:func:`fusable`); anything else
 runs the modules, as does ``torch.compile``.
 """
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -153,11 +153,7 @@ def _assemble(ms, like: torch.Tensor, first: torch.Tensor,
 class _MultiScaleAttention(Function):
 
     @staticmethod
-    def forward(ctx, ms, da, memory_format, x, *params):
-        # computes on x in memory_format; keeps x itself (the branch's
-        # own map, which its backbone keeps anyway), not the copy
-        ctx.memory_format = memory_format
-        x, kept = x.contiguous(memory_format=memory_format), x
+    def forward(ctx, ms, da, x, *params):
         first, rest = x.split([ms.width, ms.in_channels - ms.width], dim=1)
         c = conv_forward(ms.grouped.conv, rest)
         z, mean, invstd = batch_norm_train(ms.grouped.norm, c)
@@ -166,15 +162,14 @@ class _MultiScaleAttention(Function):
         del z, r
         out, saved, ctx.matrix = _gates_forward(da, m)
         ctx.blocks, ctx.params = (ms, da), params
-        ctx.save_for_backward(kept, c, mean, invstd, *saved)
+        ctx.save_for_backward(x, c, mean, invstd, *saved)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         ms, da = ctx.blocks
-        (kept, c, mean, invstd, avg, peak, peak_index, gate, stats,
-         top_index, spatial) = ctx.saved_tensors
-        x = kept.contiguous(memory_format=ctx.memory_format)
+        (x, c, mean, invstd, avg, peak, peak_index, gate, stats, top_index,
+         spatial) = ctx.saved_tensors
         conv, bn = ms.grouped.conv, ms.grouped.norm
         width = ms.width
         # every pass below in the input's layout
@@ -213,40 +208,27 @@ class _MultiScaleAttention(Function):
         grad_c = batch_norm_backward(bn, grad_z, c, mean, invstd, grads)
         del grad_z, c
         # (the convolution's backward wants its input dense)
-        grad_rest = conv_backward(
-            conv, grad_c, rest.contiguous(memory_format=ctx.memory_format),
-            ctx.needs_input_grad[3], grads)
+        grad_rest = conv_backward(conv, grad_c, rest.contiguous(
+            memory_format=memory_format_of(x)),
+                                  ctx.needs_input_grad[2], grads)
         grad_x = None
-        if ctx.needs_input_grad[3]:
-            # in the layout of the branch's map
-            grad_x = in_layout_of(
-                _assemble(ms, x, grad_first, grad_rest, grad_q), kept)
-        return (None, None, None, grad_x) + tuple(
-            grads.get(p) for p in ctx.params)
+        if ctx.needs_input_grad[2]:
+            grad_x = _assemble(ms, x, grad_first, grad_rest, grad_q)
+        return (None, None, grad_x) + tuple(grads.get(p) for p in ctx.params)
 
 
-def multi_scale_attention(
-        blocks: Sequence[nn.Module],
-        x: torch.Tensor,
-        memory_format: Optional[torch.memory_format] = None
-) -> torch.Tensor:
+def multi_scale_attention(blocks: Sequence[nn.Module],
+                          x: torch.Tensor) -> torch.Tensor:
     """``da(ms(x))`` for ``blocks = (ms, da)`` (see the module docstring;
     check :func:`fusable` first).
 
     Args:
         blocks: A ``MultiScaleBlock`` and a ``DualAttentionBlock``.
         x (Tensor): ``(B, C, H, W)``.
-        memory_format (torch.memory_format, optional): The layout to
-            compute in, and the output's; ``x``'s gradient comes back in
-            ``x``'s layout. Backward keeps ``x`` itself, not its copy in
-            this layout (converted again in backward). Defaults to
-            ``x``'s layout.
 
     Returns:
         Tensor: ``(B, C, H, W)``.
     """
     ms, da = blocks
     params = list(ms.parameters()) + list(da.parameters())
-    if memory_format is None:
-        memory_format = memory_format_of(x)
-    return _MultiScaleAttention.apply(ms, da, memory_format, x, *params)
+    return _MultiScaleAttention.apply(ms, da, x, *params)
