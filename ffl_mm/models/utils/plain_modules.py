@@ -2,6 +2,7 @@
 """When a hand-written computation may stand in for modules."""
 import torch.nn as nn
 from torch.nn.modules import module as _module
+from torch.nn.utils import parametrize
 
 _GLOBAL_HOOKS = ('_global_forward_hooks', '_global_forward_pre_hooks',
                  '_global_backward_hooks', '_global_backward_pre_hooks')
@@ -23,13 +24,7 @@ def plain_modules(*modules: nn.Module) -> bool:
         return False
     for top in modules:
         for m in top.modules():
-            # (the hook dictionaries are plain attributes; a
-            # parametrised module holds its parametrisations as the
-            # child ``parametrizations``, which ``is_parametrized``
-            # would look up through ``Module.__getattr__``'s slow path)
-            state = m.__dict__
-            if any(state.get(name) for name in _MODULE_HOOKS) or \
-                    isinstance(m._modules.get('parametrizations'),
-                               nn.ModuleDict):
+            if any(getattr(m, name, None) for name in _MODULE_HOOKS) or \
+                    parametrize.is_parametrized(m):
                 return False
     return True
