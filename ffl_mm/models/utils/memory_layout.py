@@ -10,7 +10,7 @@ gradient to the layout of the tensors they saved, once, before their
 passes (:func:`in_layout_of`).
 """
 from functools import reduce
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 from torch.autograd import Function
@@ -44,7 +44,7 @@ def _concat_into(maps: Sequence[torch.Tensor],
                       dtype=reduce(torch.promote_types,
                                    (x.dtype for x in maps)),
                       device=maps[0].device, memory_format=memory_format)
-    return torch.cat(list(maps), dim=1, out=out)
+    return torch.cat(maps, dim=1, out=out)
 
 
 class _ConcatMaps(Function):
@@ -84,7 +84,7 @@ def concat_maps(maps: Sequence[torch.Tensor],
     Returns:
         Tensor: ``(B, sum C_i, H, W)``.
     """
-    maps: List[torch.Tensor] = list(maps)
+    maps = list(maps)
     if torch.compiler.is_compiling():
         # the compiler chooses layouts itself
         return torch.cat(maps, dim=1).contiguous(memory_format=memory_format)
