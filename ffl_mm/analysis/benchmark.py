@@ -220,8 +220,11 @@ def time_interleaved(runners: Dict[str, StepRunner], data: dict, iters: int,
 
 
 def summary(values: List[float]) -> dict:
-    """Median, quartiles and range of step times, in milliseconds."""
-    ms = sorted(v * 1e3 for v in values)
+    """Median, quartiles and range of step times, in milliseconds, and
+    every round's time in the order the rounds ran (``rounds_ms``: the
+    variants' lists pair up round by round)."""
+    rounds = [v * 1e3 for v in values]
+    ms = sorted(rounds)
     quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else ms * 3
     return dict(
         median_ms=statistics.median(ms),
@@ -229,7 +232,8 @@ def summary(values: List[float]) -> dict:
         q3_ms=quartiles[-1],
         min_ms=ms[0],
         max_ms=ms[-1],
-        n=len(ms))
+        n=len(ms),
+        rounds_ms=rounds)
 
 
 def rss_bytes(field: str) -> int:

@@ -75,6 +75,9 @@ def test_interleaving_and_summary():
     assert stats['median_ms'] == pytest.approx(25.0)
     assert stats['min_ms'] == pytest.approx(10.0)
     assert stats['max_ms'] == pytest.approx(40.0)
+    # every round's time, in the order the rounds ran (for paired analyses
+    # of the JSON: rounds of one index ran a moment apart)
+    assert stats['rounds_ms'] == pytest.approx([10.0, 30.0, 20.0, 40.0])
     results = {
         'model': dict(time=dict(median_ms=110.0), memory=dict(peak_bytes=105)),
         'ce_only': dict(time=dict(median_ms=100.0),
