@@ -75,7 +75,7 @@ def _compiled_matches_eager(backend):
 
 
 def test_compiled_training_matches_eager():
-    """Two MFEF training steps (MFEF's modules run as plain operators
+    """Two MFEF training steps (MFEF's fused functions traced whole
     under the compiler) give the eager losses and weights."""
     _compiled_matches_eager('aot_eager')
 

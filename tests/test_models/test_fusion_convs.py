@@ -170,3 +170,47 @@ def test_hooks_and_reparametrised_weights_take_the_modules():
     out = neck([x[:, :8], x[:, 8:]])[0]
     out.sum().backward()
     assert spectral.conv.weight_orig.grad is not None
+
+
+def test_compiled_neck_traces_the_fused_function(monkeypatch):
+    """Under ``torch.compile`` (``aot_eager``: capture and compiled
+    backward) the fusion neck still goes through the function, traced
+    whole (``fullgraph``), with the modules' values, gradients and
+    running statistics over two steps."""
+    from ffl_mm.models.necks import ffl_fusion_neck as module
+    calls = []
+    real = module.fusion_convs
+
+    def counting(depthwise, pointwise, x):
+        calls.append(tuple(x.shape))
+        return real(depthwise, pointwise, x)
+
+    monkeypatch.setattr(module, 'fusion_convs', counting)
+    neck = _neck()
+    twin = copy.deepcopy(neck)
+    torch.manual_seed(1)
+    maps = [torch.randn(3, 8, 5, 5, dtype=torch.float64) for _ in range(2)]
+    grad = torch.randn(3, 6, dtype=torch.float64)
+
+    def run(fn, net):
+        inputs = [x.clone().requires_grad_() for x in maps]
+        out, = fn(inputs)
+        return out, torch.autograd.grad(
+            out, inputs + list(net.parameters()), grad)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(neck, backend='aot_eager', fullgraph=True)
+    for step in range(2):
+        out, got = run(compiled, neck)
+        with monkeypatch.context() as plain:
+            # the modules, for the expected values
+            plain.setattr(module, 'fusion_convs_fusable',
+                          lambda *args: False)
+            ref, expected = run(twin, twin)
+        torch.testing.assert_close(out, ref)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b)
+        for a, b in zip(neck.buffers(), twin.buffers()):
+            torch.testing.assert_close(a, b)
+    assert calls == [(3, 16, 5, 5)] * 2  # (dynamo replays the append)
+    assert int(neck.depthwise.norm.num_batches_tracked) == 2

@@ -42,7 +42,7 @@ def _run(blocks, x, grad, fused):
 
 @pytest.mark.parametrize('residual, channels_last, size', [
     (True, False, 5), (False, False, 5), (True, True, 5),
-    (True, False, 17)])  # 17 x 17: the spatial gate's conv by autograd
+    (True, False, 17)])  # 17 x 17: the spatial gate's conv by its backward
 def test_fused_chain_equals_the_modules(residual, channels_last, size):
     blocks = _blocks(residual)
     twin = copy.deepcopy(blocks)
@@ -208,3 +208,45 @@ def test_hooks_and_reparametrised_weights_take_the_modules():
                            y.amax(1, keepdim=True)], dim=1)
         ref = y * torch.sigmoid(twin.spatial_gate.conv(stats))
     torch.testing.assert_close(out.detach(), ref)
+
+
+def test_compiled_chains_trace_the_fused_function(monkeypatch):
+    """Under ``torch.compile`` MFEF's chains still go through the function
+    (what it saves is where the compiler starts), traced whole, backward
+    included (``fullgraph``: no graph break), with the modules' values,
+    gradients and BatchNorm statistics. ``aot_eager``: the capture and
+    the compiled backward, without code generation."""
+    size = 5
+    from ffl_mm.models.necks import fusion_pre_necks as module
+    calls = []
+    real = module.multi_scale_attention
+
+    def counting(blocks, x):
+        calls.append(tuple(x.shape))
+        return real(blocks, x)
+
+    monkeypatch.setattr(module, 'multi_scale_attention', counting)
+    torch.manual_seed(0)
+    necks = FusionPreNecks(MFEF, 16, 2).double().train()
+    twin = copy.deepcopy(necks)
+    maps = [torch.randn(3, 16, size, size, dtype=torch.float64)
+            for _ in range(2)]
+    grads = [torch.randn_like(x) for x in maps]
+
+    def run(fn, params):
+        inputs = [x.clone().requires_grad_() for x in maps]
+        out = fn(inputs)
+        got = torch.autograd.grad(out, inputs + params, grads)
+        return out, got
+
+    torch._dynamo.reset()
+    compiled = torch.compile(necks, backend='aot_eager', fullgraph=True)
+    out, got = run(compiled, list(necks.parameters()))
+    assert calls == [(3, 16, size, size)] * 2
+    ref, expected = run(lambda xs: [c(x) for c, x in zip(twin, xs)],
+                        list(twin.parameters()))
+    for a, b in zip(out + list(got), ref + list(expected)):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(necks.buffers(), twin.buffers()):
+        torch.testing.assert_close(a, b)
+    assert int(necks[0][0].blocks[0].grouped.bn.num_batches_tracked) == 1

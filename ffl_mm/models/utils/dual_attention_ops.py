@@ -201,13 +201,15 @@ def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
     On small maps (``H * W <= SMALL_MAP``) it multiplies by the
     convolution's ``(C_in H W, H W)`` matrix, gathered from the weight:
     the same sums, one matrix product instead of a convolution whose
-    single output channel CPU kernels handle slowly. Larger maps use
+    single output channel CPU kernels handle slowly. Larger maps, and
+    all under ``torch.compile`` (which compiles the convolution), use
     ``F.conv2d``. ``matrix``: the weight's :func:`conv_matrix` for these
     maps, if the caller has it.
     """
     b, c, h, w = x.shape
     k = weight.shape[-1]
-    if h * w > SMALL_MAP or weight.shape[0] != 1:
+    if h * w > SMALL_MAP or weight.shape[0] != 1 or \
+            torch.compiler.is_compiling():
         return F.conv2d(x, weight, bias, padding=k // 2)
     if matrix is None:
         matrix, _ = conv_matrix(weight, h, w)

@@ -19,7 +19,10 @@ convolution more per step. Values and gradients are those of the modules
 Used in training with gradients, for conv -> BN -> ReLU ``ConvModule``
 s (:func:`.conv_bn_relu_ops.conv_bn_relu_fusable`) without hooks or
 re-parametrised weights (:func:`.plain_modules.plain_modules`), without
-autocast; anything else runs the modules, as does ``torch.compile``.
+autocast; anything else runs the modules. Under ``torch.compile`` the
+function is traced whole, backward included, and the compiler fuses its
+passes from this saved set rather than the modules' (it still chooses
+what to keep: figures in ``docs/benchmarks.md``).
 """
 import torch
 import torch.nn as nn
@@ -36,7 +39,7 @@ from .plain_modules import plain_modules
 def fusion_convs_fusable(depthwise: nn.Module, pointwise: nn.Module,
                          x: torch.Tensor) -> bool:
     """Whether :func:`fusion_convs` computes ``pointwise(depthwise(x))``."""
-    return torch.is_grad_enabled() and not torch.compiler.is_compiling() \
+    return torch.is_grad_enabled() \
         and x.dim() == 4 and not autocast_on(x) \
         and conv_bn_relu_fusable(depthwise) \
         and conv_bn_relu_fusable(pointwise) \

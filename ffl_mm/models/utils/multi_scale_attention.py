@@ -22,8 +22,15 @@ additions); the MFEF tests compare them. Used in training with
 gradients, for a non-hierarchical ``MultiScaleBlock`` with BN and ReLU
 followed by a channel-then-spatial ``DualAttentionBlock``, without
 autocast, synchronised BN, hooks or re-parametrised weights
-(:func:`fusable`); anything else
-runs the modules, as does ``torch.compile``.
+(:func:`fusable`); anything else runs the modules.
+
+Under ``torch.compile`` the function is traced whole, its backward
+included: the compiler fuses its passes and starts from what it saves
+instead of from what the modules' autograd would keep (the compiler
+still chooses the saved set; figures in ``docs/benchmarks.md``). There
+the spatial gate's convolution runs as a convolution (the matrix's
+index cache is Python state a graph cannot hold) and the multi-scale
+block's output is one concatenation, which the compiler writes once.
 """
 from typing import Sequence
 
@@ -46,9 +53,7 @@ from .plain_modules import plain_modules
 def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
     """Whether :func:`multi_scale_attention` computes ``blocks`` on
     ``x``."""
-    # torch.compile traces the modules (and fuses their passes itself)
-    if len(blocks) != 2 or not torch.is_grad_enabled() or \
-            torch.compiler.is_compiling():
+    if len(blocks) != 2 or not torch.is_grad_enabled():
         return False
     ms, da = blocks
     if type(ms).__name__ != 'MultiScaleBlock' or ms.hierarchical or \
@@ -66,15 +71,18 @@ def fusable(blocks: Sequence[nn.Module], x: torch.Tensor) -> bool:
 
 def _gates_forward(da, m):
     """The attention's forward: output, the tensors backward needs and
-    the spatial convolution's matrix (``None`` on large maps, see
-    :func:`.dual_attention_ops.small_map_conv2d`), which backward reuses."""
+    the spatial convolution's matrix (``None`` on large maps and under
+    ``torch.compile``, see :func:`.dual_attention_ops.small_map_conv2d`),
+    which backward reuses."""
     avg, peak, peak_index = location_stats(m)
     gate = da.channel_gate.from_stats(avg, peak)
     y = m * gate
     stats, top_index = channel_stats_of(y)
     conv = da.spatial_gate.conv
     h, w = stats.shape[2:]
-    matrix = conv_matrix(conv.weight, h, w) if h * w <= SMALL_MAP else None
+    matrix = None
+    if h * w <= SMALL_MAP and not torch.compiler.is_compiling():
+        matrix = conv_matrix(conv.weight, h, w)
     spatial = torch.sigmoid(small_map_conv2d(
         stats, conv.weight, conv.bias,
         matrix=None if matrix is None else matrix[0]))
@@ -86,18 +94,19 @@ def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
                            grads, matrix=None):
     """Gradient of ``spatial = sigmoid(conv(stats))`` for ``stats``
     ``(B, 2, H, W)``; the conv's parameter gradients go into ``grads``.
-    By hand on small maps (the convolution's matrix), by autograd on
-    others."""
+    By hand on small maps (the convolution's ``matrix``, from forward),
+    by the convolution's backward on others and under ``torch.compile``
+    (see :func:`_gates_forward`)."""
     conv = spatial_gate.conv
     b, c, h, w = stats.shape
-    if h * w > SMALL_MAP:
-        with torch.enable_grad():
-            stats_in = stats.detach().requires_grad_()
-            params = [conv.weight, conv.bias]
-            out = torch.sigmoid(small_map_conv2d(stats_in, *params))
-            grad_stats, *param_grads = torch.autograd.grad(
-                out, [stats_in] + params, grad_spatial)
-        grads.update(zip(params, param_grads))
+    if matrix is None and (h * w > SMALL_MAP
+                           or torch.compiler.is_compiling()):
+        k = conv.weight.shape[-1]
+        grad_stats, grads[conv.weight], grads[conv.bias] = \
+            torch.ops.aten.convolution_backward(
+                grad_spatial * spatial * (1 - spatial), stats, conv.weight,
+                [1], [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1,
+                [True, True, True])
         return grad_stats
     matrix, index = matrix or conv_matrix(conv.weight, h, w)
     sig = spatial.reshape(b, h * w)
@@ -138,7 +147,12 @@ def _channel_gate_backward(channel_gate, avg, peak, gate, grad_gate,
 def _assemble(ms, like: torch.Tensor, first: torch.Tensor,
               rest: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
     """``cat([2 first, rest + addend])`` (residual) or ``cat([first,
-    rest])``, each part written once into a new tensor like ``like``."""
+    rest])``, each part written once into a new tensor like ``like``
+    (under ``torch.compile``, which traces no writes into slices, one
+    concatenation that the compiler writes once)."""
+    if torch.compiler.is_compiling():
+        return torch.cat([first * 2, rest + addend] if ms.residual else
+                         [first, rest], dim=1)
     out = torch.empty_like(like)
     head, tail = out.split([ms.width, ms.in_channels - ms.width], dim=1)
     if ms.residual:
@@ -162,6 +176,10 @@ class _MultiScaleAttention(Function):
         del z, r
         out, saved, ctx.matrix = _gates_forward(da, m)
         ctx.blocks, ctx.params = (ms, da), params
+        if torch.compiler.is_compiling():
+            # the compiler takes no views of the function's own tensors
+            # into backward (the gates are views); copies, (B, C) sized
+            saved = tuple(t.clone() for t in saved)
         ctx.save_for_backward(x, c, mean, invstd, *saved)
         return out
 
