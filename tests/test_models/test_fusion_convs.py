@@ -214,3 +214,30 @@ def test_compiled_neck_traces_the_fused_function(monkeypatch):
             torch.testing.assert_close(a, b)
     assert calls == [(3, 16, 5, 5)] * 2  # (dynamo replays the append)
     assert int(neck.depthwise.norm.num_batches_tracked) == 2
+
+
+def test_compiled_function_keeps_what_eager_keeps():
+    """The compiler's partitioner (min-cut, as inductor's; no code
+    generation here) keeps for backward the function's own saved set: it
+    recomputes the depthwise half, as the function does, instead of
+    merging that recomputation with the forward's and keeping its
+    output."""
+    from functorch.compile import (make_boxed_func,
+                                   min_cut_rematerialization_partition)
+    from torch._dynamo.backends.common import aot_autograd
+
+    def nop(graph, inputs):
+        return make_boxed_func(graph)
+
+    backend = aot_autograd(
+        fw_compiler=nop, bw_compiler=nop,
+        partition_fn=min_cut_rematerialization_partition)
+    neck = _neck()
+    dw, pw = neck.depthwise, neck.pointwise
+    x = torch.randn(3, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    eager = saved_bytes(lambda: fusion_convs(dw, pw, x))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: fusion_convs(dw, pw, x),
+                             backend=backend, fullgraph=True)
+    compiled(x)  # compile outside the measurement
+    assert saved_bytes(lambda: compiled(x)) == eager

@@ -39,10 +39,27 @@ def autocast_on(x: torch.Tensor) -> bool:
     return True
 
 
-def conv_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a convolution without bias."""
-    return F.conv2d(x, conv.weight, None, conv.stride, conv.padding,
+def conv_forward(conv: nn.Conv2d, x: torch.Tensor,
+                 bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``conv(x)`` for a convolution without bias (``bias``: added, see
+    :func:`recompute_conv`)."""
+    return F.conv2d(x, conv.weight, bias, conv.stride, conv.padding,
                     conv.dilation, conv.groups)
+
+
+def recompute_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """:func:`conv_forward` again, in a backward that recomputes it.
+
+    Under ``torch.compile`` the forward and the backward form one graph,
+    whose common-subexpression pass would merge an identical convolution
+    with the forward's and keep its output for backward (what the
+    recomputation is there to avoid): there it adds a zero bias, which
+    leaves the values as they are and the two calls distinct.
+    """
+    bias = None
+    if torch.compiler.is_compiling():
+        bias = x.new_zeros(conv.out_channels)
+    return conv_forward(conv, x, bias)
 
 
 def conv_backward(conv: nn.Conv2d, grad: torch.Tensor, x: torch.Tensor,

@@ -31,7 +31,7 @@ from torch.autograd import Function
 from .conv_bn_relu_ops import (autocast_on, batch_norm_affine,
                                batch_norm_backward, batch_norm_train,
                                conv_backward, conv_bn_relu_fusable,
-                               conv_forward)
+                               conv_forward, recompute_conv)
 from .memory_layout import in_layout_of
 from .plain_modules import plain_modules
 
@@ -74,7 +74,7 @@ class _FusionConvs(Function):
         grad_p = batch_norm_backward(pointwise.norm, grad_p, p, mean2,
                                      invstd2, grads)
         # the depthwise half again, with the forward's statistics
-        d = conv_forward(depthwise.conv, x)
+        d = recompute_conv(depthwise.conv, x)
         scale, shift = batch_norm_affine(depthwise.norm, mean1, invstd1)
         r = torch.addcmul(shift, d, scale).clamp_(min=0)
         grad_r = conv_backward(pointwise.conv, grad_p, r, True, grads)
