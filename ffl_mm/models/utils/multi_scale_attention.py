@@ -148,7 +148,7 @@ def _assemble(ms, like: torch.Tensor, first: torch.Tensor,
               rest: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
     """``cat([2 first, rest + addend])`` (residual) or ``cat([first,
     rest])``, each part written once into a new tensor like ``like``
-    (under ``torch.compile``, which traces no writes into slices, one
+    (under ``torch.compile``, where dynamo takes no ``out=`` slices, one
     concatenation that the compiler writes once)."""
     if torch.compiler.is_compiling():
         return torch.cat([first * 2, rest + addend] if ms.residual else
@@ -177,8 +177,9 @@ class _MultiScaleAttention(Function):
         out, saved, ctx.matrix = _gates_forward(da, m)
         ctx.blocks, ctx.params = (ms, da), params
         if torch.compiler.is_compiling():
-            # the compiler takes no views of the function's own tensors
-            # into backward (the gates are views); copies, (B, C) sized
+            # dynamo takes no views of the function's own tensors into
+            # backward (the channel statistics and gate are views):
+            # copies, small next to a map
             saved = tuple(t.clone() for t in saved)
         ctx.save_for_backward(x, c, mean, invstd, *saved)
         return out
