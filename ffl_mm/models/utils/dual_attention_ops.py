@@ -192,6 +192,14 @@ def conv_matrix(weight: torch.Tensor, h: int, w: int):
     return taps[index].view(c * h * w, h * w), index
 
 
+def by_matrix(h: int, w: int) -> bool:
+    """Whether :func:`small_map_conv2d` multiplies ``H x W`` maps by the
+    convolution's matrix: small maps, outside ``torch.compile`` (the
+    matrix's index cache is Python state that a graph cannot hold; the
+    compiler compiles the convolution)."""
+    return h * w <= SMALL_MAP and not torch.compiler.is_compiling()
+
+
 def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
                      bias: torch.Tensor,
                      matrix: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -208,8 +216,7 @@ def small_map_conv2d(x: torch.Tensor, weight: torch.Tensor,
     """
     b, c, h, w = x.shape
     k = weight.shape[-1]
-    if h * w > SMALL_MAP or weight.shape[0] != 1 or \
-            torch.compiler.is_compiling():
+    if weight.shape[0] != 1 or not by_matrix(h, w):
         return F.conv2d(x, weight, bias, padding=k // 2)
     if matrix is None:
         matrix, _ = conv_matrix(weight, h, w)

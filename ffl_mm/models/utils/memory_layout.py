@@ -26,14 +26,19 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def in_layout_of(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``x`` with its dimensions in memory in ``like``'s order: itself
-    (a slice with gaps included: element-wise passes walk it in order)
-    or a dense copy in ``like``'s layout."""
-    memory_format = memory_format_of(like)
+def in_layout(x: torch.Tensor,
+              memory_format: torch.memory_format) -> torch.Tensor:
+    """``x`` with its dimensions in memory in ``memory_format``'s order:
+    itself (a slice with gaps included: element-wise passes walk it in
+    order) or a dense copy."""
     if memory_format_of(x) == memory_format:
         return x
     return x.contiguous(memory_format=memory_format)
+
+
+def in_layout_of(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """:func:`in_layout` in ``like``'s layout."""
+    return in_layout(x, memory_format_of(like))
 
 
 def _concat_into(maps: Sequence[torch.Tensor],
@@ -57,14 +62,10 @@ class _ConcatMaps(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        grads = []
-        for part, memory_format in zip(grad.split(ctx.channels, dim=1),
-                                       ctx.formats):
-            # a slice in the input's layout stays a view
-            if memory_format_of(part) != memory_format:
-                part = part.contiguous(memory_format=memory_format)
-            grads.append(part)
-        return (None, *grads)
+        # (a slice in the input's layout stays a view)
+        return (None, *(in_layout(part, memory_format) for part, memory_format
+                        in zip(grad.split(ctx.channels, dim=1),
+                               ctx.formats)))
 
 
 def concat_maps(maps: Sequence[torch.Tensor],

@@ -42,7 +42,7 @@ from .conv_bn_relu_ops import (autocast_on, batch_norm_affine,
                                batch_norm_backward, batch_norm_train,
                                conv_backward, conv_bn_relu_fusable,
                                conv_forward)
-from .dual_attention_ops import (SMALL_MAP, add_channel_stats_grad,
+from .dual_attention_ops import (add_channel_stats_grad, by_matrix,
                                  channel_stats_of, conv_matrix,
                                  location_stats, location_stats_grad,
                                  small_map_conv2d)
@@ -80,9 +80,7 @@ def _gates_forward(da, m):
     stats, top_index = channel_stats_of(y)
     conv = da.spatial_gate.conv
     h, w = stats.shape[2:]
-    matrix = None
-    if h * w <= SMALL_MAP and not torch.compiler.is_compiling():
-        matrix = conv_matrix(conv.weight, h, w)
+    matrix = conv_matrix(conv.weight, h, w) if by_matrix(h, w) else None
     spatial = torch.sigmoid(small_map_conv2d(
         stats, conv.weight, conv.bias,
         matrix=None if matrix is None else matrix[0]))
@@ -94,13 +92,12 @@ def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
                            grads, matrix=None):
     """Gradient of ``spatial = sigmoid(conv(stats))`` for ``stats``
     ``(B, 2, H, W)``; the conv's parameter gradients go into ``grads``.
-    By hand on small maps (the convolution's ``matrix``, from forward),
-    by the convolution's backward on others and under ``torch.compile``
-    (see :func:`_gates_forward`)."""
+    By hand with the convolution's ``matrix`` where forward used it
+    (:func:`.dual_attention_ops.by_matrix`), else by the convolution's
+    backward."""
     conv = spatial_gate.conv
     b, c, h, w = stats.shape
-    if matrix is None and (h * w > SMALL_MAP
-                           or torch.compiler.is_compiling()):
+    if matrix is None:
         k = conv.weight.shape[-1]
         grad_stats, grads[conv.weight], grads[conv.bias] = \
             torch.ops.aten.convolution_backward(
@@ -108,7 +105,7 @@ def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
                 [1], [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1,
                 [True, True, True])
         return grad_stats
-    matrix, index = matrix or conv_matrix(conv.weight, h, w)
+    matrix, index = matrix
     sig = spatial.reshape(b, h * w)
     grad_pre = grad_spatial.reshape(b, h * w) * sig * (1 - sig)
     flat = stats.reshape(b, c * h * w)
