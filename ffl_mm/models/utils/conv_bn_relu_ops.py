@@ -66,12 +66,18 @@ def conv_backward(conv: nn.Conv2d, grad: torch.Tensor, x: torch.Tensor,
                   input_grad: bool,
                   grads: Dict[torch.Tensor, torch.Tensor]
                   ) -> Optional[torch.Tensor]:
-    """The gradient of :func:`conv_forward` for its input (``None``
-    unless ``input_grad``); the weight's goes into ``grads``."""
-    grad_x, grads[conv.weight], _ = torch.ops.aten.convolution_backward(
-        grad, x, conv.weight, None, conv.stride, conv.padding,
-        conv.dilation, False, [0] * len(conv.padding), conv.groups,
-        [input_grad, True, False])
+    """The gradient of ``conv(x)`` for its input (``None`` unless
+    ``input_grad``); the weight's, and the bias's if it has one, go into
+    ``grads``."""
+    with_bias = conv.bias is not None
+    grad_x, grads[conv.weight], grad_bias = \
+        torch.ops.aten.convolution_backward(
+            grad, x, conv.weight, [conv.out_channels] if with_bias else None,
+            conv.stride, conv.padding, conv.dilation, False,
+            [0] * len(conv.padding), conv.groups,
+            [input_grad, True, with_bias])
+    if with_bias:
+        grads[conv.bias] = grad_bias
     return grad_x
 
 

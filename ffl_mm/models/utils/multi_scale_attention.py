@@ -98,13 +98,8 @@ def _spatial_gate_backward(spatial_gate, stats, spatial, grad_spatial,
     conv = spatial_gate.conv
     b, c, h, w = stats.shape
     if matrix is None:
-        k = conv.weight.shape[-1]
-        grad_stats, grads[conv.weight], grads[conv.bias] = \
-            torch.ops.aten.convolution_backward(
-                grad_spatial * spatial * (1 - spatial), stats, conv.weight,
-                [1], [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1,
-                [True, True, True])
-        return grad_stats
+        return conv_backward(conv, grad_spatial * spatial * (1 - spatial),
+                             stats, True, grads)
     matrix, index = matrix
     sig = spatial.reshape(b, h * w)
     grad_pre = grad_spatial.reshape(b, h * w) * sig * (1 - sig)
