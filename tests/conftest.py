@@ -310,9 +310,21 @@ def write_cifar(root, base, num_classes, n_per_file=16, seed=0):
 
     MMPretrain's parsing code and its md5 check both still run.
     """
-    from mmpretrain.datasets import CIFAR10
-
     from ffl_mm.registry import DATASETS
+    table = write_cifar_files(root, base, num_classes, n_per_file, seed)
+    name = f'Tiny{base.__name__}'
+    subclass = type(name, (base, ), table)
+    DATASETS.register_module(name=name, module=subclass, force=True)
+    return name
+
+
+# Stand-ins of the shipped configs' data sets, in their own formats, read by
+# MMPretrain's own classes (the configs' types, scopes and pipelines kept).
+def write_cifar_files(root, base, num_classes, n_per_file=4, seed=0):
+    """CIFAR-format pickles under ``root/<base.base_folder>`` with the
+    official file names; returns the md5 table that ``base`` must hold for
+    its own check to pass (``{'train_list', 'test_list', 'meta'}``)."""
+    from mmpretrain.datasets import CIFAR10
     rng = np.random.default_rng(seed)
     folder = osp.join(root, base.base_folder)
     os.makedirs(folder, exist_ok=True)
@@ -332,14 +344,65 @@ def write_cifar(root, base, num_classes, n_per_file=16, seed=0):
     with open(meta_path, 'wb') as f:
         pickle.dump({base.meta['key']: [f'c{i}' for i in range(num_classes)]},
                     f)
-    name = f'Tiny{base.__name__}'
-    subclass = type(
-        name, (base, ), {
-            'train_list': [[n, table[n]] for n, _ in base.train_list],
-            'test_list': [[n, table[n]] for n, _ in base.test_list],
-            'meta': {
-                **base.meta, 'md5': md5(meta_path)
-            },
-        })
-    DATASETS.register_module(name=name, module=subclass, force=True)
-    return name
+    return {
+        'train_list': [[n, table[n]] for n, _ in base.train_list],
+        'test_list': [[n, table[n]] for n, _ in base.test_list],
+        'meta': {**base.meta, 'md5': md5(meta_path)},
+    }
+
+
+def write_imagenet(root, num_classes=1000, per_split=4, size=(40, 48),
+                   seed=0):
+    """An ImageNet-style folder (``train/``, ``val/`` of JPEGs) with its
+    annotation lists (``meta/train.txt``, ``meta/val.txt``: ``path label``),
+    as MMPretrain's ``ImageNet(split=...)`` reads it."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'meta'), exist_ok=True)
+    for split in ('train', 'val'):
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        lines = []
+        for i in range(per_split):
+            name = f'{split}_{i}.JPEG'
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(osp.join(root, split, name))
+            lines.append(f'{name} {int(rng.integers(num_classes))}\n')
+        with open(osp.join(root, 'meta', f'{split}.txt'), 'w') as f:
+            f.writelines(lines)
+    return root
+
+
+@pytest.fixture(scope='session')
+def standin_data(tmp_path_factory):
+    """``{dataset type: data_root}`` for every data set family of the
+    shipped configs; while it lives, MMPretrain's ``CIFAR10``/``CIFAR100``
+    md5 tables list the stand-in files (their parsing and check still run).
+    ``Digits`` ships with ffl_mm and needs no root."""
+    from mmpretrain.datasets import CIFAR10, CIFAR100
+    root = tmp_path_factory.mktemp('standin')
+    roots = {'Digits': None}
+    with pytest.MonkeyPatch.context() as patch:
+        for base, classes in ((CIFAR10, 10), (CIFAR100, 100)):
+            path = str(root / base.__name__.lower())
+            for attr, value in write_cifar_files(path, base, classes).items():
+                patch.setattr(base, attr, value)
+            roots[base.__name__] = path
+        roots['ImageNet'] = write_imagenet(str(root / 'imagenet'))
+        yield roots
+
+
+def point_at_standins(cfg, roots):
+    """Point every data loader of ``cfg`` (and the TTA pipeline's) at the
+    stand-in of its data set type; fails the test for a family without
+    one."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        dataset = loader.dataset
+        if dataset.type not in roots:
+            pytest.fail(f'{key}.dataset.type={dataset.type!r}: no stand-in '
+                        'data for this family (add one to conftest.py)')
+        if roots[dataset.type] is not None:
+            dataset.data_root = roots[dataset.type]
+    return cfg

@@ -8,7 +8,8 @@ mmpretrain), plus what ffl_mm adds, each a call into :mod:`ffl_mm.engine`:
   are an error, so a checkpoint of another architecture never evaluates
   random weights (with ``--tta``, the weights go into the wrapped model);
 * data loaders with ``num_workers=0`` get ``persistent_workers=False``;
-* data paths are checked before anything is built; with ffl_mm's configs
+* ffl_mm types in another registry scope and data paths are checked
+  before anything is built; with ffl_mm's configs
   (``DatasetCheckHook``, ``FiniteLossHook``) labels the heads cannot
   predict and NaN/inf predictions are errors, not a metric and exit code 0;
 * ``--launcher pytorch`` without CUDA starts a gloo process group;
@@ -39,6 +40,7 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
+from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
                                   close_distributed, mmpretrain_tool,
                                   parse_tool_args, sanitize_dataloaders,
@@ -73,6 +75,7 @@ def main(argv=None):
                              f'{args.out_item or "pred"} is written to a '
                              f'{"/".join(suffixes)} file.')
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_config_scopes(cfg)
     check_data_paths(cfg)
     setup_launcher(cfg, args.launcher)
     if 'runner_type' in cfg:

@@ -6,7 +6,9 @@ adds, each a call into :mod:`ffl_mm.engine`:
 * ``ffl_mm`` and ``ffl_mm.engine.compat`` are imported (components, safe
   checkpoint reading, atomic checkpoint writing);
 * data loaders with ``num_workers=0`` get ``persistent_workers=False``;
-* data paths are checked before anything is built;
+* ffl_mm types that the Runner would look up in another registry scope
+  (an inherited ``_scope_='mmpretrain'``) and data paths are checked before
+  anything is built;
 * ``--resume`` without a path takes the newest checkpoint that loads (and
   holds no NaN/inf weights); a checkpoint of another model stops the run
   before anything is built or written;
@@ -45,6 +47,7 @@ import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
                            resolve_auto_resume)
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
+from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
 from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
                                   close_distributed,
                                   config_copy_kept_on_failure, lock_work_dir,
@@ -73,6 +76,7 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_config_scopes(cfg)
     check_data_paths(cfg)
     taken_over = lock_work_dir(cfg.work_dir)
     try:

@@ -8,7 +8,7 @@
 # (512) are inferred.
 #   tools/dist_train.sh configs/ffl/ffl_resnet34x2_imagenet.py 8
 _base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    '../_base_/datasets/imagenet_bs32_ffl.py',
     'mmpretrain::_base_/schedules/imagenet_bs256.py',
     '../_base_/schedules/fusion_decay.py',
     '../_base_/default_runtime.py',
@@ -46,5 +46,3 @@ optim_wrapper = dict(
 # --tta (ours and MMPretrain's tools/test.py): average every output over
 # the views, not only pred_score
 tta_model = dict(type='MultiBranchTTA')
-val_evaluator = dict(_delete_=True, type='MultiBranchAccuracy', topk=(1, 5))
-test_evaluator = val_evaluator

@@ -115,7 +115,22 @@ def _set_scope(out: dict) -> dict:
             imports=['ffl_mm'], allow_failed_imports=False)
     else:
         out['default_scope'] = 'mmpretrain'
+        _drop_ffl_mm_scope(out)
     return out
+
+
+def _drop_ffl_mm_scope(obj) -> None:
+    """Remove ``_scope_='ffl_mm'`` tags (ffl_mm's configs put them on data
+    sets and evaluators they take from MMPretrain's bases): in a config of
+    MMPretrain components only, each would make MMEngine import ffl_mm."""
+    if isinstance(obj, dict):
+        if obj.get('_scope_') == 'ffl_mm':
+            del obj['_scope_']
+        for value in obj.values():
+            _drop_ffl_mm_scope(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _drop_ffl_mm_scope(value)
 
 
 def _to_plain(obj):

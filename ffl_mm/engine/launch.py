@@ -308,8 +308,8 @@ def check_data_paths(cfg: Config) -> None:
                         'download it')
             raise FileNotFoundError(
                 f'{where}.data_root={root!r} does not exist (looked in '
-                f'{os.path.abspath(root)}). Put the data there (see the '
-                'README, "Data") or point data_root at it with --cfg-options '
+                f'{os.path.abspath(root)}). Put the data there (see '
+                'docs/get_started.md, "Data") or point data_root at it with --cfg-options '
                 f'{where}.data_root=PATH{hint}.')
         ann = ds.get('ann_file') or ''
         if ann:

@@ -12,13 +12,18 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=32),
     dict(type='PackInputs'),
 ]
-# _scope_: the dataset inherited through `mmpretrain::` is tagged
-# 'mmpretrain', and its pipeline now holds ffl_mm's BorderPad.
+# _scope_='ffl_mm': every typed dict inherited through `mmpretrain::` is
+# tagged _scope_='mmpretrain', and the Runner builds it, with everything
+# nested in it, in MMPretrain's registries only; ffl_mm's registries include
+# MMPretrain's, so the data sets (BorderPad in the pipeline) and the
+# evaluator (MultiBranchAccuracy) are built in ffl_mm's scope.
 train_dataloader = dict(
     batch_size=128,
     num_workers=4,
     dataset=dict(_scope_='ffl_mm', pipeline=train_pipeline))
-val_dataloader = dict(batch_size=128, num_workers=4)
+val_dataloader = dict(
+    batch_size=128, num_workers=4, dataset=dict(_scope_='ffl_mm'))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
+val_evaluator = dict(
+    _scope_='ffl_mm', type='MultiBranchAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator
