@@ -41,12 +41,17 @@ model = dict(
     fusion_head=dict(_delete_=True, type='LinearClsHead', num_classes=10))
 """
 
-# argv: inputs, then (config, checkpoint, scores file) per exported model
+# argv: stand-in CIFAR-10 (JSON: root and md5 table), inputs, then (config,
+# checkpoint, scores file) per exported model; the first model is also
+# evaluated as MMPretrain's tools/test.py does (a Runner from its config)
 LOAD_WITHOUT_FFL_MM = """
 import json, sys
 import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
 from mmpretrain import get_model
-inputs, rest = sys.argv[1], sys.argv[2:]
+from mmpretrain.datasets import CIFAR10
+standin, inputs, rest = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
 for config, ckpt, out in zip(rest[0::3], rest[1::3], rest[2::3]):
     model = get_model(config, pretrained=ckpt).eval()
     assert type(model).__name__ == 'ImageClassifier', type(model)
@@ -54,8 +59,15 @@ for config, ckpt, out in zip(rest[0::3], rest[1::3], rest[2::3]):
         x = model.data_preprocessor(dict(inputs=torch.load(inputs)))['inputs']
         scores = torch.stack([s.pred_score for s in model.predict(x)])
     torch.save(scores, out)
-print(json.dumps(dict(ffl_mm=any(m.startswith('ffl_mm')
-                                 for m in sys.modules))))
+for attr, value in standin['table'].items():
+    setattr(CIFAR10, attr, value)
+cfg = Config.fromfile(rest[0])
+cfg.work_dir, cfg.load_from = 'test_work_dir', rest[1]
+cfg.test_dataloader.update(num_workers=0, persistent_workers=False)
+cfg.test_dataloader.dataset.data_root = standin['root']
+metrics = Runner.from_cfg(cfg).test()
+print(json.dumps(dict(metrics=metrics, ffl_mm=any(
+    m.startswith('ffl_mm') for m in sys.modules))))
 """
 
 
@@ -95,11 +107,14 @@ def _setup(tmp_path, name):
 
 
 @pytest.mark.e2e
-def test_export_round_trip(tmp_path, capsys):
+def test_export_round_trip(tmp_path, capsys, standin_data):
     """Every branch of a shared-trunk and an independent FFL model exports
     to a plain ImageClassifier that predicts as inside the multi-branch
-    model, loaded by MMPretrain alone in one fresh interpreter that never
-    imports ffl_mm; the fused export predicts like the fused classifier."""
+    model, loaded (and one of them evaluated on CIFAR-10 files, with the
+    exported config's data set and evaluator) by MMPretrain alone in one
+    fresh interpreter that never imports ffl_mm; the fused export predicts
+    like the fused classifier."""
+    from mmpretrain.datasets import CIFAR10
     plain, expected = [], []
     for name in MODELS_UNDER_TEST:
         (tmp_path / name).mkdir()
@@ -125,12 +140,17 @@ def test_export_round_trip(tmp_path, capsys):
         _check_fused(capsys, tmp_path / name, name, cfg_path, ckpt, samples)
     inputs = tmp_path / 'inputs.pth'
     torch.save(torch.load(tmp_path / name / 'inputs.pth'), inputs)
+    standin = json.dumps(dict(
+        root=standin_data['CIFAR10'],
+        table={a: getattr(CIFAR10, a)  # the stand-in's (fixture-patched)
+               for a in ('train_list', 'test_list', 'meta')}))
     result = subprocess.run(
-        [sys.executable, '-c', LOAD_WITHOUT_FFL_MM, str(inputs), *plain],
-        capture_output=True, text=True, cwd=str(tmp_path))
+        [sys.executable, '-c', LOAD_WITHOUT_FFL_MM, standin, str(inputs),
+         *plain], capture_output=True, text=True, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == \
-        dict(ffl_mm=False)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report['ffl_mm'] is False
+    assert set(report['metrics']) == {'accuracy/top1', 'accuracy/top5'}
     for scores, want in zip(plain[2::3], expected):
         torch.testing.assert_close(torch.load(scores), want, rtol=0,
                                    atol=1e-5)
@@ -249,3 +269,42 @@ def test_export_of_nan_weights_is_an_error(tmp_path):
         tool_module('export.py').main(
             [f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py', ckpt,
              '--branch', '0', '--out', str(tmp_path / 'out')])
+
+
+@pytest.mark.e2e
+def test_exports_of_a_shipped_cifar_config_evaluate_under_mmpretrains_test(
+        tmp_path, capsys, standin_data):
+    """Branch 0 and the fused model of the shipped CIFAR-100 FFL config:
+    what tools/export.py writes evaluates with MMPretrain's own
+    tools/test.py on CIFAR-100 files (its CIFARResNet branch imports ffl_mm
+    through the exported config's custom_imports)."""
+    from mmengine.logging import MMLogger
+
+    from conftest import distinct_second
+    from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
+    config = f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py'
+    cfg = shipped_config(config)
+    torch.manual_seed(0)
+    model = MODELS.build(runner_model_cfg(cfg))
+    model.init_weights()
+    ckpt = str(tmp_path / 'ffl.pth')
+    save_checkpoint(dict(state_dict=model.state_dict()), ckpt)
+    out_dir = tmp_path / 'exported'
+    for how in (['--branch', 0], ['--fused']):
+        export_in_process(capsys, config, ckpt, *how, '--out', out_dir,
+                          '--name', f'm{len(how)}')
+    for name, keys in (('m2', {'accuracy/top1', 'accuracy/top5'}),
+                       ('m1', {'accuracy/top1', 'accuracy/fused_top1'})):
+        metrics_file = str(tmp_path / f'{name}.json')
+        distinct_second()
+        MMLogger.get_instance(f'ffl_mm_test_export_{name}')
+        with tool_argv('test.py', [
+                str(out_dir / f'{name}.py'), str(out_dir / f'{name}.pth'),
+                '--work-dir', str(tmp_path / name), '--out', metrics_file,
+                '--out-item', 'metrics', '--cfg-options',
+                f'test_dataloader.dataset.data_root={standin_data["CIFAR100"]}',
+                'test_dataloader.num_workers=0',
+                'test_dataloader.persistent_workers=False']):
+            mmpretrain_tool('test').main()
+        with open(metrics_file) as f:
+            assert keys <= set(json.load(f)), name
