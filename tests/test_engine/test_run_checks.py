@@ -155,6 +155,44 @@ def test_custom_keys_that_match_no_parameter_are_refused():
             'CheckedOptimWrapperConstructor', path
 
 
+def test_checks_leave_a_tools_stand_ins_alone(capsys):
+    """MMPretrain's vis_scheduler.py builds a config's schedule around a
+    one-convolution model and a mock data set: the custom keys are not
+    checked on a model that is not a classifier (a warning names them),
+    and a loader whose data set is not a data set is not checked."""
+    from unittest.mock import MagicMock
+
+    import torch.nn as nn
+    from mmengine.logging import MMLogger
+    from mmengine.model import BaseModel
+
+    class StandIn(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1)
+
+        def forward(self, *args, **kwargs):
+            pass
+
+    typo = dict(_optim_cfg(fusion_neck=dict(decay_mult=0.1)),
+                constructor='CheckedOptimWrapperConstructor')
+    MMLogger.get_instance('ffl_mm_test_stand_ins')  # prints to stdout
+    wrapper = build_optim_wrapper(StandIn(), typo)
+    assert "custom_keys ['fusion_neck'] match no parameter of StandIn" in \
+        capsys.readouterr().out
+    assert len(wrapper.optimizer.param_groups) >= 1
+    loader = types.SimpleNamespace(dataset=MagicMock(metainfo=None))
+    assert len(loader.dataset) == 0  # what made the hook refuse it
+    runner = types.SimpleNamespace(model=StandIn(), train_dataloader=loader)
+    DatasetCheckHook().before_train(runner)
+    # a real, empty data set is still an error
+    runner.train_dataloader = types.SimpleNamespace(
+        dataset=_digits(indices=[], serialize_data=False))
+    with pytest.raises(DatasetCheckError, match='holds no samples'):
+        DatasetCheckHook().before_train(runner)
+
+
 def _save(path, state_dict, epoch=1):
     torch.save(dict(meta=dict(epoch=epoch), state_dict=state_dict), path)
 

@@ -1,9 +1,11 @@
 # Copyright (c) ffl_mm contributors.
 """Refuse, before the first step, a data set that is empty or whose labels
 the model's heads cannot predict."""
+import logging
 from typing import Optional
 
 import numpy as np
+from torch.utils.data import Dataset
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -112,7 +114,15 @@ class DatasetCheckHook(Hook):
         if loader in self._checked:
             return
         self._checked.add(loader)
-        dataset = getattr(runner, loader).dataset
+        dataset = getattr(getattr(runner, loader), 'dataset', None)
+        if not isinstance(dataset, Dataset):
+            # a tool's stand-in (MMPretrain's vis_scheduler.py iterates a
+            # range with a mock data set): nothing a user's data can be
+            # checked on
+            print_log(f'{loader}: {type(dataset).__name__} is not a data '
+                      'set; not checked', logger='current',
+                      level=logging.DEBUG)
+            return
         num_classes = model_num_classes(runner.model)
         if check_dataset(dataset, num_classes, f'{loader}.dataset'):
             print_log(f'{loader}.dataset: {len(dataset)} samples, labels '

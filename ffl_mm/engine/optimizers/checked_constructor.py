@@ -3,12 +3,15 @@
 ``paramwise_cfg.custom_keys`` entries that match no parameter and merging
 parameter groups of equal settings."""
 import difflib
+import logging
 from typing import List, Optional
 
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_CONSTRUCTORS
+from mmpretrain.models import BaseClassifier
 
 from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from .param_groups import merge_param_groups, regroup_state_dict
@@ -57,9 +60,14 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     group per parameter (a checkpoint written before the merge) still
     loads: a load hook regroups it (:func:`regroup_state_dict`).
 
+    The keys are checked on MMPretrain classifiers, what ffl_mm's configs
+    build. A tool that builds a config's schedule around another model
+    (MMPretrain's ``vis_scheduler.py`` uses a one-convolution stand-in)
+    gets MMEngine's behaviour and a warning naming the keys.
+
     Raises:
         ValueError: Naming every unmatched key and the closest module
-            names, when the wrapper is built.
+            names, when the wrapper is built for a classifier.
     """
 
     def add_params(self,
@@ -79,7 +87,13 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         inner = getattr(model, 'module', model)  # DDP
         custom_keys = (self.paramwise_cfg or {}).get('custom_keys', {})
         unmatched = unmatched_custom_keys(custom_keys, inner)
-        if unmatched:
+        if unmatched and not isinstance(inner, BaseClassifier):
+            print_log(
+                f'optim_wrapper.paramwise_cfg.custom_keys {unmatched} match '
+                f'no parameter of {type(inner).__name__} (not a classifier: '
+                'not checked; MMEngine ignores them).',
+                logger='current', level=logging.WARNING)
+        elif unmatched:
             modules = _module_names(inner)
             hints = []
             for key in unmatched:
