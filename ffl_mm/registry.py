@@ -83,3 +83,26 @@ VISBACKENDS = _child('VISBACKENDS', 'ffl_mm')
 
 #: Every node above, by MMPretrain's name for it.
 ALL_REGISTRIES = {name: globals()[name] for name in __all__[:-1]}
+
+
+def register_model_index() -> None:
+    """Put the names of ffl_mm's model-zoo metafiles (``model-index.yml``)
+    into MMPretrain's ``ModelHub``, once, so that ``mmpretrain.get_model``,
+    ``list_models`` and the inferencers take them
+    (``get_model('ffl_resnet32x2_digits')``). ``import ffl_mm`` calls it.
+
+    The index is read from the installed package's ``.mim`` folder, or from
+    the checkout that holds this package.
+    """
+    import os.path as osp
+
+    from mmpretrain.apis import ModelHub
+    package = osp.dirname(osp.abspath(__file__))
+    for root in (osp.join(package, '.mim'), osp.dirname(package)):
+        index = osp.join(root, 'model-index.yml')
+        if osp.isfile(index):
+            break
+    else:
+        return  # an install without its model zoo: nothing to name
+    if not ModelHub.has('ffl_resnet32x2_digits'):
+        ModelHub.register_model_index(index, config_prefix=root)

@@ -76,3 +76,38 @@ def test_nested_types_build_in_the_ffl_mm_scope():
         assert type(model.backbone).__name__ == 'CIFARResNet'
         with pytest.raises(KeyError, match='CIFARResNet.*mmpretrain::model'):
             mmpretrain_registry.MODELS.build(cfg)
+
+
+def test_model_zoo_names_reach_mmpretrains_model_hub(tmp_path):
+    """After ``import ffl_mm``, MMPretrain's get_model, list_models and
+    inferencers take the names of ffl_mm's metafiles (every model of
+    model-index.yml), as they take MMPretrain's own."""
+    import numpy as np
+    import yaml
+    from mmengine.runner import save_checkpoint
+    from mmpretrain import (ImageClassificationInferencer, get_model,
+                            list_models)
+
+    import ffl_mm  # noqa: F401
+    from conftest import REPO
+    names = set()
+    with open(f'{REPO}/model-index.yml') as f:
+        for metafile in yaml.safe_load(f)['Import']:
+            with open(f'{REPO}/{metafile}') as m:
+                names |= {x['Name'] for x in yaml.safe_load(m)['Models']}
+    assert len(names) >= 20
+    assert names <= set(list_models())
+    assert set(list_models('one*')) == {n for n in names if
+                                        n.startswith('one')}
+    ffl_mm.registry.register_model_index()  # a second call changes nothing
+    torch.manual_seed(0)
+    model = get_model('ffl_resnet32x2_digits')
+    assert type(model).__name__ == 'MultiBranchClassifier'
+    ckpt = str(tmp_path / 'ffl.pth')
+    save_checkpoint(dict(state_dict=model.state_dict()), ckpt)
+    inferencer = ImageClassificationInferencer('ffl_resnet32x2_digits',
+                                               pretrained=ckpt)
+    image = np.random.RandomState(0).randint(0, 256, (32, 32, 3), np.uint8)
+    result = inferencer(image)[0]
+    assert 0 <= result['pred_label'] < 10
+    assert len(result['pred_scores']) == 10
