@@ -98,3 +98,12 @@ def test_links_point_at_files_in_the_repository(path):
         resolved = osp.normpath(osp.join(osp.dirname(path), target))
         assert resolved.startswith(REPO + osp.sep), (path, target)
         assert osp.exists(resolved), (path, target)
+
+
+def test_get_started_says_how_large_the_environment_is():
+    """`make` builds a .venv of several GB (the registry's torch brings the
+    CUDA libraries): a user about to run it reads the size first."""
+    text = open(osp.join(REPO, 'docs', 'get_started.md'),
+                encoding='utf-8').read()
+    two_commands = text.split('## Two commands')[1].split('\n## ')[0]
+    assert re.search(r'`\.venv` takes about \d+(\.\d+)? GB', two_commands)

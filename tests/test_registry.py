@@ -16,9 +16,9 @@ OURS = {
         'DualAttentionNeck', 'MultiBranchTTA'
     },
     'METRICS': {'MultiBranchAccuracy'},
-    'HOOKS': {'EpochSeedHook', 'FiniteLossHook'},
+    'HOOKS': {'EpochSeedHook', 'FiniteLossHook', 'ResumeCheckHook'},
     'DATASETS': {'Digits'},
-    'TRANSFORMS': {'BorderPad'},
+    'TRANSFORMS': {'BorderPad', 'LoadImageIfMissing'},
     'WEIGHT_INITIALIZERS': {'TorchDefault'},
     'OPTIM_WRAPPER_CONSTRUCTORS': {'CheckedOptimWrapperConstructor'},
 }

@@ -29,12 +29,14 @@ env_cfg = dict(dist_cfg=dict(timeout=600))
 # data sets and labels the heads cannot predict refused before the first
 # step (naming the data set, the label and num_classes), and (distributed) BN
 # statistics averaged over the ranks at every epoch end, before the
-# checkpoint, so that every rank holds the same weights.
+# checkpoint, so that every rank holds the same weights; a resumed run with
+# nothing left to train says so.
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook', interval=1),
     dict(type='DatasetCheckHook'),
     dict(type='SyncBuffersHook'),
+    dict(type='ResumeCheckHook'),
 ]
 
 # MMPretrain's visualiser, without the `_scope_` tag that inheriting through

@@ -215,7 +215,7 @@ def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
     model = MODELS.build(cfg.model)
     out, state = export.export_branch(cfg, model, 0)
     assert export.ffl_mm_types(out) == [
-        'CIFARResNet', 'Digits', 'TorchDefault'
+        'CIFARResNet', 'Digits', 'LoadImageIfMissing', 'TorchDefault'
     ]
     assert out['custom_imports']['imports'] == ['ffl_mm']
     # built in ffl_mm's scope, by the Runner and by MMPretrain's get_model

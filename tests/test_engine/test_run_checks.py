@@ -324,3 +324,18 @@ def test_a_failed_start_puts_the_config_copy_back(tmp_path):
             (tmp_path / 'work' / 'last_checkpoint').write_text('epoch_3.pth')
             raise KeyboardInterrupt
     assert copy.read_text() == 'a = 1\n'
+
+
+def test_a_run_with_nothing_left_to_train_says_so(capsys):
+    from mmengine.logging import MMLogger
+
+    from ffl_mm.engine.hooks import ResumeCheckHook
+    MMLogger.get_instance('ffl_mm_test_resume_check')
+    by_iter = types.SimpleNamespace(train_loop=types.SimpleNamespace(),
+                                    iter=99, max_iters=100, epoch=0)
+    ResumeCheckHook().before_train(by_iter)  # one iteration left
+    assert 'Nothing left' not in capsys.readouterr().out
+    by_iter.iter = 100
+    ResumeCheckHook().before_train(by_iter)
+    assert 'Nothing left to train: the run starts at iteration 100 of ' \
+        'train_cfg.max_iters=100' in capsys.readouterr().out

@@ -82,3 +82,32 @@ def test_tta_of_the_model_agrees_with_predict_on_each_view():
 def test_multi_branch_configs_name_their_tta_model(config):
     assert shipped_config(config).tta_model == dict(
         type='MultiBranchTTA')
+
+
+@pytest.mark.parametrize('config', [
+    'configs/ffl/ffl_resnet32x2_digits.py',
+    'configs/dml/dml_resnet32x2_digits.py',
+    'configs/baselines/resnet32_digits.py',
+])
+def test_digits_tta_shifts_by_a_pixel_and_never_mirrors(config):
+    """--tta on the digits configs: the image and four one-pixel shifts
+    (reflect padding), never the horizontal flip of MMPretrain's default
+    TTA (mirrored digits are not digits)."""
+    import numpy as np
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+    cfg = shipped_config(config)
+    assert 'RandomFlip' not in str(cfg.tta_pipeline)
+    img = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+    with DefaultScope.overwrite_default_scope('ffl_mm'):
+        views = Compose(cfg.tta_pipeline)(dict(img=img.copy()))['inputs']
+    assert len(views) == 5
+    chw = torch.from_numpy(img).permute(2, 0, 1)
+    torch.testing.assert_close(views[0], chw)
+    # content moved one pixel right: column j shows column j - 1, and the
+    # new first column is the reflection of column 1
+    torch.testing.assert_close(views[1][:, :, 1:], chw[:, :, :-1])
+    torch.testing.assert_close(views[1][:, :, 0], chw[:, :, 1])
+    torch.testing.assert_close(views[2][:, :, :-1], chw[:, :, 1:])
+    torch.testing.assert_close(views[3][:, 1:, :], chw[:, :-1, :])
+    torch.testing.assert_close(views[4][:, :-1, :], chw[:, 1:, :])

@@ -2,6 +2,7 @@
 """Bad input to ffl_mm's tools stops them with an error that names the
 problem, and loses nothing (tools called in this process)."""
 import os
+import os.path as osp
 import re
 
 import pytest
@@ -75,6 +76,17 @@ def test_missing_dataset_path_is_a_clear_error(tmp_path, run_in_process):
             'train.py', f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py',
             '--work-dir', tmp_path, '--cfg-options',
             f'train_dataloader.dataset.data_root={tmp_path}/no_cifar')
+    # ImageNet: no download; the message points at the doc that says where
+    # the data goes, and that doc has the section
+    with pytest.raises(FileNotFoundError) as info:
+        run_in_process(
+            'train.py', f'{REPO}/configs/ffl/ffl_resnet34x2_imagenet.py',
+            '--work-dir', tmp_path, '--cfg-options',
+            f'train_dataloader.dataset.data_root={tmp_path}/no_imagenet')
+    assert 'download' not in str(info.value)
+    doc, section = re.search(r'see (\S+), "(\w+)"', str(info.value)).groups()
+    with open(osp.join(REPO, doc)) as f:
+        assert f'\n## {section}\n' in f.read()
 
 
 @pytest.mark.e2e

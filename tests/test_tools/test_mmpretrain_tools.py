@@ -39,7 +39,8 @@ def test_mmpretrain_own_tools_run_our_config_unchanged(
     ours, with no extra flags: the config's ``custom_imports`` bring
     ffl_mm.engine.compat, so checkpoints are written atomically and
     ``--resume`` reads an MMEngine training checkpoint under torch >= 2.6
-    (its plain loader refuses them) and continues at the next iteration;
+    (its plain loader refuses them) and continues at the next iteration
+    (and says when a finished run has nothing left to train);
     ``--tta`` (theirs and ours) averages every output over the views, so
     the selected (fused) top-1 equals ``fused_top1``."""
     import json
@@ -54,6 +55,14 @@ def test_mmpretrain_own_tools_run_our_config_unchanged(
                                     'train_cfg.max_epochs=2'])
     assert 'resumed epoch: 1, iter: 4' in out
     assert re.search(r'Epoch\(train\) \[2\]\[4/4\]', out)
+    assert 'Nothing left to train' not in out
+    # resumed again with nothing left: the log says so (ResumeCheckHook)
+    out = mmpretrain_main('train', [cfg, '--work-dir', work, '--resume',
+                                    '--cfg-options', *TINY_DIGITS,
+                                    'train_cfg.max_epochs=2'])
+    assert 'Nothing left to train: the run starts at epoch 2 of ' \
+        'train_cfg.max_epochs=2' in out
+    assert 'Epoch(train)' not in out
     ckpt = osp.join(work, 'epoch_2.pth')
     results = {}
     for name in ('mmpretrain', 'ours'):
@@ -160,3 +169,43 @@ def test_mmpretrain_vis_scheduler_draws_our_schedules(config, tmp_path,
     want = [lr0 * sched.gamma ** sum(e >= m for m in sched.milestones)
             for e in range(cfg.train_cfg.max_epochs) for _ in range(2)]
     assert drawn['p']['lr'] == pytest.approx(want)
+
+
+@pytest.mark.e2e
+def test_mmpretrain_vis_cam_on_a_digits_config_and_its_student(tmp_path,
+                                                              capsys):
+    """MMPretrain's visualization/vis_cam.py on a shipped digits config:
+    the digits test pipeline takes its image file, so the user reaches the
+    message that says to export a branch; on the exported student it draws
+    the class activation map."""
+    import numpy as np
+    import torch
+    from mmengine.runner import save_checkpoint
+    from PIL import Image
+
+    from conftest import tool_module
+    from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
+    from ffl_mm.registry import MODELS
+    config = osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py')
+    torch.manual_seed(0)
+    model = MODELS.build(shipped_config(config).model)
+    model.init_weights()
+    ckpt = str(tmp_path / 'ffl.pth')
+    save_checkpoint(dict(state_dict=model.state_dict()), ckpt)
+    image = str(tmp_path / 'digit.png')
+    Image.fromarray(np.random.RandomState(0).randint(
+        0, 256, (32, 32, 3), np.uint8)).save(image)
+    tool = mmpretrain_tool('visualization/vis_cam')
+    cam = tmp_path / 'cam.png'
+    with tool_argv('vis_cam.py', [image, config, ckpt, '--device', 'cpu',
+                                  '--save-path', str(cam)]), \
+            pytest.raises(AttributeError, match='--branch I'):
+        tool.main()
+    tool_module('export.py').main([config, ckpt, '--branch', '0', '--out',
+                                   str(tmp_path), '--name', 'student'])
+    with tool_argv('vis_cam.py', [
+            image, str(tmp_path / 'student.py'),
+            str(tmp_path / 'student.pth'), '--device', 'cpu',
+            '--save-path', str(cam)]):
+        tool.main()
+    assert Image.open(cam).size[:2] == (32, 32)

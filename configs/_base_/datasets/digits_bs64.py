@@ -16,7 +16,13 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=32),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='PackInputs')]
+# The images are in memory; the loader reads a file only where a tool gives
+# one (MMPretrain's vis_cam.py, which builds this pipeline in its own scope,
+# hence the _scope_).
+test_pipeline = [
+    dict(type='LoadImageIfMissing', _scope_='ffl_mm'),
+    dict(type='PackInputs'),
+]
 
 # The images live in memory and the pipeline is a crop: loading in the main
 # process is cheapest (workers would take cores from training).
@@ -44,3 +50,24 @@ val_evaluator = dict(type='Accuracy', topk=(1, 5))
 
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
+
+# --tta (ours and MMPretrain's tools/test.py): five views, the image and the
+# image shifted by one pixel left, right, up and down (reflect padding, then
+# the centre 32x32), as the training crops shift it; MMPretrain's default
+# (a horizontal flip) would show mirrored digits, which training never does.
+tta_pipeline = [
+    dict(type='LoadImageIfMissing'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='BorderPad', padding=(1, 1, 1, 1)),
+                dict(type='BorderPad', padding=(2, 1, 0, 1)),
+                dict(type='BorderPad', padding=(0, 1, 2, 1)),
+                dict(type='BorderPad', padding=(1, 2, 1, 0)),
+                dict(type='BorderPad', padding=(1, 0, 1, 2)),
+            ],
+            [dict(type='CenterCrop', crop_size=32)],
+            [dict(type='PackInputs')],
+        ])
+]

@@ -4,9 +4,10 @@ from .dataset_check_hook import (DatasetCheckError, DatasetCheckHook,
 from .epoch_seed_hook import EpochSeedHook, epoch_seed
 from .finite_loss_hook import (FiniteLossHook, NonFiniteLossError,
                                NonFiniteOutputError)
+from .resume_check_hook import ResumeCheckHook
 from .safe_checkpoint_hook import NonFiniteWeightsError, SafeCheckpointHook
 
 __all__ = ['DatasetCheckError', 'DatasetCheckHook', 'EpochSeedHook',
            'FiniteLossHook', 'NonFiniteLossError', 'NonFiniteOutputError',
-           'NonFiniteWeightsError', 'SafeCheckpointHook', 'check_dataset',
+           'NonFiniteWeightsError', 'ResumeCheckHook', 'SafeCheckpointHook', 'check_dataset',
            'epoch_seed', 'model_num_classes']
