@@ -256,7 +256,7 @@ def ffl_cfg(depth=20, num_classes=10, num_branches=2, shared_stages=2,
             **kwargs):
     """A small FFL model config on CIFAR ResNets (in_channels given)."""
     cfg = dict(
-        type='MultiBranchClassifier',
+        type='FFLClassifier',
         num_branches=num_branches,
         shared_stages=shared_stages,
         backbone=dict(type='CIFARResNet', depth=depth),

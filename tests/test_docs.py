@@ -3,7 +3,8 @@
 
 A block preceded by ``<!-- snippet: config -->`` is a whole config file (it
 may inherit ffl_mm's configs through ``ffl_mm::``); one preceded by
-``<!-- snippet: model -->`` defines ``model``. Each is built and trains one
+``<!-- snippet: model -->`` defines ``model``; ``<!-- snippet: method -->``
+registers a classifier and defines a ``model`` of it. Each is built and trains one
 step. Links between the documents point at files that exist, and nothing
 points outside the repository."""
 import glob
@@ -43,7 +44,7 @@ SNIPPETS = _snippets()
 
 def test_the_docs_mark_their_snippets():
     assert len(SNIPPETS) >= 5
-    assert {p.values[0] for p in SNIPPETS} == {'config', 'model'}
+    assert {p.values[0] for p in SNIPPETS} == {'config', 'model', 'method'}
 
 
 def _one_step(model, num_classes, size=64):
@@ -61,8 +62,18 @@ def _one_step(model, num_classes, size=64):
                if p.requires_grad)
 
 
+@pytest.fixture
+def registered_here():
+    """Types a snippet registers (a method's class) are removed after it."""
+    before = set(MODELS.module_dict)
+    yield
+    for name in set(MODELS.module_dict) - before:
+        MODELS.module_dict.pop(name)
+
+
 @pytest.mark.parametrize('kind, code', SNIPPETS)
-def test_snippet_builds_and_trains_a_step(kind, code, tmp_path):
+def test_snippet_builds_and_trains_a_step(kind, code, tmp_path,
+                                          registered_here):
     if kind == 'config':
         path = tmp_path / 'snippet.py'
         path.write_text(code)

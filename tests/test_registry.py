@@ -11,7 +11,8 @@ import ffl_mm.registry as ffl_registry
 
 OURS = {
     'MODELS': {
-        'MultiBranchClassifier', 'CIFARResNet', 'WideResNet', 'KDLoss',
+        'MultiBranchClassifier', 'FFLClassifier', 'ONEClassifier',
+        'DMLClassifier', 'CIFARResNet', 'WideResNet', 'KDLoss',
         'MutualKDLoss', 'FFLFusionNeck', 'MultiScaleNeck',
         'DualAttentionNeck', 'MultiBranchTTA'
     },
@@ -102,7 +103,7 @@ def test_model_zoo_names_reach_mmpretrains_model_hub(tmp_path):
     ffl_mm.registry.register_model_index()  # a second call changes nothing
     torch.manual_seed(0)
     model = get_model('ffl_resnet32x2_digits')
-    assert type(model).__name__ == 'MultiBranchClassifier'
+    assert type(model).__name__ == 'FFLClassifier'
     ckpt = str(tmp_path / 'ffl.pth')
     save_checkpoint(dict(state_dict=model.state_dict()), ckpt)
     inferencer = ImageClassificationInferencer('ffl_resnet32x2_digits',

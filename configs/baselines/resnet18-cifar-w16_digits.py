@@ -4,7 +4,7 @@
 _base_ = [
     '../_base_/datasets/digits_bs64.py',
     '../_base_/schedules/digits_bs64.py',
-    '../_base_/default_runtime.py',
+    '../_base_/default_runtime_digits.py',
 ]
 
 model = dict(
@@ -19,4 +19,6 @@ model = dict(
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)))
 # two log records an epoch (see ffl/ffl_resnet32x2_digits.py)
-default_hooks = dict(logger=dict(interval=10))
+# one output: MMPretrain's Accuracy
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_evaluator = val_evaluator

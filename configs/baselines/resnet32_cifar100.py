@@ -4,7 +4,7 @@ _base_ = [
     '../_base_/models/cifar-resnet32.py',
     '../_base_/datasets/cifar100_bs128_ffl.py',
     '../_base_/schedules/cifar_bs128_300e_ffl.py',
-    '../_base_/default_runtime.py',
+    '../_base_/default_runtime_cifar.py',
 ]
 val_evaluator = dict(_delete_=True, type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator

@@ -4,11 +4,9 @@ _base_ = [
     '../_base_/models/cifar-resnet32.py',
     '../_base_/datasets/digits_bs64.py',
     '../_base_/schedules/digits_bs64.py',
-    '../_base_/default_runtime.py',
+    '../_base_/default_runtime_digits.py',
 ]
 model = dict(head=dict(num_classes=10))
-# 22 iterations an epoch: two log records each (MMPretrain's analyze_logs.py
-# cal_train_time drops an epoch's first record)
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=5, max_keep_ckpts=2))
+# one output: MMPretrain's Accuracy
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_evaluator = val_evaluator

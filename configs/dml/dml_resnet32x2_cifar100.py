@@ -5,9 +5,5 @@ _base_ = [
     '../_base_/models/dml_cifar-resnet32x2.py',
     '../_base_/datasets/cifar100_bs128_ffl.py',
     '../_base_/schedules/cifar_bs128_300e_ffl.py',
-    '../_base_/default_runtime.py',
+    '../_base_/default_runtime_cifar.py',
 ]
-default_hooks = dict(
-    checkpoint=dict(
-        interval=5, max_keep_ckpts=3,
-        save_best='auto'))

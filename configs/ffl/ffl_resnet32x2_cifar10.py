@@ -4,11 +4,7 @@ _base_ = [
     '../_base_/datasets/cifar10_bs128_ffl.py',
     '../_base_/schedules/cifar_bs128_300e_ffl.py',
     '../_base_/schedules/fusion_decay.py',
-    '../_base_/default_runtime.py',
+    '../_base_/default_runtime_cifar.py',
 ]
 optim_wrapper = dict(paramwise_cfg={{_base_.fusion_paramwise_cfg}})
 model = dict(head=dict(num_classes=10), fusion_head=dict(num_classes=10))
-default_hooks = dict(
-    checkpoint=dict(
-        interval=5, max_keep_ckpts=3,
-        save_best='auto'))

@@ -58,12 +58,11 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
     if variant == 'model':
         return cfg
     if variant == 'ce_only':
-        for key in ('fusion_neck', 'fusion_head', 'distill_loss',
-                    'fusion_pre_neck', 'ensemble_head'):
-            cfg[key] = None
-        cfg['branch_update'] = 'together'
-        cfg['heads_on_enhanced'] = False
-        cfg['fusion_pre_neck_with_cp'] = False
+        # the branches alone: the base class, without a method's parts
+        from ..models.classifiers.branch_cfgs import METHOD_ARGS
+        for key in ('distill_loss', *METHOD_ARGS):
+            cfg.pop(key, None)
+        cfg['type'] = 'MultiBranchClassifier'
         cfg['test_cfg'] = dict(predict='ensemble')
         return cfg
     if variant == 'without_pre_neck':

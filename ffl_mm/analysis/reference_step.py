@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 
 from ..engine.optimizers import merge_param_groups
+from ..models.classifiers import MultiBranchClassifier
 from ..models.losses import MutualKDLoss
 
 
@@ -52,16 +53,17 @@ def reference_unsupported(model: nn.Module) -> Optional[str]:
         if model.data_preprocessor.batch_augments is not None:
             return 'batch augmentations'
         return _head_unsupported(model.head, 'the head')
-    if type(model).__name__ != 'MultiBranchClassifier':
+    ensemble_head = getattr(model, 'ensemble_head', None)
+    if ensemble_head is not None:
+        return f'an ensemble head ({type(ensemble_head).__name__})'
+    if not isinstance(model, MultiBranchClassifier):
         return f'a {type(model).__name__}'
     if model.data_preprocessor.batch_augments is not None:
         return 'batch augmentations'
-    if model.ensemble_head is not None:
-        return f'an ensemble head ({type(model.ensemble_head).__name__})'
-    if model.heads_on_enhanced:
+    if getattr(model, 'heads_on_enhanced', False):
         return 'branch heads on the enhanced maps (heads_on_enhanced=True)'
-    if model.fusion_pre_necks is not None and \
-            model.fusion_pre_necks.with_cp:
+    pre_necks = getattr(model, 'fusion_pre_necks', None)
+    if pre_necks is not None and pre_necks.with_cp:
         return 'recomputed pre-necks (fusion_pre_neck_with_cp=True)'
     if model.distill_loss is not None and not (
             isinstance(model.distill_loss, MutualKDLoss)
@@ -104,7 +106,7 @@ def _multi_branch_maps(model: nn.Module,
     images, or the shared stem and stages once and each branch's own
     stages on their output (``TrunkSplit.forward``: module calls only)."""
     if model.trunk is not None:
-        return model.trunk.forward(model.backbones, x)
+        return model.trunk.forward(model.backbones, x)[0]
     outs = [b(x) for b in model.backbones]
     return [tuple(o) if isinstance(o, (list, tuple)) else (o, )
             for o in outs]

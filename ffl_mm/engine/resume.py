@@ -12,7 +12,6 @@ from mmengine.logging import print_log
 from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
 
 _NUMBER = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
-_HEAD = re.compile(r'heads\.(\d+)\.')
 
 
 def _step(path: str) -> int:
@@ -197,12 +196,6 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
     return path
 
 
-def _branch_count(keys) -> Optional[int]:
-    """Branches of a multi-branch state dict (``heads.N.`` indices)."""
-    found = {int(m.group(1)) for m in map(_HEAD.match, keys) if m}
-    return max(found) + 1 if found else None
-
-
 def state_dict_differences(model_state: dict, checkpoint_state: dict,
                            limit: int = 3) -> List[str]:
     """What differs between a model's state dict and a checkpoint's, in
@@ -220,7 +213,9 @@ def state_dict_differences(model_state: dict, checkpoint_state: dict,
         return ', '.join(keys[:limit]) + (', ...' if len(keys) > limit else '')
 
     found = []
-    ours, theirs = _branch_count(model_state), _branch_count(checkpoint_state)
+    from ..models.classifiers import MultiBranchClassifier
+    ours, theirs = (MultiBranchClassifier.branches_in(model_state),
+                    MultiBranchClassifier.branches_in(checkpoint_state))
     if ours != theirs and ours and theirs:
         found.append(f'the checkpoint has {theirs} branches, the config '
                      f'{ours}')

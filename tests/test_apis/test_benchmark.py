@@ -15,8 +15,10 @@ FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 def test_variant_configs():
     cfg = shipped_config('configs/mfef/mfef_resnet32x2_digits.py')
     ce = bench.variant_model_cfg(cfg.model, 'ce_only')
-    assert ce.fusion_neck is None and ce.fusion_pre_neck is None
-    assert ce.distill_loss is None and ce.shared_stages == 2
+    # the base class: the branches without a method's parts
+    assert ce.type == 'MultiBranchClassifier'
+    assert 'fusion_neck' not in ce and 'fusion_pre_neck' not in ce
+    assert 'distill_loss' not in ce and ce.shared_stages == 2
     single = bench.variant_model_cfg(cfg.model, 'single')
     assert single.type == 'ImageClassifier'
     assert single.backbone.type == 'CIFARResNet'
@@ -40,8 +42,9 @@ def test_variant_configs():
                  'configs/one/one_resnet32x2_digits.py'):
         method = shipped_config(path)
         ce = bench.variant_model_cfg(method.model, 'ce_only')
-        assert ce.ensemble_head is None and ce.distill_loss is None
-        assert ce.branch_update == 'together'
+        assert ce.type == 'MultiBranchClassifier'
+        assert 'ensemble_head' not in ce and 'distill_loss' not in ce
+        assert 'branch_update' not in ce  # the base: updated together
         assert ce.shared_stages == method.model.shared_stages
     imagenet = shipped_config('configs/ffl/ffl_resnet34x2_imagenet.py')
     assert input_size(imagenet) == 224

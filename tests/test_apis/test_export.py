@@ -224,8 +224,8 @@ def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
     assert out['test_evaluator']['type'] == 'Accuracy'
     assert out['model']['head']['in_channels'] == 64
     ce_only = MODELS.build(
-        dict(cfg.model, fusion_neck=None, fusion_head=None,
-             distill_loss=None, test_cfg=None))
+        dict(cfg.model, type='MultiBranchClassifier', fusion_neck=None,
+             fusion_head=None, distill_loss=None, test_cfg=None))
     with pytest.raises(export.ExportError, match='no fusion neck'):
         export.export_fused(cfg, ce_only)
 

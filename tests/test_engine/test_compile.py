@@ -51,7 +51,7 @@ def _compiled_matches_eager(backend):
     eager.init_weights()
     compiled = copy.deepcopy(eager)
     assert compile_model(compiled, dict(backend=backend)) == \
-        'MultiBranchClassifier._forward_all'
+        'FFLClassifier._forward_all'
     assert compiled_methods(compiled) == ['_forward_all']
     data = bench.synthetic_batch(4, 32, 10)
     expected = _train_two_steps(eager, data)
@@ -106,13 +106,13 @@ def test_tools_train_and_test_compiled(tmp_path, run_in_process):
     work = tmp_path / 'work'
     _, out = run_in_process('train.py', config, '--work-dir', work,
                             '--cfg-options', *options)
-    assert 'compile: MultiBranchClassifier._forward_all is compiled' in out
+    assert 'compile: FFLClassifier._forward_all is compiled' in out
     assert 'Epoch(train) [1][2/2]' in out
     dumped = (work / 'ffl_resnet32x2_digits.py').read_text()
     assert "backend='eager'" in dumped
     metrics, out = run_in_process('test.py', config, work / 'epoch_1.pth',
                                   '--work-dir', work, '--cfg-options',
                                   *options)
-    assert 'compile: MultiBranchClassifier._forward_all is compiled' in out
+    assert 'compile: FFLClassifier._forward_all is compiled' in out
     assert 0 <= metrics['accuracy/fused_top1'] <= 100
     json.dumps(metrics)

@@ -132,7 +132,7 @@ def test_custom_keys_that_match_no_parameter_are_refused():
         assert str(info.value).startswith(
             "optim_wrapper.paramwise_cfg.custom_keys: 'fusion_nek' "
             '(closest module names: fusion_neck')
-        assert 'match no parameter of MultiBranchClassifier' in \
+        assert 'match no parameter of FFLClassifier' in \
             str(info.value)
         build_optim_wrapper(model, typo)  # MMEngine's: ignores the key
         wrapper = build_optim_wrapper(

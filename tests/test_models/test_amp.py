@@ -73,7 +73,7 @@ def test_amp_optim_wrapper_trains_on_cpu(cpu_amp, extra):
             optimizer=dict(type='SGD', lr=0.05, momentum=0.9)))
     data = model.data_preprocessor(_batch(), True)
     with wrapper.optim_context(model):
-        _, fused, _ = model._forward_all(data['inputs'])
+        fused = model._forward_all(data['inputs'])[1]['fused']
         losses = model.loss(data['inputs'], data['data_samples'])
     # autocast is on: the classifiers ran in bfloat16 ...
     assert fused.dtype == torch.bfloat16

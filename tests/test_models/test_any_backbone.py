@@ -18,7 +18,7 @@ NUM_CLASSES = 5
 def ffl_on(backbone, num_branches=2, **kwargs):
     """FFL with no in_channels anywhere: all of them are inferred."""
     cfg = dict(
-        type='MultiBranchClassifier',
+        type='FFLClassifier',
         backbone=backbone,
         head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
         fusion_neck=dict(type='FFLFusionNeck'),
@@ -106,7 +106,7 @@ def one_on(backbone, num_branches=2, **kwargs):
     """ONE: a gated ensemble teaches the branches (the gate on the images
     for backbones without a shared trunk)."""
     cfg = dict(
-        type='MultiBranchClassifier',
+        type='ONEClassifier',
         backbone=backbone,
         num_branches=num_branches,
         head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
@@ -154,7 +154,7 @@ def test_dml_with_different_networks_and_one_refuses_them():
     cfg = one_on(None)
     cfg.pop('num_branches')
     cfg['backbone'] = pair
-    with pytest.raises(ValueError, match='ensemble_head weighs the logits '
+    with pytest.raises(ValueError, match='the gated ensemble weighs the logits '
                        'of identical branches'):
         MODELS.build(cfg)
 
@@ -178,7 +178,7 @@ def test_heterogeneous_pairs(pair, channels):
     x, _ = _step(model)
     model.eval()
     with torch.no_grad():
-        maps = model.forward_maps(x)[1]
+        maps = model.forward_features(x).fusion_maps
         fused = model.fusion_neck.fuse(maps)
     # aligned to the smallest map, projected to the widest channels
     assert fused.shape[2:] == tuple(

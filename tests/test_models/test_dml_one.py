@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
-"""DML and ONE inside MultiBranchClassifier: DML's one-by-one update, ONE's
-gate learning from the ensemble's cross-entropy only, and the arguments
-that do not go together."""
+"""DMLClassifier and ONEClassifier: DML's one-by-one update (and gradient
+accumulation refused with it), ONE's gate learning from the ensemble's
+cross-entropy only, and the arguments that do not go together."""
 import copy
 
 import pytest
@@ -22,8 +22,11 @@ def make_batch(n, num_classes):
 
 
 def _dml(num_branches=2, **kwargs):
+    """DML; with ``branch_update`` its own class, else the base class (DML
+    with the networks updated together)."""
     cfg = dict(
-        type='MultiBranchClassifier', num_branches=num_branches,
+        type='DMLClassifier' if 'branch_update' in kwargs else
+        'MultiBranchClassifier', num_branches=num_branches,
         backbone=dict(type='CIFARResNet', depth=8),
         head=dict(type='LinearClsHead', num_classes=10, in_channels=64),
         distill_loss=dict(type='PeerKDLoss', temperature=3.0),
@@ -34,7 +37,7 @@ def _dml(num_branches=2, **kwargs):
 
 def _one(num_branches=2, **kwargs):
     cfg = dict(
-        type='MultiBranchClassifier', num_branches=num_branches,
+        type='ONEClassifier', num_branches=num_branches,
         shared_stages=2, backbone=dict(type='CIFARResNet', depth=8),
         head=dict(type='LinearClsHead', num_classes=10, in_channels=64),
         ensemble_head=dict(type='GatedEnsembleHead'),
@@ -149,20 +152,47 @@ def test_dml_arguments_that_do_not_go_together(change, match):
         MODELS.build(_dml(**change))
 
 
-@pytest.mark.parametrize('change, match', [
+@pytest.mark.parametrize('change, error, match', [
     (dict(fusion_neck=dict(type='FFLFusionNeck'),
           fusion_head=dict(type='LinearClsHead', num_classes=10)),
-     r'ensemble_head \(ONE\) and fusion_neck \(FFL\) each give a teacher'),
-    (dict(shared_stages=0),
+     TypeError, "fusion_neck belongs to FFLClassifier; use "
+     "type='FFLClassifier'"),
+    (dict(shared_stages=0), ValueError,
      "gate_input='trunk' reads the shared stages"),
     (dict(ensemble_head=dict(type='GatedEnsembleHead', num_branches=3)),
-     'ensemble_head num_branches=3 but the model has 2 branches'),
-    (dict(branch_update='one_by_one'),
-     "'one_by_one' updates independent networks"),
+     ValueError, 'ensemble_head num_branches=3 but the model has 2 branches'),
+    (dict(branch_update='one_by_one'), TypeError,
+     'branch_update belongs to DMLClassifier'),
 ])
-def test_one_arguments_that_do_not_go_together(change, match):
-    with pytest.raises(ValueError, match=match):
+def test_one_arguments_that_do_not_go_together(change, error, match):
+    with pytest.raises(error, match=match):
         MODELS.build(_one(**change))
+
+
+def test_one_by_one_refuses_gradient_accumulation():
+    """MMEngine counts every update_params call: with accumulative_counts=2
+    and one update per network, the networks' gradients would mix and the
+    steps fall at the wrong iterations. Refused before anything moves,
+    naming both options; 'together' accumulates as MMEngine does."""
+    model = MODELS.build(_dml(2, branch_update='one_by_one'))
+    before = copy.deepcopy(model.state_dict())
+    wrapper = build_optim_wrapper(model, dict(
+        optimizer=dict(type='SGD', lr=0.5), accumulative_counts=2))
+    with pytest.raises(ValueError, match=r"branch_update='one_by_one' .*"
+                       r'accumulative_counts=2\). Set accumulative_counts=1 '
+                       "or branch_update='together'"):
+        model.train_step(make_batch(4, 10), wrapper)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    together = MODELS.build(_dml(2, branch_update='together'))
+    wrapper = build_optim_wrapper(together, dict(
+        optimizer=dict(type='SGD', lr=0.5), accumulative_counts=2))
+    weight = together.heads[0].fc.weight
+    start = weight.detach().clone()
+    together.train_step(make_batch(4, 10), wrapper)  # accumulates
+    torch.testing.assert_close(weight.detach(), start, rtol=0, atol=0)
+    together.train_step(make_batch(4, 10), wrapper)  # steps
+    assert not torch.equal(weight.detach(), start)
 
 
 def test_one_by_one_refuses_the_ddp_path(monkeypatch):

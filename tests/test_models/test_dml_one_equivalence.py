@@ -123,7 +123,7 @@ def _head_outputs(model):
             lambda m, i_, out, i=i: seen.__setitem__(f'branch{i}', out))
         head.register_forward_hook(
             lambda m, i_, out, i=i: seen.__setitem__(f'net{i}', out))
-    if model.ensemble_head is not None:
+    if getattr(model, 'ensemble_head', None) is not None:
         model.ensemble_head.register_forward_hook(
             lambda m, i_, out: seen.__setitem__('ensemble', out))
         model.ensemble_head.register_forward_pre_hook(

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ffl_mm.analysis.benchmark import SavedTensorMeter
 from ffl_mm.models.necks import DualAttentionNeck
-from ffl_mm.models.utils.dual_attention_ops import (SMALL_MAP, channel_stats,
+from ffl_mm.models.kernels.dual_attention_ops import (SMALL_MAP, channel_stats,
                                                     gated_product,
                                                     gated_spatial_stats,
                                                     small_map_conv2d)

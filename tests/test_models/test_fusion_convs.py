@@ -10,7 +10,7 @@ from mmcv.cnn import ConvModule
 
 from conftest import saved_bytes
 from ffl_mm.models.necks import FFLFusionNeck
-from ffl_mm.models.utils.fusion_convs import (fusion_convs,
+from ffl_mm.models.kernels.fusion_convs import (fusion_convs,
                                               fusion_convs_fusable)
 
 

@@ -17,7 +17,8 @@ from conftest import REPO, shipped_config
 def _configs(pattern):
     return sorted(
         osp.relpath(p, REPO)
-        for p in glob.glob(osp.join(REPO, 'configs', '*', pattern)))
+        for p in glob.glob(osp.join(REPO, 'configs', '*', pattern))
+        if '_base_' not in p)
 
 
 CIFAR = [c for c in _configs('*.py')

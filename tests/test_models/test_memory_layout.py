@@ -4,7 +4,7 @@ gradient in its own layout."""
 import pytest
 import torch
 
-from ffl_mm.models.utils.memory_layout import (concat_maps, in_layout_of,
+from ffl_mm.models.kernels.memory_layout import (concat_maps, in_layout_of,
                                                memory_format_of)
 
 CL = torch.channels_last

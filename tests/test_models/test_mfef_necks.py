@@ -238,7 +238,12 @@ def test_mfef_configuration_errors():
     cfg = ffl_cfg(fusion_pre_neck=[dict(type='MultiScaleNeck')])
     for key in ('fusion_neck', 'fusion_head', 'distill_loss'):
         cfg[key] = None
-    with pytest.raises(ValueError, match='fusion_pre_neck enhances'):
+    with pytest.raises(ValueError, match='fusion_neck and fusion_head are '
+                       'both required'):
+        MODELS.build(cfg)
+    cfg['type'] = 'MultiBranchClassifier'
+    with pytest.raises(TypeError, match='fusion_pre_neck belongs to '
+                       'FFLClassifier'):
         MODELS.build(cfg)
     with pytest.raises(ValueError, match='heads_on_enhanced=True needs'):
         MODELS.build(ffl_cfg(heads_on_enhanced=True))

@@ -136,10 +136,13 @@ def test_extract_feat(mode, stage, shapes):
 
 
 def test_cross_entropy_only_variant():
-    cfg = ffl_cfg()
+    """The base class alone: the branches with cross-entropy (a config that
+    nulls what it inherited from a method's base builds too)."""
+    cfg = ffl_cfg(type='MultiBranchClassifier')
     for key in ('fusion_neck', 'fusion_head', 'distill_loss'):
         cfg[key] = None
     model = MODELS.build(cfg)
+    assert not hasattr(model, 'fusion_neck')
     assert model.predict_mode == 'ensemble'
     x, samples = make_batch()
     assert set(model(x, samples, mode='loss')) == {
@@ -190,10 +193,20 @@ def test_fusion_weight_decay_through_paramwise_cfg():
           shared_stages=1), TypeError, 'MobileNetV2 has no `res_layers`'),
     (dict(backbone=dict(type='CIFARResNet', depth=20, frozen_stages=1)),
      ValueError, 'frozen_stages=1 cannot be combined'),
-    (dict(fusion_head=None), ValueError, 'fusion_neck and fusion_head'),
-    (dict(fusion_neck=None, fusion_head=None), ValueError,
-     'teaches the branches from a teacher output'),
+    (dict(fusion_head=None), ValueError, 'fusion_neck and fusion_head are '
+     'both required'),
+    (dict(type='MultiBranchClassifier', fusion_neck=None, fusion_head=None),
+     ValueError, 'teaches the branches from a teacher output'),
     (dict(head=None), ValueError, 'head` config is required'),
+    # a method's argument on another method's class, or on the base
+    (dict(type='MultiBranchClassifier'), TypeError,
+     "fusion_neck belongs to FFLClassifier; use type='FFLClassifier'"),
+    (dict(ensemble_head=dict(type='GatedEnsembleHead')), TypeError,
+     "FFLClassifier got ensemble_head=.* belongs to ONEClassifier"),
+    (dict(branch_update='together'), TypeError,
+     'branch_update belongs to DMLClassifier'),
+    (dict(fusion_nek=dict(type='FFLFusionNeck')), TypeError,
+     r"FFLClassifier got unexpected argument\(s\) \['fusion_nek'\]"),
 ])
 def test_configuration_errors(change, error, match):
     cfg = ffl_cfg()

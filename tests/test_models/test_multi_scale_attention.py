@@ -9,7 +9,7 @@ import torch
 from conftest import mixed_layout_ops, saved_bytes
 from ffl_mm.models.necks import (DualAttentionNeck, FusionPreNecks,
                                  MultiScaleNeck)
-from ffl_mm.models.utils.multi_scale_attention import (fusable,
+from ffl_mm.models.kernels.multi_scale_attention import (fusable,
                                                        multi_scale_attention)
 
 MFEF = [dict(type='MultiScaleNeck', scales=4, residual=True),

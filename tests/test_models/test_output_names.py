@@ -41,7 +41,7 @@ def test_metric_keys_round_trip(name, k):
 
 def test_model_and_metric_use_the_same_names():
     model = MODELS.build(
-        dict(type='MultiBranchClassifier', num_branches=2,
+        dict(type='FFLClassifier', num_branches=2,
              backbone=dict(type='CIFARResNet', depth=8),
              head=dict(type='LinearClsHead', num_classes=4),
              fusion_neck=dict(type='FFLFusionNeck'),

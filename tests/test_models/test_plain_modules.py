@@ -5,7 +5,7 @@ import torch.nn as nn
 from torch.nn.modules import module as torch_module
 from torch.nn.utils import parametrizations
 
-from ffl_mm.models.utils.plain_modules import plain_modules
+from ffl_mm.models.kernels.plain_modules import plain_modules
 
 
 def _block():

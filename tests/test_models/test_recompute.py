@@ -12,7 +12,7 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
 from ffl_mm.analysis.benchmark import SavedTensorMeter
-from ffl_mm.models.utils import recompute_in_backward
+from ffl_mm.models.kernels import recompute_in_backward
 from conftest import ffl_cfg
 
 

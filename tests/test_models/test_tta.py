@@ -11,7 +11,7 @@ from conftest import shipped_config
 
 def _model():
     return MODELS.build(
-        dict(type='MultiBranchClassifier', num_branches=2,
+        dict(type='FFLClassifier', num_branches=2,
              backbone=dict(type='CIFARResNet', depth=8),
              head=dict(type='LinearClsHead', num_classes=3),
              fusion_neck=dict(type='FFLFusionNeck'),

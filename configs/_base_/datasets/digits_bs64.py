@@ -46,7 +46,9 @@ val_dataloader = dict(
                  pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+# every output of a multi-branch model (branches, ensemble, fused); the
+# single-network baselines evaluate with MMPretrain's Accuracy
+val_evaluator = dict(type='MultiBranchAccuracy', topk=(1, 5))
 
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

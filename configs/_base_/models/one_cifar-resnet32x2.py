@@ -1,6 +1,6 @@
-# ONE (Lan, Zhu, Gong, NeurIPS 2018) with two CIFAR ResNet-32 branches: FFL's
-# model (stem and stages 1-2 shared, stage 3 and the classifier per branch)
-# with a gate on the shared stage-2 output instead of the fusion module. The
+# ONE (Lan, Zhu, Gong, NeurIPS 2018) with two CIFAR ResNet-32 branches
+# (./cifar-resnet32x2.py: stem and stages 1-2 shared, stage 3 and the
+# classifier per branch) and a gate on the shared stage-2 output. The
 # gate weighs the branch logits into the ensemble teacher
 # (GatedEnsembleHead: pooling, Linear with bias, BatchNorm1d, ReLU, softmax,
 # as in the authors' code). Loss: the branches' and the ensemble's
@@ -8,14 +8,15 @@
 # ensemble fixed in the KL; the KL weight ramps up as
 # exp(-5 (1 - min(e, 80)/80)^2) (the authors' cifar_one.py; the paper does
 # not mention it: rampup=None turns it off).
-_base_ = ['./ffl_cifar-resnet32x2.py']
+_base_ = ['./cifar-resnet32x2.py']
 model = dict(
-    fusion_neck=None,
-    fusion_head=None,
+    type='ONEClassifier',
     ensemble_head=dict(
         type='GatedEnsembleHead', gate_input='trunk',
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-    distill_loss=dict(distill_fused=False),
+    distill_loss=dict(
+        type='MutualKDLoss', temperature=3.0, loss_weight=1.0, rampup=80,
+        distill_fused=False),
     # the gated ensemble
     test_cfg=dict(predict='ensemble'),
 )

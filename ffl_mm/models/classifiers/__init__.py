@@ -1,4 +1,10 @@
 # Copyright (c) ffl_mm contributors.
-from .multi_branch import MultiBranchClassifier
+from .dml import DMLClassifier
+from .ffl import FFLClassifier
+from .multi_branch import BranchFeatures, MultiBranchClassifier
+from .one import ONEClassifier
 
-__all__ = ['MultiBranchClassifier']
+__all__ = [
+    'BranchFeatures', 'DMLClassifier', 'FFLClassifier',
+    'MultiBranchClassifier', 'ONEClassifier'
+]

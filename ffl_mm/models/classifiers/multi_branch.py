@@ -1,9 +1,9 @@
 # Copyright (c) ffl_mm contributors.
-"""Several branches, a fusion module and mutual distillation in one
-MMPretrain classifier."""
+"""N branches trained together in one MMPretrain classifier: the base of
+every online-distillation method."""
 import copy
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -13,42 +13,58 @@ from mmpretrain.models.classifiers import BaseClassifier
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from ..necks.fusion_pre_necks import FusionPreNecks
-from ..utils import TrunkSplit
-from ..utils import branch_cfgs as bc
-from ..utils import channel_probe as cp
 from ..utils import output_names as names
+from . import branch_cfgs as bc
+from . import channel_probe
+from .trunk_split import TrunkSplit
 
 ConfigType = Union[dict, nn.Module]
+
+class BranchFeatures(NamedTuple):
+    """What the backbones give for a batch.
+
+    Attributes:
+        images (Tensor): The input ``(B, 3, H, W)``.
+        feats (list[tuple[Tensor]]): Each branch's backbone outputs, as a
+            plain backbone returns them (the branch necks take them).
+        trunk (Tensor, optional): The shared trunk's output ``(B, C, H',
+            W')`` with ``shared_stages``; None for independent branches.
+        fusion_maps (list[Tensor], optional): The maps a fusion neck takes
+            (:class:`FFLClassifier`); None otherwise.
+    """
+    images: torch.Tensor
+    feats: List[Tuple[torch.Tensor, ...]]
+    trunk: Optional[torch.Tensor] = None
+    fusion_maps: Optional[List[torch.Tensor]] = None
 
 
 @MODELS.register_module()
 class MultiBranchClassifier(BaseClassifier):
-    """N branches trained together: with a fused classifier (FFL, MFEF),
-    with a gated ensemble (ONE), or as peers (DML).
+    """N branches trained together, each with its own cross-entropy, and an
+    optional distillation loss between them; the ensemble is the mean of
+    the branch logits. With ``PeerKDLoss`` this is DML with the branches
+    updated together (one backward, one step).
 
     ::
 
         images -> [trunk] -> branch i -> f_i -> neck_i -> head_i -> z_i
-        [f_1 .. f_N] -> fusion_neck -> fusion_head -> z_f       (FFL, MFEF)
-        (trunk map, z_1 .. z_N) -> ensemble_head -> z_e          (ONE)
-        loss = Σ CE(z_i) + CE(z_f or z_e) + distill_loss(z_1..z_N, z_f/z_e)
+        ensemble = mean_i z_i
+        loss = Σ CE(z_i) + distill_loss(z_1 .. z_N)
 
-    DML is ``distill_loss=dict(type='PeerKDLoss')`` with neither a fusion
-    module nor an ensemble head; without an ensemble head, the ensemble
-    output is the mean of the branch logits.
+    A method adds its teacher in a subclass (:class:`FFLClassifier`: a
+    fused classifier; :class:`ONEClassifier`: a gated ensemble;
+    :class:`DMLClassifier`: DML's one-by-one update) through three hooks:
+    :meth:`forward_features` (what the backbones give), :meth:`forward_teacher`
+    (the outputs besides the branches, by name) and the class attributes
+    :attr:`teacher_output` and :attr:`default_predict`. An argument of a
+    method's class given here is a ``TypeError`` naming that class.
 
     ``f_i`` is branch i's backbone output at ``fusion_in_index`` (the last
-    one by default), a map ``(B, C_i, H_i, W_i)``. Branches may be any
-    MMPretrain backbones, alike or not, whose output is a map (for
-    ``VisionTransformer``: ``out_type='featmap'``).
-
-    Channels are inferred: at build time every branch runs once on a
-    ``(2, 3, 64, 64)`` probe of zeros (:mod:`..utils.channel_probe`), and a
-    missing ``in_channels`` of a branch head, of the fusion neck or of the
-    fusion head is filled in from what the modules actually give. A given
-    ``in_channels`` that disagrees is an error naming the branch, what it
-    gives and what the config asks for.
+    one by default). Branches may be any MMPretrain backbones, alike or
+    not. A missing ``in_channels`` of a branch head is filled in from one
+    run of the branches on a ``(2, 3, 64, 64)`` probe of zeros at build time
+    (:mod:`.channel_probe`); a given one that disagrees is an error naming
+    the branch.
 
     Args:
         backbone (dict | list[dict]): One backbone config, copied for every
@@ -56,7 +72,7 @@ class MultiBranchClassifier(BaseClassifier):
         num_branches (int, optional): N >= 2. Needed with a single
             backbone config; with a list it defaults to the list's length.
         shared_stages (int): k. With k >= 1 the stem and the first k stages
-            are computed once and shared (FFL-S); every branch keeps its
+            are computed once and shared (FFL-S, ONE); every branch keeps its
             own later stages. Needs identical backbones of MMPretrain's
             ResNet family or ffl_mm's CIFARResNet/WideResNet. 0 (default)
             gives fully independent branches and works with any backbone.
@@ -64,53 +80,33 @@ class MultiBranchClassifier(BaseClassifier):
             ``GlobalAveragePooling``.
         head (dict | list[dict]): Per-branch head, an MMPretrain
             ``ClsHead`` (e.g. ``LinearClsHead`` with ``CrossEntropyLoss``).
-        fusion_pre_neck (dict | list[dict], optional): Necks that enhance
-            each branch's map before fusion, built once per branch
-            (:class:`FusionPreNecks`); MFEF uses
-            ``[dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]``.
-            None: the maps go to the fusion neck as they are (FFL).
-        fusion_pre_neck_with_cp (bool): Recompute the ``fusion_pre_neck``
-            chains in backward instead of keeping their activations.
-            Defaults to False.
-        heads_on_enhanced (bool): Whether the branch necks/heads see the
-            enhanced maps (True) or the raw backbone maps (False, default,
-            so each branch stays a plain network that exports without the
-            MFEF modules).
-        fusion_neck (dict, optional): Fuses the branch maps, e.g.
-            ``FFLFusionNeck``; None trains the branches with cross-entropy
-            only (no fused classifier, no distillation).
-        fusion_head (dict, optional): Head of the fused classifier; needed
-            with ``fusion_neck``.
         distill_loss (dict, optional): Distillation between the branches
-            and the teacher: ``MutualKDLoss`` (from the fused classifier,
-            or from ONE's gated ensemble), ``PeerKDLoss`` (DML, between
-            the branches). None: no KD.
-        ensemble_head (dict, optional): A head over the branch logits that
-            gives a trained ensemble and its cross-entropy term
-            (``loss_ce_ensemble``): ONE's ``GatedEnsembleHead``, whose
-            ``in_channels`` is filled in. Needs identical branches; not
-            with a fusion module.
-        branch_update (str): ``'together'`` (default): one backward and one
-            optimizer step for the summed loss. ``'one_by_one'``: DML's
-            algorithm; within an iteration each branch in turn is
-            updated from its own terms, against its peers' current
-            predictions (N + N(N-1)/2 branch forwards per iteration, see
-            :meth:`train_step`).
-            Needs independent branches, no fusion module or ensemble
-            head, and a single process.
+            (``PeerKDLoss``) or from the method's teacher (``MutualKDLoss``
+            in the subclasses). None: cross-entropy only.
         train_cfg (dict, optional): As ``ImageClassifier``'s: batch
             augmentations such as Mixup go in ``augments``.
         test_cfg (dict, optional): ``predict`` selects the output behind
-            ``pred_score``/``pred_label``: ``'fused'`` (default with a
-            fusion neck), ``'ensemble'`` (mean of the branch logits,
-            default without one) or ``'branch{i}'``.
+            ``pred_score``/``pred_label``: one of :attr:`output_names`
+            (``'ensemble'``, ``'branch{i}'``, and ``'fused'`` with a fused
+            classifier); defaults to :attr:`default_predict`.
         fusion_in_index (int): Which backbone output (of several
-            ``out_indices``) is fused. Defaults to -1, the last. The branch
-            necks get all outputs, as in ``ImageClassifier``.
+            ``out_indices``) is a branch's map ``f_i``. Defaults to -1, the
+            last. The branch necks get all outputs, as in
+            ``ImageClassifier``.
         data_preprocessor (dict, optional): Defaults to
             ``ClsDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
+
+    #: The output that teaches the branches (``distill_loss``'s teacher);
+    #: None: the branches teach one another.
+    teacher_output: Optional[str] = None
+    #: The output ``test_cfg.predict`` selects by default.
+    default_predict: str = names.ENSEMBLE
+    #: Whether the model has a fused classifier (output ``'fused'``); its
+    #: fusion neck needs every branch's output at ``fusion_in_index`` to be
+    #: a map ``(B, C, H, W)``, which the probe then checks first.
+    with_fusion: bool = False
 
     def __init__(self,
                  backbone: Union[dict, Sequence[dict]],
@@ -120,19 +116,14 @@ class MultiBranchClassifier(BaseClassifier):
                              Sequence[dict]] = dict(
                                  type='GlobalAveragePooling'),
                  head: Union[None, dict, Sequence[dict]] = None,
-                 fusion_neck: Optional[dict] = None,
-                 fusion_head: Optional[dict] = None,
-                 fusion_pre_neck: Union[None, dict, Sequence[dict]] = None,
-                 fusion_pre_neck_with_cp: bool = False,
-                 heads_on_enhanced: bool = False,
                  distill_loss: Optional[dict] = None,
-                 ensemble_head: Optional[dict] = None,
-                 branch_update: str = 'together',
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  fusion_in_index: int = -1,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 **method_args):
+        bc.refuse_method_args(type(self).__name__, method_args)
         data_preprocessor = data_preprocessor or {}
         if isinstance(data_preprocessor, dict):
             data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
@@ -141,9 +132,7 @@ class MultiBranchClassifier(BaseClassifier):
         super().__init__(
             init_cfg=init_cfg, data_preprocessor=data_preprocessor)
         self.num_branches = num_branches = bc.check_args(
-            backbone, num_branches, head, fusion_neck, fusion_head,
-            distill_loss, fusion_pre_neck, heads_on_enhanced,
-            fusion_pre_neck_with_cp)
+            backbone, num_branches, head)
         self.shared_stages = shared_stages
         self.fusion_in_index = fusion_in_index
 
@@ -157,13 +146,11 @@ class MultiBranchClassifier(BaseClassifier):
             [bc.build(cfg) or nn.Identity() for cfg in neck_cfgs])
 
         head_cfgs = bc.per_branch(head, num_branches, 'head')
-        bc.check_num_classes(head_cfgs, fusion_head)
-        probe = cp.probe_branches(self.forward_backbones, self.backbones,
-                                  self.necks, fusion_in_index,
-                                  need_maps=fusion_neck is not None)
+        bc.check_num_classes(head_cfgs)
+        probe = self.probe_branches(need_maps=self.with_fusion)
         head_cfgs = [
-            cp.with_in_channels(cfg, probe.head_in(i), 'head',
-                                probe.source(i), branch=i)
+            channel_probe.with_in_channels(cfg, probe.head_in(i), 'head',
+                                           probe.source(i), branch=i)
             for i, cfg in enumerate(head_cfgs)
         ]
         self.heads = ModuleList([bc.build(cfg) for cfg in head_cfgs])
@@ -173,101 +160,39 @@ class MultiBranchClassifier(BaseClassifier):
             dict(backbone=b, neck=n, head=h)
             for b, n, h in zip(backbone_cfgs, neck_cfgs, head_cfgs)
         ]
-        self.fusion_neck = self.fusion_head = self.fusion_pre_necks = None
-        if fusion_neck is not None:
-            self._build_fusion(fusion_neck, fusion_head, probe)
-        if fusion_pre_neck is not None:
-            self.fusion_pre_necks = FusionPreNecks(
-                fusion_pre_neck, self.fusion_neck.in_channels, num_branches,
-                with_cp=fusion_pre_neck_with_cp)
-        self.heads_on_enhanced = heads_on_enhanced
-        self.ensemble_head = None
-        if ensemble_head is not None:
-            self._build_ensemble_head(ensemble_head, backbone)
         self.distill_loss = bc.build(distill_loss)
         if getattr(self.distill_loss, 'needs_teacher', False) and \
-                not self.with_fusion and self.ensemble_head is None:
+                self.teacher_output is None:
             raise ValueError(
-                f'MultiBranchClassifier: distill_loss '
+                f'{type(self).__name__}: distill_loss '
                 f'{type(self.distill_loss).__name__} teaches the branches '
-                'from a teacher output; add fusion_neck and fusion_head '
-                '(FFL) or ensemble_head (ONE), or use PeerKDLoss (DML).')
-        self.branch_update = bc.check_branch_update(
-            branch_update, shared_stages, self.with_fusion,
-            self.ensemble_head is not None)
-
-        self.test_cfg = bc.predict_mode(
-            test_cfg, self.output_names,
-            names.FUSED if self.with_fusion else names.ENSEMBLE)
+                "from a teacher output; use type='FFLClassifier' (a fused "
+                "classifier) or type='ONEClassifier' (a gated ensemble), "
+                'or PeerKDLoss (DML).')
+        self.test_cfg = bc.predict_mode(test_cfg, self.output_names,
+                                        self.default_predict)
         self.predict_mode = self.test_cfg['predict']
 
-    def _build_fusion(self, fusion_neck: ConfigType, fusion_head: ConfigType,
-                      probe: cp.BranchProbe) -> None:
-        """The fusion neck and head, their channels inferred and checked."""
-        sources = probe.error or '; '.join(
-            probe.source(i) for i in range(self.num_branches))
-        self.fusion_neck = bc.build(
-            cp.with_in_channels(fusion_neck, probe.map_channels or None,
-                                'fusion_neck', sources))
-        cp.check_fusion_channels(self.fusion_neck, probe)
-        fused = cp.probe_fusion(self.fusion_neck, probe)
-        self.fusion_head = bc.build(
-            cp.with_in_channels(
-                fusion_head, fused.head_in(0), 'fusion_head', fused.error or
-                f'the fusion neck gives {fused.outputs[0]}'))
+    def probe_branches(self, need_maps: bool = False
+                       ) -> channel_probe.BranchProbe:
+        """What every branch gives on the probe (:mod:`.channel_probe`);
+        ``need_maps``: the outputs at ``fusion_in_index`` must be maps."""
+        return channel_probe.probe_branches(
+            self._backbone_features, self.backbones, self.necks,
+            self.fusion_in_index, need_maps=need_maps)
 
-    def _build_ensemble_head(self, ensemble_head: ConfigType,
-                             backbone) -> None:
-        """ONE's gated ensemble, its gate's input channels filled in."""
-        if self.with_fusion:
-            raise ValueError(
-                'MultiBranchClassifier: ensemble_head (ONE) and fusion_neck '
-                '(FFL) each give a teacher; use one of them.')
-        if isinstance(backbone, (list, tuple)) and any(
-                b != backbone[0] for b in backbone[1:]):
-            raise ValueError(
-                'MultiBranchClassifier: ensemble_head weighs the logits of '
-                'identical branches (ONE); got different backbone configs. '
-                'Use one backbone config with num_branches, or DML '
-                '(PeerKDLoss without ensemble_head) for different '
-                'branches.')
-        if isinstance(ensemble_head, nn.Module):
-            self.ensemble_head = ensemble_head
-            return
-        cfg = dict(ensemble_head)
-        cfg.setdefault('num_branches', self.num_branches)
-        gate_input = cfg.get('gate_input', 'trunk')
-        if gate_input == 'trunk' and self.trunk is None:
-            raise ValueError(
-                "MultiBranchClassifier: ensemble_head gate_input='trunk' "
-                'reads the shared stages; set shared_stages >= 1 or '
-                "gate_input='input'.")
-        if cfg.get('in_channels') is None:
-            if gate_input == 'input':
-                cfg['in_channels'] = 3
-            else:
-                with torch.no_grad():
-                    was = self.training
-                    self.eval()
-                    shared = self.trunk.forward_shared(
-                        self.backbones, torch.zeros(2, 3, 64, 64))
-                    self.train(was)
-                cfg['in_channels'] = shared.shape[1]
-        if cfg['num_branches'] != self.num_branches:
-            raise ValueError(
-                f"MultiBranchClassifier: ensemble_head num_branches="
-                f"{cfg['num_branches']} but the model has "
-                f'{self.num_branches} branches; leave it out.')
-        self.ensemble_head = bc.build(cfg)
+    @staticmethod
+    def branches_in(state_dict: dict) -> Optional[int]:
+        """The number of branches of a state dict of this layout (its
+        ``heads.{i}.*`` keys); None where it has none."""
+        found = {int(k.split('.')[1]) for k in state_dict
+                 if k.startswith('heads.') and k.split('.')[1].isdigit()}
+        return max(found) + 1 if found else None
 
     def __getattr__(self, name: str):
         if name == 'backbone':  # e.g. MMPretrain's vis_cam.py, vis_tsne.py
             raise AttributeError(bc.NO_SINGLE_BACKBONE)
         return super().__getattr__(name)
-
-    @property
-    def with_fusion(self) -> bool:
-        return self.fusion_neck is not None
 
     @property
     def output_names(self) -> List[str]:
@@ -294,16 +219,15 @@ class MultiBranchClassifier(BaseClassifier):
                 state[prefix + key] = value.detach().clone()
         return state
 
-    def forward_backbones(
-            self, inputs: torch.Tensor,
-            shared: Optional[list] = None) -> List[Tuple[torch.Tensor, ...]]:
-        """Every branch's backbone outputs for images ``(B, 3, H, W)``: N
-        tuples, as each plain backbone returns them. ``shared`` (with a
-        shared trunk) receives the trunk's output."""
+    def _backbone_features(self, inputs: torch.Tensor) -> BranchFeatures:
+        """Every branch's backbone outputs (and the trunk's) for images
+        ``(B, 3, H, W)``."""
         if self.trunk is not None:
-            return self.trunk.forward(self.backbones, inputs, shared=shared)
-        return [self._backbone_out(i, inputs)
-                for i in range(self.num_branches)]
+            return BranchFeatures(inputs,
+                                  *self.trunk.forward(self.backbones, inputs))
+        return BranchFeatures(
+            inputs,
+            [self._backbone_out(i, inputs) for i in range(self.num_branches)])
 
     def _backbone_out(self, i: int,
                       inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -311,58 +235,33 @@ class MultiBranchClassifier(BaseClassifier):
         out = self.backbones[i](inputs)
         return tuple(out) if isinstance(out, (list, tuple)) else (out, )
 
-    def forward_maps(self, inputs: torch.Tensor, gate: Optional[list] = None):
-        """Backbone outputs for the branch heads and the maps to fuse.
+    def forward_features(self, inputs: torch.Tensor) -> BranchFeatures:
+        """What the branch necks (and a method's teacher) take, for images
+        ``(B, 3, H, W)``. A subclass that changes the branch features (MFEF's
+        enhanced maps) overrides it."""
+        return self._backbone_features(inputs)
 
-        Args:
-            inputs (Tensor): ``(B, 3, H, W)``.
-            gate (list, optional): Receives the ensemble head's gate input
-                (the last shared stage's output ``(B, C, H', W')``, or the
-                images), when there is an ensemble head.
+    def forward_teacher(self, features: BranchFeatures,
+                        branch_logits: List[torch.Tensor]
+                        ) -> Dict[str, torch.Tensor]:
+        """The outputs besides the branches, ``(B, num_classes)`` by name:
+        here ``ensemble``, the mean of the branch logits."""
+        return {names.ENSEMBLE: torch.stack(branch_logits).mean(dim=0)}
 
-        Returns:
-            tuple: ``(feats, fusion_inputs)``: N tuples of maps for the
-            branch necks, and N maps ``(B, C_i, H, W)`` for the fusion
-            neck (outputs ``fusion_in_index``, enhanced by
-            ``fusion_pre_neck`` if set).
-        """
-        trunk_gate = None
-        if gate is not None and self.ensemble_head is not None:
-            if self.ensemble_head.gate_input == 'input':
-                gate.append(inputs)
-            else:
-                trunk_gate = gate
-        feats = self.forward_backbones(inputs, shared=trunk_gate)
-        index = self.fusion_in_index
-        maps = [f[index] for f in feats]
-        if self.fusion_pre_necks is None:
-            return feats, maps
-        enhanced = self.fusion_pre_necks(maps)
-        if self.heads_on_enhanced:
-            feats = [
-                f[:index % len(f)] + (e, ) + f[index % len(f) + 1:]
-                for f, e in zip(feats, enhanced)
-            ]
-        return feats, enhanced
+    def teacher_head(self) -> Optional[nn.Module]:
+        """The head whose loss trains :attr:`teacher_output` (its
+        cross-entropy term), None without a trained teacher."""
+        return None
 
     def _forward_all(self, inputs: torch.Tensor):
-        """Branch logits, fused logits (None without fusion) and the
-        ensemble's logits (the gated ensemble with an ensemble head, else
-        the mean of the branch logits)."""
-        gate = []
-        feats, fusion_inputs = self.forward_maps(inputs, gate)
+        """``(branch_logits, others)``: N logits ``(B, C)`` and the other
+        outputs by name (:meth:`forward_teacher`)."""
+        features = self.forward_features(inputs)
         branch_logits = [
             head(neck(f))
-            for f, neck, head in zip(feats, self.necks, self.heads)
+            for f, neck, head in zip(features.feats, self.necks, self.heads)
         ]
-        fused_logits = None
-        if self.with_fusion:
-            fused_logits = self.fusion_head(self.fusion_neck(fusion_inputs))
-        if self.ensemble_head is not None:
-            ensemble = self.ensemble_head(gate[0], branch_logits)
-        else:
-            ensemble = torch.stack(branch_logits).mean(dim=0)
-        return branch_logits, fused_logits, ensemble
+        return branch_logits, self.forward_teacher(features, branch_logits)
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -379,11 +278,10 @@ class MultiBranchClassifier(BaseClassifier):
             return self.predict(inputs, data_samples)
         raise RuntimeError(f'Invalid mode "{mode}".')
 
-    def _named_logits(self, branch_logits, fused_logits, ensemble_logits):
+    @staticmethod
+    def _named_logits(branch_logits, others) -> Dict[str, torch.Tensor]:
         logits = {names.branch_name(i): z for i, z in enumerate(branch_logits)}
-        logits[names.ENSEMBLE] = ensemble_logits
-        if fused_logits is not None:
-            logits[names.FUSED] = fused_logits
+        logits.update(others)
         return logits
 
     def extract_feat(self,
@@ -392,10 +290,7 @@ class MultiBranchClassifier(BaseClassifier):
         """Features of the output that ``test_cfg.predict`` selects, at
         ``stage`` ``'backbone'``, ``'neck'`` or ``'pre_logits'`` (as
         ``ImageClassifier.extract_feat``): for ``branch{i}`` that branch's;
-        for ``fused`` the maps entering the fusion neck (enhanced where
-        ``fusion_pre_neck`` is set), its output or the fused head's
-        pre-logits; for ``ensemble`` a tuple of each branch's (last)
-        feature.
+        for ``ensemble`` a tuple of each branch's (last) feature.
 
         Returns:
             tuple[Tensor]: As described above.
@@ -403,28 +298,23 @@ class MultiBranchClassifier(BaseClassifier):
         if stage not in ('backbone', 'neck', 'pre_logits'):
             raise ValueError(f'Invalid output stage "{stage}", please choose '
                              'from "backbone", "neck" and "pre_logits"')
-        maps, fusion_inputs = self.forward_maps(inputs)
-        mode = self.predict_mode
-        if mode == names.FUSED:
-            if stage == 'backbone':
-                return tuple(fusion_inputs)
-            fused = self.fusion_neck(fusion_inputs)
-            if stage == 'neck':
-                return fused
-            return (self.fusion_head.pre_logits(fused), )
+        return self._extract(self.forward_features(inputs), stage)
+
+    def _extract(self, features: BranchFeatures, stage: str):
+        """:meth:`extract_feat` for the branches and the ensemble."""
 
         def branch_feat(i):
             if stage == 'backbone':
-                return maps[i]
-            feats = self.necks[i](maps[i])
+                return features.feats[i]
+            feats = self.necks[i](features.feats[i])
             if stage == 'neck':
                 return feats
             return (self.heads[i].pre_logits(feats), )
 
-        if mode == names.ENSEMBLE:
+        if self.predict_mode == names.ENSEMBLE:
             return tuple(
                 branch_feat(i)[-1] for i in range(self.num_branches))
-        return branch_feat(names.branch_index(mode))
+        return branch_feat(names.branch_index(self.predict_mode))
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
@@ -436,106 +326,40 @@ class MultiBranchClassifier(BaseClassifier):
                 ``gt_score`` after batch augmentation).
 
         Returns:
-            dict[str, Tensor]: ``loss_ce_branch{i}``, ``loss_ce_fused``
-            (FFL/MFEF) or ``loss_ce_ensemble`` (ONE), ``loss_kd_branch{i}``,
-            ``loss_kd_fused`` and ``kd_weight`` (logged only), depending on
-            what is configured.
+            dict[str, Tensor]: ``loss_ce_branch{i}``, the teacher's term
+            (``loss_ce_fused``, ``loss_ce_ensemble``), ``loss_kd_*`` and
+            ``kd_weight`` (logged only), depending on what is configured.
         """
-        self._check_update_path()
-        branch_logits, fused_logits, ensemble = self._forward_all(inputs)
+        branch_logits, others = self._forward_all(inputs)
         losses = {}
         for i, (head, logits) in enumerate(zip(self.heads, branch_logits)):
             losses.update(
                 self._head_loss(head, logits, data_samples,
                                 names.branch_name(i)))
-        if self.with_fusion:
+        teacher = None
+        if self.teacher_output is not None:
+            teacher = others[self.teacher_output]
             losses.update(
-                self._head_loss(self.fusion_head, fused_logits, data_samples,
-                                names.FUSED))
-        teacher = fused_logits
-        if self.ensemble_head is not None:
-            losses.update(
-                self._head_loss(self.ensemble_head, ensemble, data_samples,
-                                names.ENSEMBLE))
-            teacher = ensemble
+                self._head_loss(self.teacher_head(), teacher, data_samples,
+                                self.teacher_output))
         if self.distill_loss is not None:
             losses.update(self.distill_loss(branch_logits, teacher))
         return losses
 
-    def train_step(self, data, optim_wrapper) -> Dict[str, torch.Tensor]:
-        """MMEngine's step; with ``branch_update='one_by_one'`` (DML's
-        algorithm) one update per branch, in turn.
-
-        Every branch is forwarded once with gradients. Then for each branch
-        i: the branches updated before it in this iteration are forwarded
-        again without gradients (their current predictions are branch i's
-        targets; the others have not moved), branch i's terms are
-        back-propagated (the targets are detached: only branch i gets
-        gradients) and the optimizer steps (parameters without a gradient
-        are left alone). N + N(N-1)/2 branch forwards per iteration; branch
-        j's BN statistics see the batch N - j times.
-
-        Returns:
-            dict[str, Tensor]: The log: each branch's terms from its own
-            update, ``loss`` their sum.
-        """
-        if self.branch_update == 'together':
-            return super().train_step(data, optim_wrapper)
-        with optim_wrapper.optim_context(self):
-            data = self.data_preprocessor(data, True)
-            inputs, samples = data['inputs'], data['data_samples']
-            logits = [self._branch_logits(i, inputs)
-                      for i in range(self.num_branches)]
-        log_vars = OrderedDict()
-        total = 0.
-        for i in range(self.num_branches):
-            targets = list(logits)
-            if i:
-                with torch.no_grad(), optim_wrapper.optim_context(self):
-                    targets[:i] = [self._branch_logits(j, inputs)
-                                   for j in range(i)]
-            with optim_wrapper.optim_context(self):
-                name = names.branch_name(i)
-                own = self._head_loss(self.heads[i], logits[i], samples, name)
-                if self.distill_loss is not None:
-                    distill = self.distill_loss(targets[:i] + [logits[i]] +
-                                                targets[i + 1:], None)
-                    own[f'loss_kd_{name}'] = distill[f'loss_kd_{name}']
-                    own['kd_weight'] = distill['kd_weight']
-            loss, logs = self.parse_losses(own)
-            optim_wrapper.update_params(loss)
-            total += float(logs.pop('loss'))
-            log_vars.update(logs)
-        log_vars['loss'] = torch.tensor(total)
-        log_vars.move_to_end('loss', last=False)
-        return log_vars
-
-    def _branch_logits(self, i: int, inputs: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, C)`` of branch i on its own (independent branches,
-        no fusion: ``branch_update='one_by_one'``)."""
-        return self.heads[i](self.necks[i](self._backbone_out(i, inputs)))
-
-    def _check_update_path(self) -> None:
-        """``branch_update='one_by_one'`` works through :meth:`train_step`;
-        MMEngine's DDP wrapper calls ``forward`` itself and would update
-        the branches together without a word."""
-        if self.branch_update == 'together':
-            return
-        if torch.distributed.is_available() and \
-                torch.distributed.is_initialized() and self.training:
-            raise RuntimeError(
-                "MultiBranchClassifier: branch_update='one_by_one' updates "
-                'the branches in its own train_step, which distributed '
-                "training (MMEngine's DDP wrapper) does not call; use "
-                "branch_update='together' for distributed training.")
-
     @staticmethod
     def _head_loss(head, logits, data_samples, name):
         """The head's own loss (MMPretrain's ``ClsHead._get_loss``) on
-        logits computed once, with the terms renamed for the log."""
+        logits computed once, named for the log: a head's ``loss`` term
+        becomes ``loss_ce_{name}`` where its loss is a cross-entropy
+        (MMPretrain's ``CrossEntropyLoss``), ``loss_{name}`` otherwise (a
+        label-smoothing or focal loss keeps its own name:
+        ``loss_ls_{name}``, ...)."""
+        kind = type(getattr(head, 'loss_module', None)).__name__
+        prefix = {'CrossEntropyLoss': 'loss_ce', 'LabelSmoothLoss': 'loss_ls',
+                  'FocalLoss': 'loss_focal'}.get(kind, 'loss')
         named = {}
         for key, value in head._get_loss(logits, data_samples).items():
-            key = 'loss_ce' if key == 'loss' else key
+            key = prefix if key == 'loss' else key
             named[f'{key}_{name}'] = value
         return named
 

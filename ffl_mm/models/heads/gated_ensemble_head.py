@@ -34,7 +34,7 @@ class GatedEnsembleHead(ClsHead):
     Args:
         num_branches (int): N >= 2.
         in_channels (int, optional): Channels of the gate's input; filled in
-            by ``MultiBranchClassifier`` when None.
+            by ``ONEClassifier`` when None.
         gate_input (str): ``'trunk'`` (default, the authors' code): the
             last shared stage's output (needs ``shared_stages >= 1``);
             ``'input'``: the images.
@@ -70,7 +70,7 @@ class GatedEnsembleHead(ClsHead):
                              f' choose one of {list(GATE_INPUTS)}.')
         if in_channels is None:
             raise ValueError('GatedEnsembleHead: in_channels is unknown; '
-                             'build it inside MultiBranchClassifier (which '
+                             'build it inside ONEClassifier (which '
                              'fills it in) or give it.')
         self.num_branches = num_branches
         self.in_channels = in_channels

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ffl_mm.registry import MODELS
-from ..utils.dual_attention_ops import (channel_stats, gated_product,
+from ..kernels.dual_attention_ops import (channel_stats, gated_product,
                                         gated_spatial_stats, small_map_conv2d)
-from ..utils.plain_modules import plain_modules
+from ..kernels.plain_modules import plain_modules
 from .per_map_neck import PerMapNeck
 
 GATES = ('channel', 'spatial')
@@ -89,7 +89,7 @@ class DualAttentionBlock(BaseModule):
     """Applies the gates in order: ``x <- x * gate(x)`` for each.
 
     Channel then spatial (the default) runs through
-    :mod:`..utils.dual_attention_ops`, which keeps only the input map and
+    :mod:`..kernels.dual_attention_ops`, which keeps only the input map and
     the gates for backward (the gated map in between is recomputed).
     """
 

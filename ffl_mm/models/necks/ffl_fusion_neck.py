@@ -9,8 +9,8 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
 
 from ffl_mm.registry import MODELS
-from ..utils.fusion_convs import fusion_convs, fusion_convs_fusable
-from ..utils.memory_layout import concat_maps, memory_format_of
+from ..kernels.fusion_convs import fusion_convs, fusion_convs_fusable
+from ..kernels.memory_layout import concat_maps, memory_format_of
 
 
 @MODELS.register_module()

@@ -8,8 +8,8 @@ import torch.nn as nn
 from mmengine.model import ModuleList, Sequential
 
 from ffl_mm.registry import MODELS
-from ..utils import recompute_in_backward
-from ..utils.multi_scale_attention import fusable, multi_scale_attention
+from ..kernels import recompute_in_backward
+from ..kernels.multi_scale_attention import fusable, multi_scale_attention
 
 
 class FusionPreNecks(ModuleList):
@@ -21,7 +21,7 @@ class FusionPreNecks(ModuleList):
 
     MFEF's chain (``MultiScaleNeck`` then ``DualAttentionNeck``) trains
     through one autograd function that keeps only each branch's input map
-    and the gates for backward (:mod:`..utils.multi_scale_attention`:
+    and the gates for backward (:mod:`..kernels.multi_scale_attention`:
     same values and gradients, the activation memory of checkpointing at
     a fraction of its time); other chains run their modules.
 

@@ -61,6 +61,8 @@ class BranchProbe:
         maps (list[Tensor]): Those outputs, the inputs of a fusion neck.
         head_channels (list[int | None]): Channels of each branch neck's
             output (a head's ``in_channels``); None where not a tensor.
+        trunk_channels (int, optional): Channels of the shared trunk's
+            output (ONE's gate reads it); None without a shared trunk.
         error (str, optional): Why nothing could be inferred (the
             backbones could not run on the probe).
     """
@@ -68,6 +70,7 @@ class BranchProbe:
     outputs: List[str] = field(default_factory=list)
     maps: List[torch.Tensor] = field(default_factory=list)
     head_channels: List[Optional[int]] = field(default_factory=list)
+    trunk_channels: Optional[int] = None
     error: Optional[str] = None
 
     @property
@@ -91,15 +94,16 @@ class BranchProbe:
                 f'{self.outputs[branch]} for a {PROBE_SIZE} px probe')
 
 
-def probe_branches(forward_backbones: Callable, backbones: Sequence,
+def probe_branches(forward_features: Callable, backbones: Sequence,
                    necks: Sequence[nn.Module], fusion_in_index: int,
                    need_maps: bool) -> BranchProbe:
     """Run every branch once on zeros ``(2, 3, 64, 64)`` (eval mode, no
     gradient, no random numbers drawn).
 
     Args:
-        forward_backbones (callable): Images ``(B, 3, H, W)`` to N tuples
-            of backbone outputs.
+        forward_features (callable): Images ``(B, 3, H, W)`` to the
+            classifier's ``BranchFeatures`` (N tuples of backbone outputs,
+            ``feats``, and the shared trunk's output, ``trunk``).
         backbones (Sequence[nn.Module]): The N backbones (for names and
             eval mode).
         necks (Sequence[nn.Module]): The N branch necks.
@@ -117,13 +121,14 @@ def probe_branches(forward_backbones: Callable, backbones: Sequence,
     names = [type(b).__name__ for b in backbones]
     with eval_mode(*backbones, *necks):
         try:
-            feats = forward_backbones(
+            features = forward_features(
                 torch.zeros(2, 3, PROBE_SIZE, PROBE_SIZE))
         except Exception as error:  # a backbone that needs other inputs
             return BranchProbe(
                 backbones=names,
                 error=f'running the branches on a (2, 3, {PROBE_SIZE}, '
                 f'{PROBE_SIZE}) probe failed: {error!r}')
+        feats = features.feats
         for i, f in enumerate(feats):
             if not -len(f) <= fusion_in_index < len(f):
                 raise ValueError(
@@ -133,7 +138,8 @@ def probe_branches(forward_backbones: Callable, backbones: Sequence,
                     f'below {len(f)}.')
         maps = [f[fusion_in_index] for f in feats]
         probe = BranchProbe(
-            backbones=names, outputs=[describe(x) for x in maps], maps=maps)
+            backbones=names, outputs=[describe(x) for x in maps], maps=maps,
+            trunk_channels=_channels(features.trunk))
         if need_maps:
             for i, x in enumerate(maps):
                 if not (torch.is_tensor(x) and x.dim() == 4):

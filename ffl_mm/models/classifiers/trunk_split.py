@@ -1,7 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """Sharing the stem and early stages of a backbone between branches."""
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -118,32 +118,23 @@ class TrunkSplit:
                 shared_outs.append(x)
         return x, shared_outs
 
-    def forward_shared(self, backbones: Sequence[nn.Module],
-                       x: torch.Tensor) -> torch.Tensor:
-        """The output of the last shared stage ``(B, C, H', W')`` for
-        images ``(B, 3, H, W)``."""
-        return self._shared(backbones, x)[0]
-
-    def forward(self, backbones: Sequence[nn.Module], x: torch.Tensor,
-                shared: Optional[list] = None
-                ) -> List[Tuple[torch.Tensor, ...]]:
+    def forward(self, backbones: Sequence[nn.Module], x: torch.Tensor
+                ) -> Tuple[List[Tuple[torch.Tensor, ...]], torch.Tensor]:
         """Run the trunk once and every branch on its output.
 
         Args:
             backbones: The N copies given to the constructor.
             x (Tensor): Images ``(B, 3, H, W)``.
-            shared (list, optional): Receives the output of the last
-                shared stage (ONE's gate reads it).
 
         Returns:
-            list[tuple[Tensor]]: For each branch, the outputs of the stages
-            in ``out_indices`` (as the plain backbone returns them; outputs
-            of shared stages are the same tensors in every branch).
+            tuple: ``(feats, trunk)``: for each branch, the outputs of the
+            stages in ``out_indices`` (as the plain backbone returns them;
+            outputs of shared stages are the same tensors in every branch),
+            and the output of the last shared stage ``(B, C, H', W')`` (ONE's
+            gate reads it).
         """
         k = self.shared_stages
         x, shared_outs = self._shared(backbones, x)
-        if shared is not None:
-            shared.append(x)
         results = []
         for backbone in backbones:
             y, outs = x, list(shared_outs)
@@ -152,4 +143,4 @@ class TrunkSplit:
                 if i in self.out_indices:
                     outs.append(y)
             results.append(tuple(outs))
-        return results
+        return results, x

@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence, Union
 import torch.nn as nn
 
 from ffl_mm.registry import MODELS
-from .arg_checks import real_number
+from ..utils.arg_checks import real_number
 
 ConfigType = Union[dict, nn.Module]
 
@@ -17,6 +17,35 @@ NO_SINGLE_BACKBONE = (
     'vis_cam.py, vis_tsne.py) work on an exported branch: python '
     'tools/export.py CONFIG CHECKPOINT --branch I --out DIR, then run the '
     'tool on DIR\'s config and checkpoint.')
+
+
+#: Arguments of a method's classifier, and the class that takes them.
+METHOD_ARGS = {
+    'fusion_neck': 'FFLClassifier',
+    'fusion_head': 'FFLClassifier',
+    'fusion_pre_neck': 'FFLClassifier',
+    'fusion_pre_neck_with_cp': 'FFLClassifier',
+    'heads_on_enhanced': 'FFLClassifier',
+    'ensemble_head': 'ONEClassifier',
+    'branch_update': 'DMLClassifier',
+}
+
+
+def refuse_method_args(name: str, method_args: dict) -> None:
+    """A ``TypeError`` for arguments that class ``name`` does not take,
+    naming the class that does; None for a method's argument is ignored (a
+    config that nulls what it inherited)."""
+    wrong = {k: v for k, v in method_args.items()
+             if not (k in METHOD_ARGS and v is None)}
+    for key in wrong:
+        if key in METHOD_ARGS:
+            raise TypeError(
+                f'{name} got {key}={wrong[key]!r}: {key} belongs to '
+                f"{METHOD_ARGS[key]}; use type='{METHOD_ARGS[key]}' (or drop "
+                f'{key}).')
+    if wrong:
+        raise TypeError(f'{name} got unexpected argument(s) '
+                        f'{sorted(wrong)}.')
 
 
 def per_branch(cfg: Union[None, dict, Sequence[dict]], num_branches: int,
@@ -40,15 +69,13 @@ def build(cfg: Optional[ConfigType]) -> Optional[nn.Module]:
     return MODELS.build(cfg)
 
 
-def check_args(backbone, num_branches, head, fusion_neck, fusion_head,
-               distill_loss, fusion_pre_neck, heads_on_enhanced,
-               with_cp) -> int:
-    """The number of branches of a ``MultiBranchClassifier`` with these
+def check_args(backbone, num_branches, head) -> int:
+    """The number of branches of a multi-branch classifier with these
     arguments.
 
     Raises:
-        ValueError: Fewer than 2 branches, or arguments that do not go
-            together (e.g. ``distill_loss`` without a fusion neck).
+        ValueError: Fewer than 2 branches, a list of backbones that does not
+            match ``num_branches``, no head, or a negative loss weight.
     """
     if isinstance(backbone, (list, tuple)):
         if num_branches is not None and num_branches != len(backbone):
@@ -68,56 +95,23 @@ def check_args(backbone, num_branches, head, fusion_neck, fusion_head,
     if head is None:
         raise ValueError('MultiBranchClassifier: a branch `head` config '
                          'is required (e.g. LinearClsHead).')
-    if (fusion_neck is None) != (fusion_head is None):
-        raise ValueError(
-            'MultiBranchClassifier: fusion_neck and fusion_head go '
-            'together; give both (FFL/MFEF) or neither (cross-entropy '
-            'only).')
-    if fusion_pre_neck is not None and fusion_neck is None:
-        raise ValueError('MultiBranchClassifier: fusion_pre_neck '
-                         'enhances maps for the fusion neck; add '
-                         'fusion_neck and fusion_head.')
-    if fusion_pre_neck is None and heads_on_enhanced:
-        raise ValueError('MultiBranchClassifier: heads_on_enhanced=True '
-                         'needs fusion_pre_neck.')
-    if fusion_pre_neck is None and with_cp:
-        raise ValueError('MultiBranchClassifier: '
-                         'fusion_pre_neck_with_cp=True needs '
-                         'fusion_pre_neck (there is nothing to '
-                         'recompute).')
     heads = list(head) if isinstance(head, (list, tuple)) else [head]
-    for where, cfg in [*(('head', h) for h in heads),
-                       ('fusion_head', fusion_head)]:
-        loss = cfg.get('loss') if isinstance(cfg, dict) else None
-        if isinstance(loss, dict) and 'loss_weight' in loss:
-            # a negative weight trains against the labels, silently
-            real_number(f'MultiBranchClassifier {where}.loss',
-                        'loss_weight', loss['loss_weight'], 0)
+    for cfg in heads:
+        check_loss_weight(cfg, 'head')
     return num_branches
 
 
-BRANCH_UPDATES = ('together', 'one_by_one')
-
-
-def check_branch_update(branch_update: str, shared_stages: int,
-                        with_fusion: bool, with_ensemble_head: bool) -> str:
-    """``branch_update`` if it goes with the model, else a ValueError."""
-    if branch_update not in BRANCH_UPDATES:
-        raise ValueError(
-            f'MultiBranchClassifier: branch_update={branch_update!r}; '
-            f'choose one of {list(BRANCH_UPDATES)}.')
-    if branch_update == 'one_by_one' and (shared_stages or with_fusion or
-                                          with_ensemble_head):
-        raise ValueError(
-            "MultiBranchClassifier: branch_update='one_by_one' updates "
-            'independent networks in turn (DML); it cannot go with '
-            'shared_stages, a fusion module or an ensemble head, whose '
-            "parameters serve every branch. Use branch_update='together'.")
-    return branch_update
+def check_loss_weight(cfg, where: str) -> None:
+    """A head config's ``loss.loss_weight`` must be >= 0: a negative weight
+    trains against the labels, silently."""
+    loss = cfg.get('loss') if isinstance(cfg, dict) else None
+    if isinstance(loss, dict) and 'loss_weight' in loss:
+        real_number(f'MultiBranchClassifier {where}.loss', 'loss_weight',
+                    loss['loss_weight'], 0)
 
 
 def check_num_classes(head_cfgs: Sequence[Optional[dict]],
-                      fusion_head: Optional[dict]) -> None:
+                      fusion_head: Optional[dict] = None) -> None:
     """Every head must predict the same classes."""
     named = [(f'head of branch {i}', cfg.get('num_classes'))
              for i, cfg in enumerate(head_cfgs) if isinstance(cfg, dict)]
