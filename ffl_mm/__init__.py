@@ -9,8 +9,8 @@ does nothing else:
 MMEngine's file backends and checkpoint loaders stay as they are (the safe
 loader and atomic writer are installed by :mod:`ffl_mm.engine.compat`, which
 ffl_mm's configs and tools import), and no tooling is loaded
-(``ffl_mm.apis``, ``ffl_mm.analysis`` and ``ffl_mm.engine.launch`` are
-imported by whoever uses them).
+(``ffl_mm.apis`` and the tools' helpers in ``ffl_mm.engine`` are imported by
+whoever uses them).
 """
 from .version import __version__, version_info
 from . import registry  # noqa: F401,E402 (first: the others register there)

@@ -19,6 +19,9 @@ from mmpretrain.structures import DataSample
 import ffl_mm.engine.compat  # noqa: E402,F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the analysis tools' lab (tools/analysis_tools/ffl_mm_analysis), as the
+# tools import it
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 
 
 def _read_metafiles_once():
@@ -187,7 +190,7 @@ def repo():
 def saved_bytes(fn):
     """Bytes of the tensors autograd saves for backward while ``fn()``
     runs (once per storage)."""
-    from ffl_mm.analysis.benchmark import SavedTensorMeter
+    from ffl_mm_analysis.benchmark import SavedTensorMeter
     meter = SavedTensorMeter()
     with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
         fn()

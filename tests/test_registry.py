@@ -21,7 +21,8 @@ OURS = {
     'DATASETS': {'Digits'},
     'TRANSFORMS': {'BorderPad', 'LoadImageIfMissing'},
     'WEIGHT_INITIALIZERS': {'TorchDefault'},
-    'OPTIM_WRAPPER_CONSTRUCTORS': {'CheckedOptimWrapperConstructor'},
+    'OPTIM_WRAPPER_CONSTRUCTORS': {'CheckedOptimWrapperConstructor',
+                                   'MergedGroupsOptimWrapperConstructor'},
 }
 
 
@@ -46,8 +47,9 @@ def test_components_register_in_ffl_mm_only():
         # (also MMEngine's: see torch_default_init.py and
         # checked_constructor.py)
         assert not set(ours.module_dict) & set(
-            theirs.parent.module_dict) - {'TorchDefault',
-                                          'CheckedOptimWrapperConstructor'}
+            theirs.parent.module_dict) - {
+                'TorchDefault', 'CheckedOptimWrapperConstructor',
+                'MergedGroupsOptimWrapperConstructor'}
     # ffl_mm's registry finds MMPretrain's and MMEngine's types too
     assert ffl_registry.MODELS.get('ResNet') is \
         mmpretrain_registry.MODELS.get('ResNet')

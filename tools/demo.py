@@ -28,12 +28,13 @@ import sys
 TOOLS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TOOLS)
 sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))  # ffl_mm_analysis
 
-from ffl_mm.analysis.results import (markdown_table,  # noqa: E402
+from ffl_mm_analysis.results import (markdown_table,  # noqa: E402
                                      output_label, output_top1,
                                      write_report)
 from ffl_mm.models.utils.output_names import metric_key  # noqa: E402
-from ffl_mm.engine.launch import python_command  # noqa: E402
+from ffl_mm.engine.mmpretrain_tools import python_command  # noqa: E402
 
 METHOD_CONFIG = {
     'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',

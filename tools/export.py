@@ -40,7 +40,7 @@ import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402  safe checkpoint reading
 from ffl_mm.apis import export  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
-from ffl_mm.engine.launch import quiet_logger  # noqa: E402
+from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
 from ffl_mm.models.utils.output_names import (  # noqa: E402
     FUSED, branch_index, branch_name)
 

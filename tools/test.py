@@ -41,10 +41,12 @@ import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
-from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
-                                  close_distributed, mmpretrain_tool,
-                                  parse_tool_args, sanitize_dataloaders,
-                                  setup_launcher)
+from ffl_mm.engine.data_checks import check_data_paths  # noqa: E402
+from ffl_mm.engine.distributed import (close_distributed,  # noqa: E402
+                                       setup_launcher)
+from ffl_mm.engine.mmpretrain_tools import (mmpretrain_tool,  # noqa: E402
+                                            parse_tool_args,
+                                            sanitize_dataloaders)
 
 MMPRETRAIN_TEST = mmpretrain_tool('test')
 

@@ -48,13 +48,15 @@ from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
                            resolve_auto_resume)
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
-from ffl_mm.engine.launch import (check_data_paths,  # noqa: E402
-                                  close_distributed,
-                                  config_copy_kept_on_failure, lock_work_dir,
-                                  mmpretrain_tool,
-                                  parse_tool_args, sanitize_dataloaders,
-                                  setup_launcher, tune_cpu_allocator,
-                                  unlock_work_dirs)
+from ffl_mm.engine.cpu_allocator import tune_cpu_allocator  # noqa: E402
+from ffl_mm.engine.data_checks import check_data_paths  # noqa: E402
+from ffl_mm.engine.distributed import (close_distributed,  # noqa: E402
+                                       setup_launcher)
+from ffl_mm.engine.mmpretrain_tools import (mmpretrain_tool,  # noqa: E402
+                                            parse_tool_args,
+                                            sanitize_dataloaders)
+from ffl_mm.engine.work_dir import (config_copy_kept_on_failure,  # noqa: E402
+                                    lock_work_dir, unlock_work_dirs)
 
 MMPRETRAIN_TRAIN = mmpretrain_tool('train')
 
@@ -89,7 +91,7 @@ def main(argv=None):
         setup_launcher(cfg, args.launcher)
         if not torch.cuda.is_available() and tune_cpu_allocator():
             print_log('CPU training: glibc keeps freed memory in the '
-                      'process (ffl_mm.engine.launch.tune_cpu_allocator; '
+                      'process (ffl_mm.engine.cpu_allocator; '
                       'FFL_MM_NO_MALLOC_TUNING=1 turns it off).',
                       logger='current')
         with config_copy_kept_on_failure(cfg):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import REPO, shipped_config
-from ffl_mm.analysis import benchmark as bench
+from ffl_mm_analysis import benchmark as bench
 from ffl_mm.apis.model_cfg import input_size
 
 FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
@@ -216,7 +216,7 @@ def test_bare_step_does_the_work_of_train_step():
     from mmengine.optim import build_optim_wrapper
     from ffl_mm.registry import MODELS
 
-    from ffl_mm.analysis.loop_overhead import bare_train_step
+    from ffl_mm_analysis.loop_overhead import bare_train_step
     cfg = shipped_config(FFL)
     data = bench.synthetic_batch(4, 32, 10)
     models = []
@@ -239,7 +239,7 @@ def test_bare_step_does_the_work_of_train_step():
 
 
 def test_interleaved_bare_loop_hook_timing():
-    from ffl_mm.analysis.loop_overhead import InterleavedBareLoopHook
+    from ffl_mm_analysis.loop_overhead import InterleavedBareLoopHook
     ticks = iter(range(0, 1000, 1))
     calls = []
     hook = InterleavedBareLoopHook(calls.append, warmup=1,
@@ -257,7 +257,7 @@ def test_cpu_allocator_tuning(monkeypatch):
     change this process for the tests after it)."""
     import ctypes
 
-    from ffl_mm.engine import launch
+    from ffl_mm.engine import cpu_allocator
     calls = []
 
     class FakeLibc:
@@ -268,9 +268,9 @@ def test_cpu_allocator_tuning(monkeypatch):
 
     monkeypatch.setattr(ctypes, 'CDLL', lambda name: FakeLibc())
     monkeypatch.setenv('FFL_MM_NO_MALLOC_TUNING', '1')
-    assert launch.tune_cpu_allocator() is False and calls == []
+    assert cpu_allocator.tune_cpu_allocator() is False and calls == []
     monkeypatch.delenv('FFL_MM_NO_MALLOC_TUNING')
-    assert launch.tune_cpu_allocator() is True
+    assert cpu_allocator.tune_cpu_allocator() is True
     # M_MMAP_MAX 0, M_TRIM_THRESHOLD 2**31 - 1, M_TOP_PAD 256 MB
     assert calls == [(-4, 0), (-1, 2**31 - 1), (-2, 2**28)]
 
@@ -280,7 +280,7 @@ def test_cpu_allocator_tuning(monkeypatch):
             return 0
 
     monkeypatch.setattr(ctypes, 'CDLL', lambda name: Failing())
-    assert launch.tune_cpu_allocator() is False
+    assert cpu_allocator.tune_cpu_allocator() is False
 
 
 @pytest.mark.parametrize('config', [
@@ -296,7 +296,7 @@ def test_reference_step_trains_like_train_step(config):
     import torch
     from mmengine.optim import build_optim_wrapper
 
-    from ffl_mm.analysis.reference_step import ReferenceStep
+    from ffl_mm_analysis.reference_step import ReferenceStep
     from mmengine.logging import MessageHub
     cfg = shipped_config(config)
     data = bench.synthetic_batch(4, 32, 10)
@@ -329,7 +329,7 @@ def test_reference_step_trains_like_train_step(config):
 
 
 def test_reference_step_names_what_it_does_not_cover():
-    from ffl_mm.analysis.reference_step import (ReferenceStep,
+    from ffl_mm_analysis.reference_step import (ReferenceStep,
                                                 reference_unsupported)
     one = shipped_config('configs/one/one_resnet32x2_digits.py')
     dml = shipped_config('configs/dml/dml_resnet32x2_digits.py')

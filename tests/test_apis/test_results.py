@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ffl_mm.analysis import results
+from ffl_mm_analysis import results
 
 
 def _write_run(root, name, records, stamp='20261123_000000'):

@@ -15,7 +15,7 @@ import torch
 from mmengine.optim import OptimWrapper
 
 from conftest import REPO, TINY_DIGITS, shipped_config
-from ffl_mm.analysis import benchmark as bench
+from ffl_mm_analysis import benchmark as bench
 from ffl_mm.engine.compile import (compile_model, compile_options,
                                    compiled_methods)
 from ffl_mm.registry import MODELS

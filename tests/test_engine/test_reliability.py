@@ -142,23 +142,23 @@ def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
     from mmengine.config import ConfigDict
 
     from conftest import REPO, shipped_config
-    from ffl_mm.engine import launch
+    from ffl_mm.engine import distributed
     configs = [p for p in glob.glob(f'{REPO}/configs/*/*.py')
                if 'baselines/resnet34_imagenet' not in p]
     for path in configs:
         assert shipped_config(path).env_cfg.dist_cfg.timeout == 600, path
     calls = []
-    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
-    monkeypatch.setattr(launch.torch_dist, 'is_initialized', lambda: False)
-    monkeypatch.setattr(launch.torch_dist, 'init_process_group',
+    monkeypatch.setattr(distributed.torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(distributed.torch_dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(distributed.torch_dist, 'init_process_group',
                         lambda **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(launch.torch_dist, 'get_rank', lambda: 0)
-    monkeypatch.setattr(launch.torch_dist, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(distributed.torch_dist, 'get_rank', lambda: 0)
+    monkeypatch.setattr(distributed.torch_dist, 'get_world_size', lambda: 2)
     monkeypatch.setenv('RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '2')
     cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='nccl',
                                                 timeout=600)))
-    launch.setup_launcher(cfg, 'pytorch')
+    distributed.setup_launcher(cfg, 'pytorch')
     assert calls == [dict(backend='gloo', rank=0, world_size=2,
                           timeout=datetime.timedelta(seconds=600))]
 

@@ -54,7 +54,7 @@ def test_an_empty_data_set_is_named(tmp_path):
         check_dataset(empty, 10, 'train_dataloader.dataset')
     from mmengine.config import Config
 
-    from ffl_mm.engine.launch import check_data_paths
+    from ffl_mm.engine.data_checks import check_data_paths
     (tmp_path / 'train.txt').write_text('\n  \n')
     cfg = Config(dict(train_dataloader=dict(dataset=dict(
         type='CustomDataset', data_root=str(tmp_path),
@@ -305,7 +305,7 @@ def test_a_failed_start_puts_the_config_copy_back(tmp_path):
     checkpoints comes back. After a save, the new copy stays."""
     from mmengine.config import Config
 
-    from ffl_mm.engine.launch import config_copy_kept_on_failure
+    from ffl_mm.engine.work_dir import config_copy_kept_on_failure
     source = tmp_path / 'mine.py'
     source.write_text('a = 1\n')
     cfg = Config.fromfile(str(source))

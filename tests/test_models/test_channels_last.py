@@ -10,7 +10,7 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
 from conftest import REPO, ffl_cfg, mixed_layout_ops, shipped_config
-from ffl_mm.analysis import benchmark as bench
+from ffl_mm_analysis import benchmark as bench
 
 MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ffl_mm.analysis.benchmark import SavedTensorMeter
+from ffl_mm_analysis.benchmark import SavedTensorMeter
 from ffl_mm.models.necks import DualAttentionNeck
 from ffl_mm.models.kernels.dual_attention_ops import (SMALL_MAP, channel_stats,
                                                     gated_product,

@@ -6,7 +6,7 @@ import torch
 from ffl_mm.registry import METRICS, MODELS
 
 import ffl_mm  # noqa: F401
-from ffl_mm.analysis.results import output_label
+from ffl_mm_analysis.results import output_label
 from ffl_mm.models.utils import output_names as names
 
 
@@ -62,7 +62,7 @@ def test_model_and_metric_use_the_same_names():
 def test_output_top1_of_a_test_run():
     """The demo's table rows: top-1 of each named output once, in order
     (top-5 and the selected output's key left out)."""
-    from ffl_mm.analysis.results import output_top1
+    from ffl_mm_analysis.results import output_top1
     metrics = {
         'accuracy/top1': 90.0, 'accuracy/top5': 99.0,
         'accuracy/fused_top1': 91.0, 'accuracy/fused_top5': 99.5,

@@ -11,7 +11,7 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from ffl_mm.analysis.benchmark import SavedTensorMeter
+from ffl_mm_analysis.benchmark import SavedTensorMeter
 from ffl_mm.models.kernels import recompute_in_backward
 from conftest import ffl_cfg
 

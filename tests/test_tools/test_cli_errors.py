@@ -127,7 +127,7 @@ def test_a_damaged_cifar_file_is_named_before_any_download(tmp_path):
     from mmpretrain.datasets import CIFAR10
 
     from conftest import shipped_config, write_cifar
-    from ffl_mm.engine.launch import check_data_paths
+    from ffl_mm.engine.data_checks import check_data_paths
     root = tmp_path / 'cifar'
     name = write_cifar(str(root), CIFAR10, 10)
     cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar10.py')
@@ -175,7 +175,7 @@ def test_a_work_dir_in_use_stops_a_second_run(tmp_path, run_in_process,
         holder.wait()
     assert not list(work.glob('*.log')) and not list(work.glob('2*'))
     # the holder died (its lock file stays): the next run takes over
-    from ffl_mm.engine.launch import lock_work_dir, unlock_work_dirs
+    from ffl_mm.engine.work_dir import lock_work_dir, unlock_work_dirs
     try:
         message = lock_work_dir(str(work))
     finally:

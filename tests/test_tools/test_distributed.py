@@ -107,7 +107,7 @@ FROZEN_RANK = '''
 import sys, time
 import torch.distributed as dist
 from mmengine.config import ConfigDict
-from ffl_mm.engine.launch import setup_launcher
+from ffl_mm.engine.distributed import setup_launcher
 cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=3)))
 setup_launcher(cfg, 'pytorch')
 if dist.get_rank() == 1:

@@ -81,7 +81,7 @@ def test_cifar100_ffl_config_under_mmpretrains_own_tools(
     from mmengine.logging import MMLogger
 
     from conftest import distinct_second
-    from ffl_mm.engine.launch import mmpretrain_tool, tool_argv
+    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
 
     def theirs(name):
         def call(argv):

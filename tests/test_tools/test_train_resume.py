@@ -61,7 +61,7 @@ def one_thread():
 
 
 def _per_epoch(work_dir, key):
-    from ffl_mm.analysis import results
+    from ffl_mm_analysis import results
     train, _ = results.split_records(results.load_records(work_dir))
     out = {}
     for record in train:

@@ -23,8 +23,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # ffl_mm_analysis
 
-from ffl_mm.analysis import results  # noqa: E402
+from ffl_mm_analysis import results  # noqa: E402
 
 
 def parse_args(argv=None):

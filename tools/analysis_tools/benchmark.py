@@ -16,7 +16,7 @@ fusion module's and distillation's),
 and, in the same rounds, the model and the single network trained as a
 hand-written PyTorch script would (pre-normalised float batches, direct
 module calls, the loss written out, ``torch.optim``; see
-``ffl_mm/analysis/reference_step.py``), and reports the median and spread
+``tools/analysis_tools/ffl_mm_analysis/reference_step.py``), and reports the median and spread
 of the step time, the peak memory
 (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the tensors autograd
 saves for backward plus parameters, gradients and optimizer state, exact and
@@ -41,16 +41,18 @@ import subprocess
 import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # ffl_mm_analysis
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
-from ffl_mm.engine.launch import quiet_logger, tune_cpu_allocator  # noqa: E402,E501
-from ffl_mm.analysis import benchmark as bench  # noqa: E402
+from ffl_mm.engine.cpu_allocator import tune_cpu_allocator  # noqa: E402
+from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
+from ffl_mm_analysis import benchmark as bench  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402,E501
-from ffl_mm.analysis.loop_overhead import runner_vs_bare_loop  # noqa: E402
+from ffl_mm_analysis.loop_overhead import runner_vs_bare_loop  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -79,7 +81,7 @@ def parse_args(argv=None):
     parser.add_argument('--default-malloc', action='store_true',
                         help="CPU: keep glibc's default allocator settings "
                         '(as tools/train.py does not; see '
-                        'ffl_mm.engine.launch.tune_cpu_allocator)')
+                        'ffl_mm.engine.cpu_allocator)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     # internal: measure one variant's memory in this (fresh) process
     parser.add_argument('--memory-variant', help=argparse.SUPPRESS)

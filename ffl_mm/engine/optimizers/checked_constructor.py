@@ -1,20 +1,19 @@
 # Copyright (c) ffl_mm contributors.
-"""MMEngine's default optimizer-wrapper constructor, refusing
-``paramwise_cfg.custom_keys`` entries that match no parameter and merging
-parameter groups of equal settings."""
+"""An optimizer-wrapper constructor that refuses ``paramwise_cfg.custom_keys``
+entries matching no parameter (on top of the merged parameter groups)."""
 import difflib
 import logging
-from typing import List, Optional
+from typing import List
 
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.optim import OptimWrapper
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_CONSTRUCTORS
 from mmpretrain.models import BaseClassifier
 
 from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
-from .param_groups import merge_param_groups, regroup_state_dict
+from .merged_groups_constructor import MergedGroupsOptimWrapperConstructor
 
 
 def unmatched_custom_keys(custom_keys, model: nn.Module) -> List[str]:
@@ -36,14 +35,13 @@ def _module_names(model: nn.Module) -> List[str]:
     return sorted(found)
 
 
-# Also in MMEngine's root node, as TorchDefault: ``build_optim_wrapper``
-# outside a Runner often runs without a scope, and MMEngine's root node
-# cannot reach a grandchild such as ``ffl_mm.CheckedOptimWrapperConstructor``.
+# Also in MMEngine's root node (see merged_groups_constructor.py).
 @MMENGINE_CONSTRUCTORS.register_module(name='CheckedOptimWrapperConstructor')
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """``DefaultOptimWrapperConstructor`` (same arguments) that refuses a
-    ``paramwise_cfg.custom_keys`` entry matching no parameter.
+class CheckedOptimWrapperConstructor(MergedGroupsOptimWrapperConstructor):
+    """:class:`MergedGroupsOptimWrapperConstructor` (MMEngine's default
+    constructor, same arguments, groups of equal settings merged) that
+    refuses a ``paramwise_cfg.custom_keys`` entry matching no parameter.
 
     MMEngine applies a custom key to every parameter whose name contains
     it and ignores a key that matches none, so a typo (``fusion_nek``)
@@ -52,13 +50,6 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     a config that defines its own ``optim_wrapper`` without it keeps
     MMEngine's behaviour (MMPretrain's own schedules list keys, such as
     Swin's ``.absolute_pos_embed``, that not every model has).
-
-    With ``paramwise_cfg``, MMEngine's constructor makes one group per
-    parameter; ``torch.optim`` pays a fixed cost per group and step, so
-    groups of equal settings are merged (:func:`merge_param_groups`; every
-    parameter's update is the same). An optimizer state saved with one
-    group per parameter (a checkpoint written before the merge) still
-    loads: a load hook regroups it (:func:`regroup_state_dict`).
 
     The keys are checked on MMPretrain classifiers, what ffl_mm's configs
     build. A tool that builds a config's schedule around another model
@@ -69,19 +60,6 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         ValueError: Naming every unmatched key and the closest module
             names, when the wrapper is built for a classifier.
     """
-
-    def add_params(self,
-                   params: List[dict],
-                   module: nn.Module,
-                   prefix: str = '',
-                   is_dcn_module: Optional[bool] = None) -> None:
-        """MMEngine's per-parameter groups, merged at the top level."""
-        if prefix:
-            return super().add_params(params, module, prefix, is_dcn_module)
-        per_param: List[dict] = []
-        super().add_params(per_param, module, prefix, is_dcn_module)
-        self._per_param_layout = [list(g['params']) for g in per_param]
-        params.extend(merge_param_groups(per_param))
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         inner = getattr(model, 'module', model)  # DDP
@@ -105,12 +83,4 @@ class CheckedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 f'{"; ".join(hints)} match no parameter of '
                 f'{type(inner).__name__}, so their settings would be '
                 'ignored. Fix the name or remove the key.')
-        self._per_param_layout = None
-        optim_wrapper = super().__call__(model)
-        layout = self._per_param_layout
-        if layout is not None:
-            optimizer = optim_wrapper.optimizer
-            optimizer.register_load_state_dict_pre_hook(
-                lambda opt, state: regroup_state_dict(
-                    state, layout, opt.param_groups))
-        return optim_wrapper
+        return super().__call__(model)

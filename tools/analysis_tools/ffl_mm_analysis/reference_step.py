@@ -31,9 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 
-from ..engine.optimizers import merge_param_groups
-from ..models.classifiers import MultiBranchClassifier
-from ..models.losses import MutualKDLoss
+from ffl_mm.engine.optimizers import merge_param_groups
+from ffl_mm.models.classifiers import MultiBranchClassifier
+from ffl_mm.models.losses import MutualKDLoss
 
 
 def _head_unsupported(head: nn.Module, name: str) -> Optional[str]:

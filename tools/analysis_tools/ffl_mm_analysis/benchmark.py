@@ -40,9 +40,9 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from ..apis.model_cfg import runner_model_cfg
-from ..engine.compile import compile_model as compile_computation
-from ..engine.optimizers import unmatched_custom_keys
+from ffl_mm.apis.model_cfg import runner_model_cfg
+from ffl_mm.engine.compile import compile_model as compile_computation
+from ffl_mm.engine.optimizers import unmatched_custom_keys
 from .reference_step import ReferenceStep
 
 VARIANTS = ('model', 'ce_only', 'single')
@@ -59,7 +59,7 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
         return cfg
     if variant == 'ce_only':
         # the branches alone: the base class, without a method's parts
-        from ..models.classifiers.branch_cfgs import METHOD_ARGS
+        from ffl_mm.models.classifiers.branch_cfgs import METHOD_ARGS
         for key in ('distill_loss', *METHOD_ARGS):
             cfg.pop(key, None)
         cfg['type'] = 'MultiBranchClassifier'

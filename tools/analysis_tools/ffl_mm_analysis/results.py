@@ -18,7 +18,7 @@ import statistics
 from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence
 
-from ..models.utils.output_names import (branch_index, metric_key,
+from ffl_mm.models.utils.output_names import (branch_index, metric_key,
                                          output_order, parse_metric_key)
 
 

@@ -29,7 +29,7 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
 from ffl_mm.registry import MODELS
-from ..apis.model_cfg import runner_model_cfg
+from ffl_mm.apis.model_cfg import runner_model_cfg
 from .reference_step import ReferenceStep, reference_unsupported
 
 

@@ -1,0 +1,104 @@
+# Copyright (c) ffl_mm contributors.
+"""A work dir that one run owns: a lock against a second run there, and the
+config copy put back when a start fails. Not imported by ``import ffl_mm``."""
+import contextlib
+import os
+import os.path as osp
+from typing import Iterator, Optional
+
+from mmengine.config import Config
+
+
+#: The open lock files of this process, by path.
+_WORK_DIR_LOCKS = {}
+
+
+LOCK_NAME = '.ffl_mm.lock'
+
+
+def lock_work_dir(work_dir: str) -> Optional[str]:
+    """Hold an exclusive lock on ``work_dir`` until
+    :func:`unlock_work_dirs` or the end of this process, so that a second
+    run there stops at once instead of mixing its log and checkpoints with
+    this one's. Only rank 0 of a distributed run locks.
+
+    The lock is ``flock`` on ``<work_dir>/.ffl_mm.lock``, which the system
+    releases when the holder exits however it ends: a lock file left by a
+    dead process is taken over (the returned message says so). A no-op
+    where ``fcntl`` does not exist (Windows).
+
+    Raises:
+        SystemExit: Another live process holds the work dir; names it.
+
+    Returns:
+        str | None: A message when a dead process's lock was taken over.
+    """
+    if int(os.environ.get('RANK', '0')) != 0:
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.abspath(osp.join(work_dir, LOCK_NAME))
+    if path in _WORK_DIR_LOCKS:
+        return None
+    handle = open(path, 'a+')
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or 'unknown'
+        handle.close()
+        raise SystemExit(
+            f'work dir {work_dir} is in use by another run (process '
+            f'{holder}, lock {path}). Wait for it to end, stop it, or use '
+            'another --work-dir.') from None
+    handle.seek(0)
+    previous = handle.read().strip()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _WORK_DIR_LOCKS[path] = handle
+    if previous and previous != str(os.getpid()):
+        return (f'took over the lock of work dir {work_dir} left by process '
+                f'{previous}, which is no longer running')
+    return None
+
+
+def unlock_work_dirs() -> None:
+    """Release the work-dir locks this process holds (a finished run)."""
+    while _WORK_DIR_LOCKS:
+        _, handle = _WORK_DIR_LOCKS.popitem()
+        handle.close()  # closing the file releases its flock
+
+
+@contextlib.contextmanager
+def config_copy_kept_on_failure(cfg: Config) -> Iterator[None]:
+    """Put the work dir's copy of the config back if the run fails before
+    it saves a checkpoint.
+
+    MMEngine's ``Runner`` overwrites ``work_dir/<config name>`` when it
+    starts; a start that then fails (a resume error, a bad data set) would
+    leave a copy that no longer describes the checkpoints beside it.
+    """
+    name = osp.basename(cfg.filename) if cfg.filename else None
+    path = osp.join(cfg.work_dir, name) if name else None
+    pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+
+    def read(file):
+        if file and osp.isfile(file):
+            with open(file, 'rb') as f:
+                return f.read()
+        return None
+
+    copy, saved = read(path), read(pointer)
+    try:
+        yield
+    except BaseException:
+        if copy is not None and read(pointer) == saved and \
+                read(path) != copy:
+            from .atomic_backend import atomic_write
+            atomic_write(copy, path)
+        raise
