@@ -169,6 +169,27 @@ def run_in_process(monkeypatch, capsys):
     return call
 
 
+@pytest.fixture
+def mmpretrain_main(capsys):
+    """Run MMPretrain's ``tools/<name>.py`` main() with ``argv``; return
+    what it printed."""
+    from mmengine.logging import MMLogger
+
+    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+
+    def call(name, argv):
+        distinct_second()
+        import uuid
+        MMLogger.get_instance(f'ffl_mm_test_{uuid.uuid4().hex}')
+        capsys.readouterr()
+        with tool_argv(f'{name}.py', [str(a) for a in argv]):
+            mmpretrain_tool(name).main()
+        out = capsys.readouterr()
+        return out.out + out.err
+
+    return call
+
+
 @pytest.fixture(autouse=True)
 def _restore_default_scope():
     """Each test starts in the registry scope the previous one found: a

@@ -162,6 +162,7 @@ def _check_fused(capsys, tmp_path, name, cfg_path, ckpt, samples):
                             out_dir)
     assert 'needs ffl_mm' in log
     fused_cfg = str(out_dir / f'ffl_{name}_fused.py')
+    assert Config.fromfile(fused_cfg).model.type == 'FFLClassifier'
     from mmpretrain import get_model
     model = get_model(fused_cfg,
                       pretrained=str(out_dir / f'ffl_{name}_fused.pth'))

@@ -135,6 +135,21 @@ def test_extract_feat(mode, stage, shapes):
     assert [tuple(f.shape) for f in feats] == shapes
 
 
+def test_each_head_term_is_named_after_its_loss():
+    """A cross-entropy head logs ``loss_ce_<output>``; a head with another
+    loss keeps that loss's name (label smoothing: ``loss_ls_<output>``),
+    so the log does not call it a cross-entropy."""
+    smooth = dict(type='LabelSmoothLoss', label_smooth_val=0.1)
+    cfg = ffl_cfg()
+    cfg['fusion_head'] = dict(cfg['fusion_head'], loss=smooth)
+    model = MODELS.build(cfg)
+    x, samples = make_batch()
+    losses = model(x, samples, mode='loss')
+    assert {'loss_ce_branch0', 'loss_ce_branch1', 'loss_ls_fused'} <= \
+        set(losses)
+    assert 'loss_ce_fused' not in losses
+
+
 def test_cross_entropy_only_variant():
     """The base class alone: the branches with cross-entropy (a config that
     nulls what it inherited from a method's base builds too)."""

@@ -4,32 +4,10 @@ on ffl_mm's configs, unchanged, called in this process."""
 import os
 import os.path as osp
 import re
-import uuid
 
 import pytest
 
-from conftest import (REPO, TINY_DIGITS, distinct_second, shipped_config,
-                      write_cifar)
-
-
-@pytest.fixture
-def mmpretrain_main(capsys):
-    """Run MMPretrain's ``tools/<name>.py`` main() with ``argv``; return
-    what it printed."""
-    from mmengine.logging import MMLogger
-
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
-
-    def call(name, argv):
-        distinct_second()
-        MMLogger.get_instance(f'ffl_mm_test_{uuid.uuid4().hex}')
-        capsys.readouterr()
-        with tool_argv(f'{name}.py', [str(a) for a in argv]):
-            mmpretrain_tool(name).main()
-        out = capsys.readouterr()
-        return out.out + out.err
-
-    return call
+from conftest import REPO, TINY_DIGITS, shipped_config, write_cifar
 
 
 @pytest.mark.e2e

@@ -77,22 +77,10 @@ def test_shipped_config_trains_validates_and_tests(config, standin_data,
 
 @pytest.mark.e2e
 def test_cifar100_ffl_config_under_mmpretrains_own_tools(
-        standin_data, tmp_path, capsys):
-    from mmengine.logging import MMLogger
-
-    from conftest import distinct_second
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+        standin_data, tmp_path, mmpretrain_main):
 
     def theirs(name):
-        def call(argv):
-            distinct_second()
-            MMLogger.get_instance(f'ffl_mm_test_{name}_{id(argv)}')
-            capsys.readouterr()
-            with tool_argv(f'{name}.py', [str(a) for a in argv]):
-                mmpretrain_tool(name).main()
-            out = capsys.readouterr()
-            return out.out + out.err
-        return call
+        return lambda argv: mmpretrain_main(name, argv)
 
     config = 'configs/ffl/ffl_resnet32x2_cifar100.py'
     _, metrics = _train_and_test(theirs('train'), theirs('test'), config,
