@@ -4,9 +4,9 @@
 A block preceded by ``<!-- snippet: config -->`` is a whole config file (it
 may inherit ffl_mm's configs through ``ffl_mm::``); one preceded by
 ``<!-- snippet: model -->`` defines ``model``; ``<!-- snippet: method -->``
-registers a classifier and defines a ``model`` of it. Each is built and trains one
-step. Links between the documents point at files that exist, and nothing
-points outside the repository."""
+registers a classifier and defines a ``model`` of it. Each is built and
+trains one step. Links between the documents point at files that exist,
+and nothing points outside the repository."""
 import glob
 import os.path as osp
 import re

@@ -54,8 +54,8 @@ def check_data_paths(cfg: Config) -> None:
             raise FileNotFoundError(
                 f'{where}.data_root={root!r} does not exist (looked in '
                 f'{os.path.abspath(root)}). Put the data there (see '
-                'docs/get_started.md, "Data") or point data_root at it with --cfg-options '
-                f'{where}.data_root=PATH{hint}.')
+                'docs/get_started.md, "Data") or point data_root at it with '
+                f'--cfg-options {where}.data_root=PATH{hint}.')
         ann = ds.get('ann_file') or ''
         if ann:
             path = ann if os.path.isabs(ann) else os.path.join(root, ann)

@@ -303,7 +303,8 @@ def test_exports_of_a_shipped_cifar_config_evaluate_under_mmpretrains_test(
                 str(out_dir / f'{name}.py'), str(out_dir / f'{name}.pth'),
                 '--work-dir', str(tmp_path / name), '--out', metrics_file,
                 '--out-item', 'metrics', '--cfg-options',
-                f'test_dataloader.dataset.data_root={standin_data["CIFAR100"]}',
+                'test_dataloader.dataset.data_root=' +
+                standin_data['CIFAR100'],
                 'test_dataloader.num_workers=0',
                 'test_dataloader.persistent_workers=False']):
             mmpretrain_tool('test').main()

@@ -149,7 +149,8 @@ def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
         assert shipped_config(path).env_cfg.dist_cfg.timeout == 600, path
     calls = []
     monkeypatch.setattr(distributed.torch.cuda, 'is_available', lambda: False)
-    monkeypatch.setattr(distributed.torch_dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(distributed.torch_dist, 'is_initialized',
+                        lambda: False)
     monkeypatch.setattr(distributed.torch_dist, 'init_process_group',
                         lambda **kwargs: calls.append(kwargs))
     monkeypatch.setattr(distributed.torch_dist, 'get_rank', lambda: 0)

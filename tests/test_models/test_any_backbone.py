@@ -154,8 +154,8 @@ def test_dml_with_different_networks_and_one_refuses_them():
     cfg = one_on(None)
     cfg.pop('num_branches')
     cfg['backbone'] = pair
-    with pytest.raises(ValueError, match='the gated ensemble weighs the logits '
-                       'of identical branches'):
+    with pytest.raises(ValueError, match='the gated ensemble weighs the '
+                       'logits of identical branches'):
         MODELS.build(cfg)
 
 

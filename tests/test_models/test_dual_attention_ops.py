@@ -7,10 +7,9 @@ import torch.nn.functional as F
 
 from ffl_mm_analysis.benchmark import SavedTensorMeter
 from ffl_mm.models.necks import DualAttentionNeck
-from ffl_mm.models.kernels.dual_attention_ops import (SMALL_MAP, channel_stats,
-                                                    gated_product,
-                                                    gated_spatial_stats,
-                                                    small_map_conv2d)
+from ffl_mm.models.kernels.dual_attention_ops import (
+    SMALL_MAP, channel_stats, gated_product, gated_spatial_stats,
+    small_map_conv2d)
 
 
 def _x(*shape):

@@ -11,7 +11,7 @@ from mmcv.cnn import ConvModule
 from conftest import saved_bytes
 from ffl_mm.models.necks import FFLFusionNeck
 from ffl_mm.models.kernels.fusion_convs import (fusion_convs,
-                                              fusion_convs_fusable)
+                                                fusion_convs_fusable)
 
 
 def _neck(seed=0, **kwargs):

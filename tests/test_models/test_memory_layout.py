@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ffl_mm.models.kernels.memory_layout import (concat_maps, in_layout_of,
-                                               memory_format_of)
+                                                 memory_format_of)
 
 CL = torch.channels_last
 DEFAULT = torch.contiguous_format

@@ -9,8 +9,8 @@ import torch
 from conftest import mixed_layout_ops, saved_bytes
 from ffl_mm.models.necks import (DualAttentionNeck, FusionPreNecks,
                                  MultiScaleNeck)
-from ffl_mm.models.kernels.multi_scale_attention import (fusable,
-                                                       multi_scale_attention)
+from ffl_mm.models.kernels.multi_scale_attention import (
+    fusable, multi_scale_attention)
 
 MFEF = [dict(type='MultiScaleNeck', scales=4, residual=True),
         dict(type='DualAttentionNeck', reduction=4, kernel_size=3)]

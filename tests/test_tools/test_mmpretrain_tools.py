@@ -120,8 +120,8 @@ def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
     'configs/mfef/mfef_resnet32x2_cifar100.py',
     'configs/ffl/ffl_resnet34x2_imagenet.py',
 ])
-def test_mmpretrain_vis_scheduler_draws_our_schedules(config, tmp_path,
-                                                    monkeypatch):
+def test_mmpretrain_vis_scheduler_draws_our_schedules(
+        config, tmp_path, monkeypatch):
     """MMPretrain's visualization/vis_scheduler.py builds the config's
     optimizer and schedule around a one-convolution stand-in model and a
     mock data set: ffl_mm's checks (custom keys, data sets) leave it alone,
@@ -150,8 +150,8 @@ def test_mmpretrain_vis_scheduler_draws_our_schedules(config, tmp_path,
 
 
 @pytest.mark.e2e
-def test_mmpretrain_vis_cam_on_a_digits_config_and_its_student(tmp_path,
-                                                              capsys):
+def test_mmpretrain_vis_cam_on_a_digits_config_and_its_student(
+        tmp_path, capsys):
     """MMPretrain's visualization/vis_cam.py on a shipped digits config:
     the digits test pipeline takes its image file, so the user reaches the
     message that says to export a branch; on the exported student it draws

@@ -16,7 +16,8 @@ fusion module's and distillation's),
 and, in the same rounds, the model and the single network trained as a
 hand-written PyTorch script would (pre-normalised float batches, direct
 module calls, the loss written out, ``torch.optim``; see
-``tools/analysis_tools/ffl_mm_analysis/reference_step.py``), and reports the median and spread
+``ffl_mm_analysis/reference_step.py`` beside this tool), and reports the
+median and spread
 of the step time, the peak memory
 (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the tensors autograd
 saves for backward plus parameters, gradients and optimizer state, exact and

@@ -7,7 +7,9 @@ from .finite_loss_hook import (FiniteLossHook, NonFiniteLossError,
 from .resume_check_hook import ResumeCheckHook
 from .safe_checkpoint_hook import NonFiniteWeightsError, SafeCheckpointHook
 
-__all__ = ['DatasetCheckError', 'DatasetCheckHook', 'EpochSeedHook',
-           'FiniteLossHook', 'NonFiniteLossError', 'NonFiniteOutputError',
-           'NonFiniteWeightsError', 'ResumeCheckHook', 'SafeCheckpointHook', 'check_dataset',
-           'epoch_seed', 'model_num_classes']
+__all__ = [
+    'DatasetCheckError', 'DatasetCheckHook', 'EpochSeedHook',
+    'FiniteLossHook', 'NonFiniteLossError', 'NonFiniteOutputError',
+    'NonFiniteWeightsError', 'ResumeCheckHook', 'SafeCheckpointHook',
+    'check_dataset', 'epoch_seed', 'model_num_classes'
+]

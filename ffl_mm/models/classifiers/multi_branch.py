@@ -20,6 +20,7 @@ from .trunk_split import TrunkSplit
 
 ConfigType = Union[dict, nn.Module]
 
+
 class BranchFeatures(NamedTuple):
     """What the backbones give for a batch.
 
@@ -53,11 +54,11 @@ class MultiBranchClassifier(BaseClassifier):
 
     A method adds its teacher in a subclass (:class:`FFLClassifier`: a
     fused classifier; :class:`ONEClassifier`: a gated ensemble;
-    :class:`DMLClassifier`: DML's one-by-one update) through three hooks:
-    :meth:`forward_features` (what the backbones give), :meth:`forward_teacher`
-    (the outputs besides the branches, by name) and the class attributes
-    :attr:`teacher_output` and :attr:`default_predict`. An argument of a
-    method's class given here is a ``TypeError`` naming that class.
+    :class:`DMLClassifier`: DML's one-by-one update) through its hooks:
+    :meth:`forward_features` (what the backbones give),
+    :meth:`forward_teacher` (the outputs besides the branches, by name),
+    :meth:`teacher_head` and the class attributes (docs/architecture.md).
+    A method's argument given here is a ``TypeError`` naming its class.
 
     ``f_i`` is branch i's backbone output at ``fusion_in_index`` (the last
     one by default). Branches may be any MMPretrain backbones, alike or
@@ -249,8 +250,7 @@ class MultiBranchClassifier(BaseClassifier):
         return {names.ENSEMBLE: torch.stack(branch_logits).mean(dim=0)}
 
     def teacher_head(self) -> Optional[nn.Module]:
-        """The head whose loss trains :attr:`teacher_output` (its
-        cross-entropy term), None without a trained teacher."""
+        """The head whose loss trains :attr:`teacher_output`, or None."""
         return None
 
     def _forward_all(self, inputs: torch.Tensor):

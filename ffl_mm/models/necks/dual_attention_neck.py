@@ -9,7 +9,8 @@ from mmengine.model import BaseModule
 
 from ffl_mm.registry import MODELS
 from ..kernels.dual_attention_ops import (channel_stats, gated_product,
-                                        gated_spatial_stats, small_map_conv2d)
+                                          gated_spatial_stats,
+                                          small_map_conv2d)
 from ..kernels.plain_modules import plain_modules
 from .per_map_neck import PerMapNeck
 

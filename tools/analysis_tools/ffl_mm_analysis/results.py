@@ -19,7 +19,7 @@ from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence
 
 from ffl_mm.models.utils.output_names import (branch_index, metric_key,
-                                         output_order, parse_metric_key)
+                                              output_order, parse_metric_key)
 
 
 class ResultsError(ValueError):
