@@ -125,9 +125,13 @@ def test_wheel_carries_configs_and_tools_and_leaves_the_checkout(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ('tools/train.py', 'tools/dist_train.sh', 'model-index.yml',
                  'configs/_base_/default_runtime.py',
-                 'configs/ffl/ffl_resnet32x2_digits.py'):
+                 'configs/ffl/ffl_resnet32x2_digits.py',
+                 'tools/analysis_tools/ffl_mm_analysis/benchmark.py'):
         assert f'ffl_mm/.mim/{name}' in names, name
     assert not [n for n in names if '__pycache__' in n]
+    # the benchmark lab is the tools', not the package's (MMPretrain's way)
+    assert not [n for n in names if n.startswith('ffl_mm/analysis')]
+    assert 'ffl_mm/models/classifiers/ffl.py' in names
 
     # Installed from the wheel (ahead of the editable checkout on the path)
     site = tmp_path / 'site'
