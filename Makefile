@@ -13,8 +13,10 @@ BENCH_ROUNDS ?= 30
 METHOD ?= ffl
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
+GPU_CHECK_DIR ?= work_dirs/gpu_check
+GPU_ROUNDS ?= 20
 
-.PHONY: venv extras demo test test-fast test-extras bench clean
+.PHONY: venv extras demo test test-fast test-extras test-gpu gpu-check bench clean
 
 venv: $(STAMP)
 
@@ -62,6 +64,18 @@ test-fast: $(STAMP)
 # The tests of what `make extras` adds (mim train / mim test).
 test-extras: extras
 	$(BIN)/python -m pytest tests -m extras $(PYTEST_ARGS)
+
+# The tests marked cuda (mixed precision of every method, recomputation and
+# compile against eager, channels-last, 2-process NCCL with 2 GPUs); each is
+# skipped, saying why, without CUDA.
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest tests -m cuda -rs $(PYTEST_ARGS)
+
+# On a CUDA machine: test-gpu, then the benchmark of FFL, MFEF, DML and ONE
+# on the device with and without --amp, in one report
+# ($(GPU_CHECK_DIR)/report.md, with the JSON files). Without CUDA it says so.
+gpu-check: $(STAMP)
+	$(BIN)/python tools/analysis_tools/gpu_check.py --out $(GPU_CHECK_DIR) --rounds $(GPU_ROUNDS)
 
 clean:
 	rm -rf $(VENV) work_dirs ffl_mm/.mim *.egg-info

@@ -191,15 +191,20 @@ def mmpretrain_main(capsys):
 
 
 @pytest.fixture(autouse=True)
-def _restore_default_scope():
-    """Each test starts in the registry scope the previous one found: a
-    Runner or ``init_default_scope`` in one test changes MMEngine's current
-    scope for the rest of the process."""
+def _restore_global_instances():
+    """Each test starts with MMEngine's global instances as the previous
+    one found them: a Runner, ``init_default_scope`` or
+    ``MessageHub.get_instance`` in one test would otherwise change the
+    current registry scope, or the current message hub (whose ``epoch``
+    drives the KD ramp-up), for the rest of the process."""
+    from mmengine.logging import MessageHub
     from mmengine.registry import DefaultScope
-    saved = DefaultScope._instance_dict.copy()
+    saved = {cls: cls._instance_dict.copy()
+             for cls in (DefaultScope, MessageHub)}
     yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(saved)
+    for cls, instances in saved.items():
+        cls._instance_dict.clear()
+        cls._instance_dict.update(instances)
 
 
 @pytest.fixture

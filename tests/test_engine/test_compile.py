@@ -43,9 +43,24 @@ def _train_two_steps(model, data):
             for _ in range(2)]
 
 
-def _compiled_matches_eager(backend):
+def _compiled_matches_eager(backend, weight_atol=1e-5):
+    """Two training steps of MFEF, compiled with ``backend`` and eager: the
+    same losses, weights and predictions.
+
+    The KD terms at full weight, set here: the ramp-up reads the epoch from
+    the current MessageHub, which would otherwise be whatever an earlier
+    test of the process left current (the failure of this test in a
+    one-process run of the suite). ``weight_atol``: inductor's generated
+    kernels sum in another order than eager PyTorch, and two SGD steps
+    (lr 0.1, momentum 0.9) carry that float32 round-off into the weights.
+    """
+    import uuid
+
+    from mmengine.logging import MessageHub
     cfg = shipped_config(MFEF).model
     cfg.backbone.depth = 8  # a small graph: compile time
+    MessageHub.get_instance(f'test_compile_{uuid.uuid4().hex}').update_info(
+        'epoch', cfg.distill_loss.rampup)
     torch.manual_seed(0)
     eager = MODELS.build(cfg)
     eager.init_weights()
@@ -64,7 +79,8 @@ def _compiled_matches_eager(backend):
                                                   abs=1e-6), key
     for (name, a), b in zip(eager.state_dict().items(),
                             compiled.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=weight_atol,
+                                   msg=name)
     # predictions too (evaluation mode, another graph)
     eager.eval()
     compiled.eval()
@@ -82,7 +98,7 @@ def test_compiled_training_matches_eager():
 
 @pytest.mark.extras
 def test_inductor_training_matches_eager():
-    _compiled_matches_eager('inductor')
+    _compiled_matches_eager('inductor', weight_atol=5e-5)
 
 
 def test_compile_needs_a_classifier():
