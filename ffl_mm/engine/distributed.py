@@ -44,6 +44,9 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     if backend not in ('nccl', 'gloo'):
         raise ValueError(f'env_cfg.dist_cfg.backend={backend!r} cannot run '
                          "on the CPU; use 'gloo'.")
+    # the work dir's copy of the config says what runs
+    cfg.setdefault('env_cfg', ConfigDict()).setdefault(
+        'dist_cfg', ConfigDict())['backend'] = 'gloo'
     if not torch_dist.is_initialized():
         timeout = dist_cfg.get('timeout', None)
         kwargs = {}

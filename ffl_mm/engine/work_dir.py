@@ -68,9 +68,14 @@ def lock_work_dir(work_dir: str) -> Optional[str]:
 
 
 def unlock_work_dirs() -> None:
-    """Release the work-dir locks this process holds (a finished run)."""
+    """Release the work-dir locks this process holds (a finished or failed
+    run, still alive to say so): the lock file is emptied, so that the next
+    run there (or in a copy of the work dir) finds no holder to take over
+    from; only a process that died holding it leaves its id behind."""
     while _WORK_DIR_LOCKS:
         _, handle = _WORK_DIR_LOCKS.popitem()
+        handle.seek(0)
+        handle.truncate()
         handle.close()  # closing the file releases its flock
 
 

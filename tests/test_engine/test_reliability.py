@@ -162,6 +162,8 @@ def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
     distributed.setup_launcher(cfg, 'pytorch')
     assert calls == [dict(backend='gloo', rank=0, world_size=2,
                           timeout=datetime.timedelta(seconds=600))]
+    # the config the Runner dumps says what runs
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
 
 
 @pytest.mark.parametrize('hub, reason', [

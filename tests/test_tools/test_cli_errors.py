@@ -4,6 +4,7 @@ problem, and loses nothing (tools called in this process)."""
 import os
 import os.path as osp
 import re
+import shutil
 
 import pytest
 import torch
@@ -182,7 +183,17 @@ def test_a_work_dir_in_use_stops_a_second_run(tmp_path, run_in_process,
         unlock_work_dirs()
     assert message == (f'took over the lock of work dir {work} left by '
                        f'process {holder.pid}, which is no longer running')
-    assert lock.read_text() == str(os.getpid())
+    # a run that ends (normally or not) releases the lock with no id left:
+    # the next start, or one in a copy of the work dir, takes nothing over
+    assert lock.read_text() == ''
+    copy = tmp_path / 'copy'
+    shutil.copytree(work, copy)
+    try:
+        assert lock_work_dir(str(work)) is None
+        assert lock.read_text() == str(os.getpid())
+        assert lock_work_dir(str(copy)) is None
+    finally:
+        unlock_work_dirs()
 
 
 @pytest.mark.e2e

@@ -154,3 +154,55 @@ def test_killed_run_resumes_exactly_skips_a_damaged_checkpoint_and_tests(
     assert len(samples) == 40
     assert {'pred_score', 'pred_label', 'gt_label', 'fused_score',
             'branch_scores'} <= set(samples[0])
+
+
+# a hook that sends its own process SIGTERM during epoch 2
+TERM_HOOK = '''
+import os
+import signal
+
+from mmengine.hooks import Hook
+from ffl_mm.registry import HOOKS
+
+
+@HOOKS.register_module()
+class TermInEpochHook(Hook):
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.epoch + 1 == self.epoch and batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+'''
+
+
+@pytest.mark.e2e
+def test_sigterm_stops_like_ctrl_c_and_says_where_to_resume(tmp_path):
+    """SIGTERM (what SLURM sends before SIGKILL): a log line naming the
+    signal, where the run was and the checkpoint to resume from; the
+    checkpoint and its pointer as they were, no temporary left."""
+    (tmp_path / 'term_hook.py').write_text(TERM_HOOK)
+    config = tmp_path / 'ffl_term.py'
+    config.write_text(
+        f"_base_ = ['{FFL}']\n"
+        "custom_imports = dict(imports=['ffl_mm', 'ffl_mm.engine.compat', "
+        "'term_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='EpochSeedHook'), "
+        "dict(type='FiniteLossHook'), dict(type='TermInEpochHook', "
+        "epoch=2)]\n")
+    work = tmp_path / 'work'
+    code, out = run_tool('train.py', str(config), '--work-dir', str(work),
+                         '--cfg-options', *SCHEDULE, check=False,
+                         env=dict(PYTHONPATH=str(tmp_path)))
+    assert code != 0, out[-2000:]
+    ckpt = str(work / 'epoch_1.pth')
+    # 2 iterations an epoch: the first of epoch 2 is the third
+    assert f'SIGTERM during epoch 2, iteration 3: stopping as for Ctrl-C. ' \
+        f'Resume from {ckpt} with --resume' in out
+    assert 'KeyboardInterrupt' in out
+    assert (work / 'last_checkpoint').read_text() == ckpt
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
+    assert not list(work.glob('*.tmp'))
+

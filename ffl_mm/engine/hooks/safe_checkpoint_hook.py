@@ -2,12 +2,16 @@
 """MMEngine's ``CheckpointHook`` that never deletes a checkpoint before the
 new one is safely on disk."""
 import contextlib
+import logging
 import os.path as osp
+import signal
+import threading
 from collections import deque
 
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
 from ..atomic_backend import atomic_write
@@ -65,7 +69,44 @@ class SafeCheckpointHook(CheckpointHook):
     last good checkpoint. A Ctrl-C during a save is reported as the
     ``KeyboardInterrupt`` it is (MMEngine reports it as a config
     ``SyntaxError``).
+
+    SIGTERM (what SLURM and ``kill`` send before they kill) stops the run
+    as Ctrl-C does, with a log line naming the signal, where the run was and
+    the checkpoint to resume from: a save in progress removes its temporary
+    file and the last checkpoint and its pointer stay as they were.
     """
+
+    def before_run(self, runner) -> None:
+        super().before_run(runner)
+        self._previous_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(
+                signal.SIGTERM, lambda signum, frame: self._on_sigterm(runner))
+
+    def after_run(self, runner) -> None:
+        super().after_run(runner)
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def _on_sigterm(self, runner) -> None:
+        # once: a second SIGTERM gets the handler that was there before
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+        pointer = osp.join(runner.work_dir, 'last_checkpoint')
+        last = None
+        if osp.isfile(pointer):
+            with open(pointer) as f:
+                last = f.read().strip() or None
+        print_log(
+            f'SIGTERM during epoch {runner.epoch + 1}, iteration '
+            f'{runner.iter + 1}: '
+            'stopping as for Ctrl-C. '
+            + (f'Resume from {last} with --resume (or resume=True).'
+               if last else 'No checkpoint was saved yet.'),
+            logger='current', level=logging.WARNING)
+        raise KeyboardInterrupt('SIGTERM')
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         with interrupts_kept():
