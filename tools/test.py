@@ -41,6 +41,7 @@ import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
+from ffl_mm.engine.config_values import check_config_values  # noqa: E402
 from ffl_mm.engine.data_checks import check_data_paths  # noqa: E402
 from ffl_mm.engine.distributed import (close_distributed,  # noqa: E402
                                        setup_launcher)
@@ -78,6 +79,7 @@ def main(argv=None):
                              f'{"/".join(suffixes)} file.')
     cfg = merge_args(Config.fromfile(args.config), args)
     check_config_scopes(cfg)
+    check_config_values(cfg)
     check_data_paths(cfg)
     setup_launcher(cfg, args.launcher)
     if 'runner_type' in cfg:

@@ -48,6 +48,7 @@ from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
                            resolve_auto_resume)
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
+from ffl_mm.engine.config_values import check_config_values  # noqa: E402
 from ffl_mm.engine.cpu_allocator import tune_cpu_allocator  # noqa: E402
 from ffl_mm.engine.data_checks import check_data_paths  # noqa: E402
 from ffl_mm.engine.distributed import (close_distributed,  # noqa: E402
@@ -79,6 +80,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     check_config_scopes(cfg)
+    check_config_values(cfg)
     check_data_paths(cfg)
     taken_over = lock_work_dir(cfg.work_dir)
     try:

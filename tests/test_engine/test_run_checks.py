@@ -339,3 +339,52 @@ def test_a_run_with_nothing_left_to_train_says_so(capsys):
     ResumeCheckHook().before_train(by_iter)
     assert 'Nothing left to train: the run starts at iteration 100 of ' \
         'train_cfg.max_iters=100' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('option, value, match', [
+    ('train_cfg.max_epochs', 'abc', r"train_cfg.max_epochs='abc': give a "
+     r'whole number >= 1, e.g. --cfg-options train_cfg.max_epochs=300'),
+    ('train_cfg.max_epochs', 0, r'train_cfg.max_epochs=0: give a whole'),
+    ('train_cfg.max_epochs', -1, r'train_cfg.max_epochs=-1: give a whole'),
+    ('randomness.seed', 'abc', r"randomness.seed='abc': give a whole number"),
+    ('train_dataloader.dataset.indices', 0,
+     r'train_dataloader.dataset.indices=0: give the number of samples'),
+    ('val_dataloader.batch_size', 0, r'val_dataloader.batch_size=0'),
+])
+def test_config_values_are_named_before_anything_is_built(option, value,
+                                                          match):
+    """What MMEngine fails on late or cryptically (an ``int()`` error after
+    the model and data are built, a scheduler error, numpy's casting error,
+    "need at least one array to concatenate")."""
+    from conftest import shipped_config
+    from ffl_mm.engine.config_values import check_config_values
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_digits.py')
+    check_config_values(cfg)  # as shipped
+    cfg.merge_from_dict({option: value})
+    with pytest.raises(ValueError, match=match):
+        check_config_values(cfg)
+
+
+@pytest.mark.parametrize('key, value, error, match', [
+    ('lr', 'abc', TypeError, r"optim_wrapper.optimizer: lr must be a number, "
+     r"got 'abc'"),
+    ('lr', 1e39, ValueError, r'lr=1e\+39 overflows float32'),
+    ('momentum', 5, ValueError, r'momentum=5.0 must be below 1'),
+    ('weight_decay', -1e-4, ValueError, r'weight_decay must be >= 0'),
+])
+def test_optimizer_values_are_named_where_the_optimizer_is_built(
+        key, value, error, match):
+    """In the run (the constructor that ffl_mm's schedules name), so under
+    any tool; ``momentum=5`` (a typo for 0.5) trained without a word."""
+    model = MODELS.build(ffl_cfg())
+    cfg = dict(_optim_cfg(fusion_neck=dict(decay_mult=0.1)),
+               constructor='CheckedOptimWrapperConstructor')
+    cfg['optimizer'] = dict(cfg['optimizer'], **{key: value})
+    with pytest.raises(error, match=match):
+        build_optim_wrapper(model, cfg)
+
+
+def test_a_fractional_branch_count_says_what_to_give():
+    with pytest.raises(TypeError, match=r'num_branches=2.0 \(float\); give '
+                       'a whole number >= 2'):
+        MODELS.build(ffl_cfg(num_branches=2.0))

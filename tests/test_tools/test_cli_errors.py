@@ -298,3 +298,16 @@ def test_after_a_stop_the_advice_works_and_bad_starts_change_nothing(
                        'heads predict num_classes=10'):
         run_in_process('test.py', more, checkpoint, '--work-dir',
                        tmp_path / 'test', '--cfg-options', *TINY_DIGITS[:6])
+
+
+def test_bad_schedule_values_stop_before_anything_is_built(tmp_path,
+                                                           run_in_process):
+    work = tmp_path / 'work'
+    with pytest.raises(ValueError, match=r"train_cfg.max_epochs='abc': give "
+                       'a whole number'):
+        run_in_process('train.py', FFL, '--work-dir', work, '--cfg-options',
+                       'train_cfg.max_epochs=abc')
+    with pytest.raises(ValueError, match='randomness.seed'):
+        run_in_process('test.py', FFL, tmp_path / 'none.pth', '--work-dir',
+                       work, '--cfg-options', 'randomness.seed=abc')
+    assert not work.exists()

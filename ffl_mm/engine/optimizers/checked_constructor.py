@@ -13,7 +13,36 @@ from mmengine.registry import \
 from mmpretrain.models import BaseClassifier
 
 from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from ...models.utils.arg_checks import real_number
 from .merged_groups_constructor import MergedGroupsOptimWrapperConstructor
+
+
+def check_optimizer_settings(optimizer_cfg: dict) -> None:
+    """``lr``, ``weight_decay`` and ``momentum`` of an optimizer config are
+    numbers in their range, or an error naming the option: a string
+    (``lr=abc``) fails deep in ``torch.optim`` with a type error, an lr that
+    overflows float32 at the first step, and a momentum >= 1 (``5`` for
+    ``0.5``) trains, diverging, without a word.
+
+    Raises:
+        TypeError, ValueError: Naming ``optim_wrapper.optimizer.<key>``.
+    """
+    where = 'optim_wrapper.optimizer'
+    if 'lr' in optimizer_cfg:
+        lr = real_number(where, 'lr', optimizer_cfg['lr'], 0)
+        if lr > 1e30:
+            raise ValueError(f'{where}: lr={lr!r} overflows float32 in the '
+                             'update; give a learning rate such as 0.1.')
+    if 'weight_decay' in optimizer_cfg:
+        real_number(where, 'weight_decay', optimizer_cfg['weight_decay'], 0)
+    if 'momentum' in optimizer_cfg:
+        momentum = real_number(where, 'momentum', optimizer_cfg['momentum'],
+                               0)
+        if momentum >= 1:
+            raise ValueError(
+                f'{where}: momentum={momentum!r} must be below 1 (0.9 is '
+                'usual): a momentum of 1 or more makes every step larger '
+                'than the last.')
 
 
 def unmatched_custom_keys(custom_keys, model: nn.Module) -> List[str]:
@@ -41,7 +70,9 @@ def _module_names(model: nn.Module) -> List[str]:
 class CheckedOptimWrapperConstructor(MergedGroupsOptimWrapperConstructor):
     """:class:`MergedGroupsOptimWrapperConstructor` (MMEngine's default
     constructor, same arguments, groups of equal settings merged) that
-    refuses a ``paramwise_cfg.custom_keys`` entry matching no parameter.
+    refuses a ``paramwise_cfg.custom_keys`` entry matching no parameter, and
+    an ``lr``, ``weight_decay`` or ``momentum`` out of range
+    (:func:`check_optimizer_settings`).
 
     MMEngine applies a custom key to every parameter whose name contains
     it and ignores a key that matches none, so a typo (``fusion_nek``)
@@ -62,6 +93,7 @@ class CheckedOptimWrapperConstructor(MergedGroupsOptimWrapperConstructor):
     """
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
+        check_optimizer_settings(self.optimizer_cfg)
         inner = getattr(model, 'module', model)  # DDP
         custom_keys = (self.paramwise_cfg or {}).get('custom_keys', {})
         unmatched = unmatched_custom_keys(custom_keys, inner)

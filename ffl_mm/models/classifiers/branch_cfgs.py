@@ -88,7 +88,12 @@ def check_args(backbone, num_branches, head) -> int:
         raise ValueError(
             'MultiBranchClassifier: set num_branches (>= 2) or give a '
             'list of backbone configs.')
-    if not isinstance(num_branches, int) or num_branches < 2:
+    if isinstance(num_branches, bool) or not isinstance(num_branches, int):
+        raise TypeError(
+            f'MultiBranchClassifier: num_branches={num_branches!r} '
+            f'({type(num_branches).__name__}); give a whole number >= 2, '
+            'e.g. model.num_branches=2.')
+    if num_branches < 2:
         raise ValueError(
             f'MultiBranchClassifier: num_branches={num_branches!r}; '
             'mutual learning needs at least 2 branches.')
