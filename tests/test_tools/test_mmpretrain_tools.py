@@ -34,10 +34,19 @@ def test_mmpretrain_own_tools_run_our_config_unchanged(
     assert 'resumed epoch: 1, iter: 4' in out
     assert re.search(r'Epoch\(train\) \[2\]\[4/4\]', out)
     assert 'Nothing left to train' not in out
-    # resumed again with nothing left: the log says so (ResumeCheckHook)
+    assert 'Resumed with the checkpoint' not in out
+    # resumed again, the config's lr and milestones changed, nothing left to
+    # train: the log says all three (ResumeCheckHook)
     out = mmpretrain_main('train', [cfg, '--work-dir', work, '--resume',
                                     '--cfg-options', *TINY_DIGITS,
-                                    'train_cfg.max_epochs=2'])
+                                    'train_cfg.max_epochs=2',
+                                    'optim_wrapper.optimizer.lr=0.01',
+                                    'param_scheduler.milestones=[1]'])
+    assert "optim_wrapper.optimizer.lr: the checkpoint's 0.05, the config " \
+        '0.01' in out
+    assert "param_scheduler.milestones: the checkpoint's [10, 13], the " \
+        'config [1]' in out
+    assert 'load_from=CHECKPOINT (without --resume)' in out
     assert 'Nothing left to train: the run starts at epoch 2 of ' \
         'train_cfg.max_epochs=2' in out
     assert 'Epoch(train)' not in out

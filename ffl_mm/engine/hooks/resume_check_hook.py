@@ -1,28 +1,90 @@
 # Copyright (c) ffl_mm contributors.
 """Say what a resumed run will do before it does it."""
 import logging
+from collections.abc import Mapping
+from typing import List
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
 
+#: Scheduler config keys that describe the run, not the scheduler's class.
+_NOT_SETTINGS = ('type', '_scope_', 'by_epoch', 'convert_to_iter_based',
+                 'verbose')
+
+
+def _plain(value):
+    """Milestones as a sorted list (MMEngine keeps a ``Counter``)."""
+    if isinstance(value, Mapping):
+        return sorted(value.elements()) if hasattr(value, 'elements') \
+            else dict(value)
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def resumed_setting_changes(runner) -> List[str]:
+    """What the resumed optimizer and schedule hold that the config now says
+    otherwise: the learning rate the schedule starts from (unless
+    ``auto_scale_lr`` rescales it) and each scheduler's settings."""
+    cfg = runner.cfg
+    changes = []
+    optimizer_cfg = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    auto_scale = (cfg.get('auto_scale_lr') or {}).get('enable', False)
+    lr = optimizer_cfg.get('lr')
+    groups = getattr(getattr(runner.optim_wrapper, 'optimizer', None),
+                     'param_groups', [])
+    resumed = {g.get('initial_lr', g.get('lr')) for g in groups}
+    if lr is not None and resumed and not auto_scale and lr not in resumed:
+        changes.append(f'optim_wrapper.optimizer.lr: the checkpoint\'s '
+                       f'{sorted(resumed)[-1]:g}, the config {lr:g}')
+    scheduler_cfgs = cfg.get('param_scheduler') or []
+    if isinstance(scheduler_cfgs, Mapping):
+        scheduler_cfgs = [scheduler_cfgs]
+    schedulers = runner.param_schedulers or []
+    if isinstance(schedulers, Mapping):  # one list per optimizer
+        schedulers = [s for group in schedulers.values() for s in group]
+    for i, (scheduler_cfg, scheduler) in enumerate(
+            zip(scheduler_cfgs, schedulers)):
+        for key, want in scheduler_cfg.items():
+            if key in _NOT_SETTINGS or not hasattr(scheduler, key):
+                continue
+            have = _plain(getattr(scheduler, key))
+            if _plain(want) != have:
+                where = 'param_scheduler' + (
+                    f'[{i}]' if len(scheduler_cfgs) > 1 else '')
+                changes.append(f'{where}.{key}: the checkpoint\'s {have}, '
+                               f'the config {_plain(want)}')
+    return changes
+
 
 @HOOKS.register_module()
 class ResumeCheckHook(Hook):
-    """Report, before the first training step, a run that has nothing left
-    to train.
+    """Report, before the first training step of a resumed run, what the
+    resume restored that the config says otherwise, and a run that has
+    nothing left to train.
 
-    MMEngine's ``Runner.train()`` resumes (``--resume``, ``resume=True``),
-    then runs the loop up to ``train_cfg.max_epochs`` / ``max_iters``. A run
-    resumed from its final checkpoint stops at once, exit code 0, with no
-    line in the log that says why; with this hook the log says where the
-    run stands and which option trains on.
+    MMEngine's ``Runner.train()`` resumes (``--resume``, ``resume=True``)
+    with the checkpoint's optimizer and schedulers: a learning rate or
+    milestones changed in the config since do not apply, and the log shows
+    the config's values. A run resumed from its final checkpoint stops at
+    once, exit code 0, with no line that says why. This hook says both,
+    with the options that apply the config's values or train on.
     """
 
     priority = 'VERY_LOW'  # after the other before_train hooks
 
     def before_train(self, runner) -> None:
+        if getattr(runner, '_resume', False) and runner.iter > 0:
+            changes = resumed_setting_changes(runner)
+            if changes:
+                print_log(
+                    'Resumed with the checkpoint\'s optimizer and schedule, '
+                    'which differ from the config: ' + '; '.join(changes) +
+                    '. MMEngine restores them on resume. To train with the '
+                    "config's values, start a new run from the checkpoint's "
+                    'weights: --cfg-options load_from=CHECKPOINT (without '
+                    '--resume), in another work dir.',
+                    logger='current', level=logging.WARNING)
         if runner.iter < runner.max_iters:
             return
         by_epoch = hasattr(runner.train_loop, 'max_epochs')
