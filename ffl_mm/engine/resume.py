@@ -137,17 +137,68 @@ def _newest_usable(work_dir: str):
     return None, None, skipped
 
 
-def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
-    """``--resume``: the checkpoint to continue from, checked.
+class ResumeError(RuntimeError):
+    """No checkpoint a run can resume from, or one that does not fit."""
 
-    Without a path, point ``cfg.load_from`` at the newest checkpoint of
-    ``cfg.work_dir`` that loads (in place). MMEngine would take the one
-    named in ``last_checkpoint`` and fail if it is damaged; a truncated,
+
+def select_resume_checkpoint(work_dir: str, path: Optional[str] = None,
+                             where: str = '--resume'):
+    """The checkpoint a resumed run continues from, and its contents.
+
+    With ``path``, the file must be a checkpoint a run can continue from.
+    Without, the newest usable one of ``work_dir``: MMEngine would take the
+    one named in ``last_checkpoint`` and fail if it is damaged; a truncated,
     unreadable or diverged (NaN/inf weights) newest file is skipped, with a
-    warning naming it and why, for the previous good one. With a path, the
-    file must be a checkpoint ``--resume`` can continue from. Either way
-    the checkpoint must fit the model of ``cfg`` (:func:`check_resume_fits`,
-    on the state dict already loaded here).
+    warning naming it and why, for the previous good one.
+
+    Args:
+        work_dir (str): The run's work dir.
+        path (str, optional): The checkpoint given (``--resume PATH``,
+            ``load_from`` with ``resume=True``).
+        where (str): How the user asked, for messages.
+
+    Returns:
+        tuple: ``(path, checkpoint)``; ``(None, None)`` when the work dir
+        has no checkpoint yet (the run starts from scratch) or ``path`` is a
+        remote file (left to MMEngine's backends).
+
+    Raises:
+        ResumeError: Checkpoints exist and none can be resumed from, or the
+            given one cannot.
+    """
+    if path is not None:
+        if '://' in path:
+            return None, None
+        checkpoint, reason = _unusable(path)
+        if reason:
+            raise ResumeError(f'{where} {path}: cannot resume from it: '
+                              f'{reason}.')
+        return path, checkpoint
+    if not osp.isdir(work_dir):
+        return None, None
+    path, checkpoint, skipped = _newest_usable(work_dir)
+    for bad, reason in skipped:
+        print_log(f'{where}: skipping {bad}: {reason}', logger='current',
+                  level=logging.WARNING)
+    if path is None and skipped:
+        raise ResumeError(
+            f'{where}: no checkpoint in {work_dir} can be resumed from '
+            f'({len(skipped)} found, each skipped for the reason above); '
+            f'drop {where} to start from scratch, or give --resume PATH.')
+    if path is not None and (
+            skipped or path != latest_checkpoint_pointer(work_dir)):
+        print_log(f'{where}: resuming from {path}, the newest readable '
+                  'checkpoint.', logger='current', level=logging.WARNING)
+    return path, checkpoint
+
+
+def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
+    """``--resume`` of ffl_mm's ``tools/train.py``: the checkpoint to
+    continue from (:func:`select_resume_checkpoint`), set as
+    ``cfg.load_from``, and checked to fit the model of ``cfg``
+    (:func:`check_resume_fits`) before anything is built.
+    (``ResumeCheckHook`` makes the same choice and check in the run, for
+    ``resume=True`` and other tools.)
 
     Args:
         cfg (Config): After MMPretrain's ``merge_args`` (``work_dir`` set).
@@ -159,41 +210,35 @@ def resolve_auto_resume(cfg, resume: Optional[str]) -> Optional[str]:
         starts from scratch.
 
     Raises:
-        SystemExit: Checkpoints exist and none of them can be resumed
-            from, the given one cannot, or it does not fit the model.
+        SystemExit: As :class:`ResumeError`, or the checkpoint does not fit
+            the model.
     """
     if resume is None:
         return None
-    if resume != 'auto':
-        if '://' in resume:  # a remote file: MMEngine's backends read it
-            return resume
-        checkpoint, reason = _unusable(resume)
-        if reason:
-            raise SystemExit(f'--resume {resume}: cannot resume from it: '
-                             f'{reason}.')
-        check_resume_fits(cfg, resume, checkpoint['state_dict'])
-        return resume
-    if not osp.isdir(cfg.work_dir):
-        return None
-    path, checkpoint, skipped = _newest_usable(cfg.work_dir)
-    for bad, reason in skipped:
-        print_log(f'--resume: skipping {bad}: {reason}', logger='current',
-                  level=logging.WARNING)
+    given = None if resume == 'auto' else resume
+    if given is not None and '://' in given:
+        return given
+    try:
+        path, checkpoint = select_resume_checkpoint(cfg.work_dir, given)
+    except ResumeError as error:
+        raise SystemExit(str(error)) from None
     if path is None:
-        if skipped:
-            raise SystemExit(
-                f'--resume: no checkpoint in {cfg.work_dir} can be resumed '
-                f'from ({len(skipped)} found, each skipped for the reason '
-                'above); drop --resume to start from scratch, or give '
-                '--resume PATH.')
-        return None  # no checkpoint yet: MMEngine starts from scratch
-    if skipped or path != latest_checkpoint_pointer(cfg.work_dir):
-        # MMEngine would resume from last_checkpoint (damaged or missing)
-        print_log(f'--resume: resuming from {path}, the newest readable '
-                  'checkpoint.', logger='current', level=logging.WARNING)
-        cfg.load_from = path
+        return None
+    if path != latest_checkpoint_pointer(cfg.work_dir):
+        cfg.load_from = path  # MMEngine would follow last_checkpoint
     check_resume_fits(cfg, path, checkpoint['state_dict'])
     return path
+
+
+def resume_fit_message(path: str, differences: List[str], model: str,
+                       where: str = '--resume') -> str:
+    """Why ``path`` cannot be resumed into ``model``, and what to do."""
+    return (f'{where}: {path} does not fit the model of {model}: '
+            f'{"; ".join(differences)}. Resuming continues the run that '
+            'wrote the checkpoint, with the same model. To start a new run '
+            f'from the weights that fit, drop {where} and set --cfg-options '
+            f'load_from={path} (MMEngine loads what fits and lists the rest), '
+            'in another work dir.')
 
 
 def state_dict_differences(model_state: dict, checkpoint_state: dict,
@@ -276,10 +321,4 @@ def check_resume_fits(cfg, path: str,
         model = MODELS.build(cfg.model)
     differences = state_dict_differences(model.state_dict(), state_dict)
     if differences:
-        raise SystemExit(
-            f'--resume: {path} does not fit the model of {cfg.filename}: '
-            f'{"; ".join(differences)}. --resume continues the run that '
-            'wrote the checkpoint, with the same model. To start a new run '
-            'from the weights that fit, drop --resume and set --cfg-options '
-            f'load_from={path} (MMEngine loads what fits and lists the rest), '
-            'in another work dir.')
+        raise SystemExit(resume_fit_message(path, differences, cfg.filename))

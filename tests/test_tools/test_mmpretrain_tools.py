@@ -196,3 +196,33 @@ def test_mmpretrain_vis_cam_on_a_digits_config_and_its_student(
             '--save-path', str(cam)]):
         tool.main()
     assert Image.open(cam).size[:2] == (32, 32)
+
+
+@pytest.mark.e2e
+def test_resume_choice_and_fit_hold_under_mmpretrains_tools(
+        tmp_path, mmpretrain_main, run_in_process):
+    """The run itself (ResumeCheckHook), not only ffl_mm's tools/train.py:
+    under MMPretrain's own tools/train.py, ``--resume`` skips a damaged
+    newest checkpoint for the previous good one, and ``resume=True`` with a
+    checkpoint of another model stops with the message of ``--resume``."""
+    from ffl_mm.engine.resume import ResumeError
+    work = tmp_path / 'work'
+    cfg = osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py')
+    run_in_process('train.py', cfg, '--work-dir', work, '--cfg-options',
+                   *TINY_DIGITS, 'train_cfg.max_epochs=1')
+    good = work / 'epoch_1.pth'
+    damaged = work / 'epoch_2.pth'
+    damaged.write_bytes(good.read_bytes()[:1000])
+    (work / 'last_checkpoint').write_text(str(damaged))
+    out = mmpretrain_main('train', [cfg, '--work-dir', work, '--resume',
+                                    '--cfg-options', *TINY_DIGITS,
+                                    'train_cfg.max_epochs=2'])
+    assert f'resume: skipping {damaged}' in out
+    assert 'resumed epoch: 1, iter: 4' in out
+    with pytest.raises(ResumeError, match=rf'resume: {good} does not fit the '
+                       r'model of FFLClassifier: the checkpoint has 2 '
+                       r'branches, the config 3; .*load_from='):
+        mmpretrain_main('train', [cfg, '--work-dir', tmp_path / 'other',
+                                  '--cfg-options', *TINY_DIGITS,
+                                  'resume=True', f'load_from={good}',
+                                  'model.num_branches=3'])

@@ -59,9 +59,18 @@ def resumed_setting_changes(runner) -> List[str]:
 
 @HOOKS.register_module()
 class ResumeCheckHook(Hook):
-    """Report, before the first training step of a resumed run, what the
-    resume restored that the config says otherwise, and a run that has
-    nothing left to train.
+    """Make a resumed run start from a checkpoint that loads and fits, and
+    report, before its first step, what the resume restored that the config
+    says otherwise, and a run that has nothing left to train.
+
+    Before MMEngine resumes (``before_run``), with ``resume=True`` however
+    it was set (``--resume`` of any tool, the config, ``--cfg-options``):
+    without a ``load_from``, the newest checkpoint of the work dir that
+    loads is chosen (MMEngine would take the one ``last_checkpoint`` names
+    and fail on a damaged or diverged file); a checkpoint that does not fit
+    the model (another number of branches, another method) stops the run
+    with one message naming what differs (MMEngine fails in torch's
+    parameter groups after a wall of key lists, or at the first step).
 
     MMEngine's ``Runner.train()`` resumes (``--resume``, ``resume=True``)
     with the checkpoint's optimizer and schedulers: a learning rate or
@@ -72,6 +81,26 @@ class ResumeCheckHook(Hook):
     """
 
     priority = 'VERY_LOW'  # after the other before_train hooks
+
+    def before_run(self, runner) -> None:
+        if not getattr(runner, '_resume', False) or \
+                getattr(runner, '_has_loaded', False):
+            return
+        from ..resume import (ResumeError, resume_fit_message,
+                              select_resume_checkpoint,
+                              state_dict_differences)
+        given = runner._load_from
+        path, checkpoint = select_resume_checkpoint(
+            runner.work_dir, given, where='resume')
+        if path is None:
+            return
+        runner._load_from = path
+        model = getattr(runner.model, 'module', runner.model)  # DDP
+        differences = state_dict_differences(model.state_dict(),
+                                             checkpoint['state_dict'])
+        if differences:
+            raise ResumeError(resume_fit_message(
+                path, differences, type(model).__name__, where='resume'))
 
     def before_train(self, runner) -> None:
         if getattr(runner, '_resume', False) and runner.iter > 0:
