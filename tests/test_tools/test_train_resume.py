@@ -206,3 +206,37 @@ def test_sigterm_stops_like_ctrl_c_and_says_where_to_resume(tmp_path):
     assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
     assert not list(work.glob('*.tmp'))
 
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize('lr', ['1e3', '1e6'])
+def test_a_diverging_run_keeps_the_last_good_checkpoint_to_resume(
+        tmp_path, run_in_process, lr):
+    """A good first epoch, then the learning rate jumps to ``lr`` with
+    ``max_keep_ckpts=1``: no diverged checkpoint (finite weights of 1e9 and
+    more that predict NaN, or a NaN loss) becomes the resume point; the
+    last good one stays, ``last_checkpoint`` names it, and ``--resume``
+    continues from it."""
+    from ffl_mm.engine.hooks import NonFiniteWeightsError
+    gamma = float(lr) / 0.05
+    options = [*TINY_DIGITS, 'train_dataloader.dataset.indices=32',
+               'train_cfg.val_interval=100', 'train_cfg.max_epochs=3',
+               'default_hooks.checkpoint.interval=1',
+               'default_hooks.checkpoint.max_keep_ckpts=1',
+               'param_scheduler.milestones=[1]',
+               f'param_scheduler.gamma={gamma}']
+    work = tmp_path / 'work'
+    with pytest.raises(NonFiniteWeightsError) as info:
+        run_in_process('train.py', FFL, '--work-dir', work,
+                       '--cfg-options', *options)
+    good = str(work / 'epoch_1.pth')
+    # the epoch-2 losses stayed finite: only the weights' predictions tell
+    assert 'Not saving epoch_2.pth: the weights diverged' in str(info.value)
+    assert f'The last good checkpoint, {good}, stays' in str(info.value)
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
+    assert (work / 'last_checkpoint').read_text() == good
+    # the advice: the good weights with a sane learning rate
+    _, out = run_in_process('train.py', FFL, '--work-dir', tmp_path / 'new',
+                            '--cfg-options', *options[:-2],
+                            f'load_from={good}', 'train_cfg.max_epochs=1')
+    assert 'Load checkpoint from' in out

@@ -7,6 +7,7 @@ import os.path as osp
 import signal
 import threading
 from collections import deque
+from typing import Optional
 
 import torch
 from mmengine.dist import is_main_process
@@ -15,11 +16,12 @@ from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
 from ..atomic_backend import atomic_write
-from .finite_loss_hook import RESTART_ADVICE
+from .finite_loss_hook import RESTART_ADVICE, first_non_finite_output
 
 
 class NonFiniteWeightsError(RuntimeError):
-    """The weights to be saved hold NaN or infinite values."""
+    """The weights to be saved hold NaN or infinite values, or predict
+    them."""
 
 
 def non_finite_tensors(model) -> list:
@@ -64,9 +66,14 @@ class SafeCheckpointHook(CheckpointHook):
 
     Weights with a NaN or infinite value are never saved: the loss checked
     by ``FiniteLossHook`` is computed before the last step of an epoch, so
-    that step can still ruin the weights. The run stops with
-    :class:`NonFiniteWeightsError` and ``last_checkpoint`` keeps naming the
-    last good checkpoint. A Ctrl-C during a save is reported as the
+    that step can still ruin the weights. Nor are finite weights that have
+    diverged (a far too high learning rate takes them to 1e9 and beyond):
+    before a save, the model predicts the epoch's last training batch in
+    evaluation mode, as validation will, and NaN or infinite scores stop the
+    run. Either way the run stops with :class:`NonFiniteWeightsError`,
+    ``last_checkpoint`` keeps naming the last good checkpoint and, with any
+    ``max_keep_ckpts``, that checkpoint stays: ``--resume`` and
+    ``resume=True`` continue from it. A Ctrl-C during a save is reported as the
     ``KeyboardInterrupt`` it is (MMEngine reports it as a config
     ``SyntaxError``).
 
@@ -76,8 +83,12 @@ class SafeCheckpointHook(CheckpointHook):
     file and the last checkpoint and its pointer stay as they were.
     """
 
+    _last_batch = None  # the last training batch, checked before a save
+    _previous_sigterm = None
+
     def before_run(self, runner) -> None:
         super().before_run(runner)
+        self._last_batch = None
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(
@@ -108,6 +119,32 @@ class SafeCheckpointHook(CheckpointHook):
             logger='current', level=logging.WARNING)
         raise KeyboardInterrupt('SIGTERM')
 
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        self._last_batch = data_batch  # what the weights are checked on
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+
+    def _diverged_predictions(self, runner) -> Optional[str]:
+        """The non-finite fields the model predicts for the last training
+        batch in evaluation mode, on any rank; None when all are finite (or
+        there is no batch to check)."""
+        from mmengine.dist import all_reduce
+        found = None
+        if self._last_batch is not None:
+            model = runner.model
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    bad = first_non_finite_output(
+                        model.val_step(self._last_batch))
+            finally:
+                model.train(was_training)
+            found = ', '.join(bad[1]) if bad else None
+        flag = torch.tensor([1. if found else 0.])
+        all_reduce(flag, op='max')  # every rank stops, or none
+        return (found or 'on another rank') if flag.item() else None
+
     def _save_best_checkpoint(self, runner, metrics) -> None:
         with interrupts_kept():
             super()._save_best_checkpoint(runner, metrics)
@@ -123,6 +160,23 @@ class SafeCheckpointHook(CheckpointHook):
                 f'The last good checkpoint is still the one named in '
                 f'{osp.join(runner.work_dir, "last_checkpoint")}. Check the '
                 f'data, {RESTART_ADVICE}.')
+        diverged = self._diverged_predictions(runner)
+        if diverged:
+            pointer = osp.join(runner.work_dir, 'last_checkpoint')
+            last = None
+            if osp.isfile(pointer):
+                with open(pointer) as f:
+                    last = f.read().strip() or None
+            raise NonFiniteWeightsError(
+                f'Not saving {filename}: the weights diverged (finite, but '
+                f'they predict NaN or inf {diverged} for the last training '
+                'batch in evaluation mode). ' +
+                (f'The last good checkpoint, {last}, stays the one to resume '
+                 f'from; restart from it with a lower learning rate: '
+                 f'--cfg-options load_from={last} optim_wrapper.optimizer.'
+                 'lr=LR (--resume would restore the old learning rate).'
+                 if last else 'No checkpoint was saved before: start again '
+                 'with a lower learning rate.'))
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         with interrupts_kept():
             runner.save_checkpoint(
