@@ -333,14 +333,15 @@ def md5(path):
         return hashlib.md5(f.read()).hexdigest()
 
 
-def write_cifar(root, base, num_classes, n_per_file=16, seed=0):
+def write_cifar(root, base, num_classes, n_per_file=16, seed=0, **kwargs):
     """Write CIFAR-format pickles under ``root/<base.base_folder>`` and
     register a test-only subclass of ``base`` whose md5 table lists them.
 
     MMPretrain's parsing code and its md5 check both still run.
     """
     from ffl_mm.registry import DATASETS
-    table = write_cifar_files(root, base, num_classes, n_per_file, seed)
+    table = write_cifar_files(root, base, num_classes, n_per_file, seed,
+                              **kwargs)
     name = f'Tiny{base.__name__}'
     subclass = type(name, (base, ), table)
     DATASETS.register_module(name=name, module=subclass, force=True)
@@ -349,10 +350,13 @@ def write_cifar(root, base, num_classes, n_per_file=16, seed=0):
 
 # Stand-ins of the shipped configs' data sets, in their own formats, read by
 # MMPretrain's own classes (the configs' types, scopes and pipelines kept).
-def write_cifar_files(root, base, num_classes, n_per_file=4, seed=0):
+def write_cifar_files(root, base, num_classes, n_per_file=4, seed=0,
+                      row_values=3 * 32 * 32, extra_labels=0):
     """CIFAR-format pickles under ``root/<base.base_folder>`` with the
     official file names; returns the md5 table that ``base`` must hold for
-    its own check to pass (``{'train_list', 'test_list', 'meta'}``)."""
+    its own check to pass (``{'train_list', 'test_list', 'meta'}``).
+    ``row_values`` and ``extra_labels`` make files that are not what they
+    claim (grey 28x28 rows: 784; more labels than images)."""
     from mmpretrain.datasets import CIFAR10
     rng = np.random.default_rng(seed)
     folder = osp.join(root, base.base_folder)
@@ -362,8 +366,9 @@ def write_cifar_files(root, base, num_classes, n_per_file=4, seed=0):
     for name, _ in base.train_list + base.test_list:
         entry = {
             'data':
-            rng.integers(0, 256, (n_per_file, 3 * 32 * 32), dtype=np.uint8),
-            label_key: rng.integers(0, num_classes, n_per_file).tolist(),
+            rng.integers(0, 256, (n_per_file, row_values), dtype=np.uint8),
+            label_key: rng.integers(0, num_classes,
+                                    n_per_file + extra_labels).tolist(),
         }
         path = osp.join(folder, name)
         with open(path, 'wb') as f:

@@ -388,3 +388,29 @@ def test_a_fractional_branch_count_says_what_to_give():
     with pytest.raises(TypeError, match=r'num_branches=2.0 \(float\); give '
                        'a whole number >= 2'):
         MODELS.build(ffl_cfg(num_branches=2.0))
+
+
+@pytest.mark.parametrize('change, match', [
+    (dict(row_values=28 * 28), r'data_batch_1 holds an array of shape '
+     r'\(960, 784\), not rows of 3x32x32 = 3072 values'),
+    (dict(extra_labels=4), r'data_batch_1 holds 16 images and 20 labels'),
+])
+def test_cifar_files_that_are_not_cifar_images_are_refused(tmp_path, change,
+                                                           match):
+    """Grey 28x28 rows in CIFAR-format pickles: MMPretrain reshapes 960 of
+    them into 245 colour images with the first 245 labels, and trains. The
+    hook refuses the file before the first step, naming it."""
+    from mmpretrain.datasets import CIFAR10
+
+    from conftest import write_cifar
+    n = 960 if 'row_values' in change else 16
+    name = write_cifar(str(tmp_path), CIFAR10, 10, n_per_file=n, **change)
+    dataset = DATASETS.build(dict(type=name, data_root=str(tmp_path),
+                                  split='train', pipeline=[]))
+    if 'row_values' in change:
+        assert len(dataset) == 5 * 960 * 784 // 3072  # silently reshaped
+    runner = types.SimpleNamespace(
+        model=MODELS.build(ffl_cfg(num_classes=10)),
+        train_dataloader=types.SimpleNamespace(dataset=dataset))
+    with pytest.raises(DatasetCheckError, match=match):
+        DatasetCheckHook().before_train(runner)

@@ -2,6 +2,7 @@
 """Refuse, before the first step, a data set that is empty or whose labels
 the model's heads cannot predict."""
 import logging
+import os.path as osp
 from typing import Optional
 
 import numpy as np
@@ -50,6 +51,51 @@ def _labels(dataset) -> Optional[np.ndarray]:
     if labels.dtype == object or not np.issubdtype(labels.dtype, np.integer):
         return None
     return labels.reshape(-1)
+
+
+#: Values of one CIFAR image row (3 x 32 x 32, channel-major).
+CIFAR_ROW = 3 * 32 * 32
+
+
+def check_cifar_files(dataset, where: str) -> None:
+    """For MMPretrain's CIFAR data sets (and subclasses with their own md5
+    table): every file of the split holds whole 3x32x32 images, as many as
+    labels. MMPretrain reshapes whatever the files hold into 3x32x32 images
+    and pairs them with the first labels: grey 28x28 rows silently become
+    fewer colour images, with the wrong labels.
+
+    Raises:
+        DatasetCheckError: Naming the file, what it holds and what a CIFAR
+            file holds.
+    """
+    import pickle
+
+    from mmpretrain.datasets import CIFAR10
+    if not isinstance(dataset, CIFAR10):
+        return
+    files = dataset.train_list if dataset.split == 'train' else \
+        dataset.test_list
+    for name, _ in files:
+        path = osp.join(dataset.data_prefix['root'], dataset.base_folder,
+                        name)
+        with open(path, 'rb') as f:
+            entry = pickle.load(f, encoding='latin1')
+        data = np.asarray(entry.get('data'))
+        labels = entry.get('labels', entry.get('fine_labels'))
+        if data.ndim != 2 or data.shape[1] != CIFAR_ROW:
+            raise DatasetCheckError(
+                f'{where} ({type(dataset).__name__}): {path} holds an array '
+                f'of shape {tuple(data.shape)}, not rows of 3x32x32 = '
+                f'{CIFAR_ROW} values (a CIFAR image each): MMPretrain would '
+                'reshape it into other images and pair them with the wrong '
+                'labels. Convert the data to 32x32 colour images, or use a '
+                'data set class for its format.')
+        if labels is None or len(labels) != data.shape[0]:
+            count = 'no' if labels is None else len(labels)
+            raise DatasetCheckError(
+                f'{where} ({type(dataset).__name__}): {path} holds '
+                f'{data.shape[0]} images and {count} labels; a CIFAR file '
+                'holds one label per image.')
 
 
 def check_dataset(dataset, num_classes: Optional[int], where: str) -> bool:
@@ -115,7 +161,9 @@ class DatasetCheckHook(Hook):
             return
         self._checked.add(loader)
         dataset = getattr(getattr(runner, loader), 'dataset', None)
-        if not isinstance(dataset, Dataset):
+        if isinstance(dataset, Dataset):
+            check_cifar_files(dataset, f'{loader}.dataset')
+        else:
             # a tool's stand-in (MMPretrain's vis_scheduler.py iterates a
             # range with a mock data set): nothing a user's data can be
             # checked on
