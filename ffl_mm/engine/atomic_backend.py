@@ -68,9 +68,14 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         if isinstance(exc, OSError) and exc.errno is not None:
+            fix = ''
+            if osp.isdir(filepath):
+                fix = ('; it is a directory where a file belongs: move it '
+                       f'away (mv {filepath} {filepath}.old) and start again')
             # OSError(errno, text) becomes the matching subclass
             raise OSError(exc.errno, f'{exc.strerror}: could not write '
-                          f'{filepath!r} (nothing was replaced)') from exc
+                          f'{filepath!r} (nothing was replaced){fix}') \
+                from exc
         raise
 
 

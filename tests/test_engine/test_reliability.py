@@ -130,6 +130,17 @@ def test_a_failed_save_names_the_file(tmp_path, monkeypatch):
     assert info.value.errno == errno.ENOSPC
     assert target.read_bytes() == b'old checkpoint'
     assert os.listdir(tmp_path) == ['epoch_1.pth']
+    monkeypatch.undo()
+    # a directory where the file belongs (a `last_checkpoint` made by hand):
+    # the message says what to do
+    pointer = tmp_path / 'last_checkpoint'
+    pointer.mkdir()
+    with pytest.raises(OSError, match=r'it is a directory where a file '
+                       r'belongs: move it away \(mv .*last_checkpoint '
+                       r'.*last_checkpoint\.old\)'):
+        atomic_write(b'epoch_1.pth', pointer)
+    assert pointer.is_dir() and sorted(os.listdir(tmp_path)) == [
+        'epoch_1.pth', 'last_checkpoint']
 
 
 def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
