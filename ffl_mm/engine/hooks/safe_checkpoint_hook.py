@@ -16,6 +16,7 @@ from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
 from ..atomic_backend import atomic_write
+from ..resume import latest_checkpoint_pointer
 from .finite_loss_hook import RESTART_ADVICE, first_non_finite_output
 
 
@@ -105,11 +106,7 @@ class SafeCheckpointHook(CheckpointHook):
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
-        pointer = osp.join(runner.work_dir, 'last_checkpoint')
-        last = None
-        if osp.isfile(pointer):
-            with open(pointer) as f:
-                last = f.read().strip() or None
+        last = latest_checkpoint_pointer(runner.work_dir)
         print_log(
             f'SIGTERM during epoch {runner.epoch + 1}, iteration '
             f'{runner.iter + 1}: '
@@ -162,11 +159,7 @@ class SafeCheckpointHook(CheckpointHook):
                 f'data, {RESTART_ADVICE}.')
         diverged = self._diverged_predictions(runner)
         if diverged:
-            pointer = osp.join(runner.work_dir, 'last_checkpoint')
-            last = None
-            if osp.isfile(pointer):
-                with open(pointer) as f:
-                    last = f.read().strip() or None
+            last = latest_checkpoint_pointer(runner.work_dir)
             raise NonFiniteWeightsError(
                 f'Not saving {filename}: the weights diverged (finite, but '
                 f'they predict NaN or inf {diverged} for the last training '

@@ -78,7 +78,9 @@ class FFLClassifier(MultiBranchClassifier):
                              'recompute).')
         bc.check_loss_weight(fusion_head, 'fusion_head')
         super().__init__(**kwargs)
-        self._check_fused_classes(fusion_head)
+        # the fused head predicts the branches' classes
+        bc.check_num_classes([c['head'] for c in self._branch_cfgs],
+                             fusion_head)
         probe = self.probe_branches(need_maps=True)
         sources = probe.error or '; '.join(
             probe.source(i) for i in range(self.num_branches))
@@ -98,18 +100,6 @@ class FFLClassifier(MultiBranchClassifier):
                 fusion_pre_neck, self.fusion_neck.in_channels,
                 self.num_branches, with_cp=fusion_pre_neck_with_cp)
         self.heads_on_enhanced = heads_on_enhanced
-
-    def _check_fused_classes(self, fusion_head) -> None:
-        """The fused head predicts the branches' classes."""
-        if not isinstance(fusion_head, dict):
-            return
-        want = getattr(self.heads[0], 'num_classes', None)
-        got = fusion_head.get('num_classes')
-        if None not in (want, got) and want != got:
-            raise ValueError(
-                'FFLClassifier: every head must predict the same classes, '
-                f'got head of branch 0: num_classes={want}, fusion_head: '
-                f'num_classes={got}; set one num_classes.')
 
     def teacher_head(self):
         return self.fusion_head
