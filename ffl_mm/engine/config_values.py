@@ -12,7 +12,7 @@ run: ``check_optimizer_settings`` in :mod:`.optimizers.checked_constructor`.)
 import numbers
 from typing import Optional
 
-from .data_checks import DATALOADER_KEYS, _datasets
+from .data_checks import DATALOADER_KEYS, dataset_cfgs
 
 
 def _whole(value, minimum: int) -> bool:
@@ -39,7 +39,7 @@ def _problem(cfg) -> Optional[str]:
                 not _whole(loader['batch_size'], 1):
             return (f'{key}.batch_size={loader["batch_size"]!r}: give a '
                     'whole number >= 1.')
-    for where, dataset in _datasets(cfg):
+    for where, dataset in dataset_cfgs(cfg):
         indices = dataset.get('indices')
         if indices is None:
             continue

@@ -12,7 +12,7 @@ from mmengine.config import Config
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-def _datasets(cfg) -> list:
+def dataset_cfgs(cfg) -> list:
     """``(where, dataset cfg)`` of every dataset of the data loaders,
     wrappers (``dataset=``/``datasets=``) unpacked."""
     found = []
@@ -42,7 +42,7 @@ def check_data_paths(cfg: Config) -> None:
         ValueError: An empty ``ann_file``.
     """
     checked = set()
-    for where, ds in _datasets(cfg):
+    for where, ds in dataset_cfgs(cfg):
         if ds.get('download', False):
             continue
         root = ds.get('data_root') or ''
