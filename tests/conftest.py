@@ -213,16 +213,6 @@ def repo():
 
 
 # Shared builders of the unit tests.
-def saved_bytes(fn):
-    """Bytes of the tensors autograd saves for backward while ``fn()``
-    runs (once per storage)."""
-    from ffl_mm_analysis.benchmark import SavedTensorMeter
-    meter = SavedTensorMeter()
-    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
-        fn()
-    return meter.nbytes
-
-
 # the copies that change a layout on purpose
 _LAYOUT_CHANGES = ('aten.copy_', 'aten.clone', 'aten._to_copy')
 

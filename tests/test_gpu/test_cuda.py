@@ -105,12 +105,19 @@ def _assert_same_step(a, b, batch, rtol, atol):
         torch.testing.assert_close(y, x, rtol=rtol, atol=atol, msg=name)
 
 
-def test_recomputed_mfef_chain_equals_the_plain_one_on_cuda():
-    """``fusion_pre_neck_with_cp=True`` (recompute the MFEF chain in
-    backward): the same loss, gradients and BN running statistics."""
+@pytest.mark.parametrize('with_cp', [True, 'selective'])
+def test_recomputed_mfef_chain_equals_the_plain_one_on_cuda(with_cp):
+    """The memory switch (``fusion_pre_neck_with_cp``, True by default:
+    recompute the MFEF chain in backward; ``'selective'``: keep its
+    convolution results) against the plain chain: the same loss,
+    gradients and BN running statistics."""
+    from ffl_mm.models.utils.recompute import out_of_place_activations
     plain = _model(DIGITS['mfef'])
+    plain.fusion_pre_necks.with_cp = False
     recomputed = copy.deepcopy(plain)
-    recomputed.fusion_pre_necks.with_cp = True
+    recomputed.fusion_pre_necks.with_cp = with_cp
+    if with_cp == 'selective':
+        out_of_place_activations(recomputed.fusion_pre_necks)
     _assert_same_step(plain, recomputed, _batch(0), rtol=1e-4, atol=1e-5)
 
 

@@ -162,10 +162,10 @@ def test_spatial_gate_hand_example():
 def test_attention_forced_to_one_is_identity(monkeypatch):
     neck = DualAttentionNeck(32)
     block = neck.blocks[0]
-    monkeypatch.setattr(block.channel_gate, 'from_stats',
-                        lambda avg, peak: torch.ones_like(avg))
-    monkeypatch.setattr(block.spatial_gate, 'from_stats',
-                        lambda stats: torch.ones_like(stats[:, :1]))
+    monkeypatch.setattr(block.channel_gate, 'forward',
+                        lambda x: torch.ones_like(x[:, :, :1, :1]))
+    monkeypatch.setattr(block.spatial_gate, 'forward',
+                        lambda x: torch.ones_like(x[:, :1]))
     x = torch.randn(2, 32, 4, 4)
     torch.testing.assert_close(neck(x), x)
     torch.testing.assert_close(neck((x, ))[0], x)

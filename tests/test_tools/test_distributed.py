@@ -1,7 +1,9 @@
 # Copyright (c) ffl_mm contributors.
 """tools/dist_train.sh and dist_test.sh with two processes on the CPU
 (gloo): one set of checkpoints and one log, identical weights on both
-ranks, every test image evaluated exactly once."""
+ranks, every test image evaluated exactly once. The training run is
+MFEF's, so DDP runs with the memory switch on (its default: the chains
+recomputed in backward by PyTorch's checkpoint)."""
 import os
 import pickle
 import re
@@ -12,7 +14,7 @@ import torch
 
 from conftest import REPO, TINY_DIGITS, free_port, run_cmd
 
-FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
+MFEF = f'{REPO}/configs/mfef/mfef_resnet32x2_digits.py'
 
 # every rank saves its own weights at the end of the run
 RANK_WEIGHTS_HOOK = '''
@@ -30,6 +32,10 @@ class SaveRankWeightsHook(Hook):
         model = getattr(model, 'module', model)
         torch.save(model.state_dict(),
                    f'{runner.work_dir}/rank{get_rank()}_weights.pth')
+        chains = getattr(model, 'fusion_pre_necks', None)
+        if chains is not None:
+            with open(f'{runner.work_dir}/rank{get_rank()}_with_cp', 'w') as f:
+                f.write(repr(chains.with_cp))
 '''
 
 
@@ -47,7 +53,7 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     (tmp_path / 'rank_hook.py').write_text(RANK_WEIGHTS_HOOK)
     config = tmp_path / 'ffl_ranks.py'
     config.write_text(
-        f"_base_ = ['{FFL}']\n"
+        f"_base_ = ['{MFEF}']\n"
         "custom_imports = dict(imports=['ffl_mm', 'ffl_mm.engine.compat', "
         "'rank_hook'], allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='EpochSeedHook'), "
@@ -69,6 +75,8 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     # SyncBuffersHook at every epoch end (DDP alone leaves each rank's last
     # forward statistics)
     ranks = [torch.load(work / f'rank{r}_weights.pth') for r in (0, 1)]
+    for r in (0, 1):  # the memory switch was on
+        assert (work / f'rank{r}_with_cp').read_text() == 'True'
     assert set(ranks[0]) == set(ranks[1])
     for key in ranks[0]:
         torch.testing.assert_close(ranks[0][key], ranks[1][key], rtol=0,
@@ -91,7 +99,7 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     preds = tmp_path / 'preds.pkl'
     options = [o for o in TINY_DIGITS if not o.startswith('test_')]
     _, out = run_cmd([
-        'bash', 'tools/dist_test.sh', FFL, str(work / 'epoch_2.pth'), '2',
+        'bash', 'tools/dist_test.sh', MFEF, str(work / 'epoch_2.pth'), '2',
         '--work-dir', str(tmp_path / 'test'), '--out', str(preds),
         '--cfg-options', *options, 'test_dataloader.dataset.indices=41',
         'test_dataloader.batch_size=8'

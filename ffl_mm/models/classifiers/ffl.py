@@ -41,9 +41,14 @@ class FFLClassifier(MultiBranchClassifier):
             (:class:`FusionPreNecks`); MFEF uses
             ``[dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]``.
             None: the maps go to the fusion neck as they are (FFL).
-        fusion_pre_neck_with_cp (bool): Recompute the ``fusion_pre_neck``
-            chains in backward instead of keeping their activations.
-            Defaults to False.
+        fusion_pre_neck_with_cp (bool | str, optional): The memory switch
+            of the ``fusion_pre_neck`` chains (:class:`FusionPreNecks`):
+            True recomputes them in backward instead of keeping their
+            activations, ``'selective'`` keeps their convolution results
+            and recomputes the rest, False keeps everything. None
+            (default): True where there is a ``fusion_pre_neck`` (the
+            lowest peak memory at the same step time on the benchmark,
+            docs/benchmarks.md).
         heads_on_enhanced (bool): Whether the branch necks/heads see the
             enhanced maps (True) or the raw backbone maps (False, default,
             so each branch stays a plain network that exports without the
@@ -61,7 +66,7 @@ class FFLClassifier(MultiBranchClassifier):
                  fusion_neck: dict,
                  fusion_head: dict,
                  fusion_pre_neck: Union[None, dict, Sequence[dict]] = None,
-                 fusion_pre_neck_with_cp: bool = False,
+                 fusion_pre_neck_with_cp: Union[None, bool, str] = None,
                  heads_on_enhanced: bool = False,
                  **kwargs):
         if fusion_neck is None or fusion_head is None:
@@ -72,10 +77,14 @@ class FFLClassifier(MultiBranchClassifier):
         if fusion_pre_neck is None and heads_on_enhanced:
             raise ValueError('FFLClassifier: heads_on_enhanced=True needs '
                              'fusion_pre_neck.')
-        if fusion_pre_neck is None and fusion_pre_neck_with_cp:
-            raise ValueError('FFLClassifier: fusion_pre_neck_with_cp=True '
-                             'needs fusion_pre_neck (there is nothing to '
-                             'recompute).')
+        if fusion_pre_neck is None and fusion_pre_neck_with_cp not in (
+                None, False):
+            raise ValueError(
+                'FFLClassifier: fusion_pre_neck_with_cp='
+                f'{fusion_pre_neck_with_cp!r} needs fusion_pre_neck (there '
+                'is nothing to recompute).')
+        if fusion_pre_neck_with_cp is None:
+            fusion_pre_neck_with_cp = True
         bc.check_loss_weight(fusion_head, 'fusion_head')
         super().__init__(**kwargs)
         # the fused head predicts the branches' classes

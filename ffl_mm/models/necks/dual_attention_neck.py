@@ -8,10 +8,6 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ffl_mm.registry import MODELS
-from ..kernels.dual_attention_ops import (channel_stats, gated_product,
-                                          gated_spatial_stats,
-                                          small_map_conv2d)
-from ..kernels.plain_modules import plain_modules
 from .per_map_neck import PerMapNeck
 
 GATES = ('channel', 'spatial')
@@ -34,27 +30,12 @@ class ChannelGate(nn.Module):
             nn.Conv2d(hidden, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the argmax is kept for backward (a scatter), where ``amax``
-        # would compare and count over the whole map
-        return self.from_stats(*channel_stats(x))
-
-    def from_stats(self, avg: torch.Tensor,
-                   peak: torch.Tensor) -> torch.Tensor:
-        """The weights from the pooled statistics, two ``(B, C, 1, 1)``."""
-        # the shared MLP once on both statistics (stacked on the batch);
-        # its 1x1 convolutions as matrix products: the same sums, without
-        # a convolution kernel's set-up for 1x1 maps (several times the
-        # products' cost at this size on the CPU)
-        stats = torch.cat([avg, peak])
-        if not plain_modules(self.mlp):  # hooks: call the modules
-            avg, peak = self.mlp(stats).chunk(2)
-            return torch.sigmoid(avg + peak)
-        first, act, second = self.mlp
-        hidden = act(F.linear(stats.flatten(1), first.weight.flatten(1),
-                              first.bias))
-        out = F.linear(hidden, second.weight.flatten(1), second.bias)
-        avg, peak = out.chunk(2)
-        return torch.sigmoid(avg + peak)[..., None, None]
+        # the shared MLP once on both statistics, stacked on the batch
+        stats = torch.cat(
+            [F.adaptive_avg_pool2d(x, 1),
+             F.adaptive_max_pool2d(x, 1)])
+        avg, peak = self.mlp(stats).chunk(2)
+        return torch.sigmoid(avg + peak)
 
 
 class SpatialGate(nn.Module):
@@ -76,23 +57,11 @@ class SpatialGate(nn.Module):
         stats = torch.cat(
             [x.mean(dim=1, keepdim=True),
              x.max(dim=1, keepdim=True)[0]], dim=1)
-        return self.from_stats(stats)
-
-    def from_stats(self, stats: torch.Tensor) -> torch.Tensor:
-        """The weights from the channel mean and max ``(B, 2, H, W)``."""
-        if not plain_modules(self.conv):  # hooks: call the module
-            return torch.sigmoid(self.conv(stats))
-        return torch.sigmoid(
-            small_map_conv2d(stats, self.conv.weight, self.conv.bias))
+        return torch.sigmoid(self.conv(stats))
 
 
 class DualAttentionBlock(BaseModule):
-    """Applies the gates in order: ``x <- x * gate(x)`` for each.
-
-    Channel then spatial (the default) runs through
-    :mod:`..kernels.dual_attention_ops`, which keeps only the input map and
-    the gates for backward (the gated map in between is recomputed).
-    """
+    """Applies the gates in order: ``x <- x * gate(x)`` for each."""
 
     def __init__(self, in_channels: int, reduction: int, kernel_size: int,
                  gates: Sequence[str]):
@@ -105,12 +74,6 @@ class DualAttentionBlock(BaseModule):
             self.spatial_gate = SpatialGate(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gates == GATES and not torch.compiler.is_compiling() and \
-                plain_modules(self.channel_gate, self.spatial_gate):
-            gate = self.channel_gate.from_stats(*channel_stats(x))
-            y, stats = gated_spatial_stats(x, gate)
-            return gated_product(y, x, gate,
-                                 self.spatial_gate.from_stats(stats))
         for gate in self.gates:
             x = x * getattr(self, f'{gate}_gate')(x)
         return x

@@ -9,8 +9,8 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
 
 from ffl_mm.registry import MODELS
-from ..kernels.fusion_convs import fusion_convs, fusion_convs_fusable
-from ..kernels.memory_layout import concat_maps, memory_format_of
+from ..utils.recompute import (apply_with_cp, check_with_cp,
+                               out_of_place_activations)
 
 
 @MODELS.register_module()
@@ -48,6 +48,14 @@ class FFLFusionNeck(BaseModule):
         align_channels (int, optional): Common width after projection.
         norm_cfg (dict): Norm layers. Defaults to BN.
         act_cfg (dict): Activations. Defaults to ReLU.
+        with_cp (bool | str): The memory switch, as MMPretrain's
+            ``with_cp``: ``'selective'`` keeps the convolution and
+            normalisation results for backward and recomputes the
+            element-wise passes (ReLU, pooling, concatenation);
+            ``True`` keeps only the input maps and recomputes everything;
+            ``False`` keeps every activation. BatchNorm statistics move
+            once a step in every case; values and gradients are the same.
+            Defaults to False (figures: docs/benchmarks.md).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -58,8 +66,10 @@ class FFLFusionNeck(BaseModule):
                  align_channels: Optional[int] = None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
+                 with_cp: Union[bool, str] = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
+        self.with_cp = check_with_cp(with_cp, 'FFLFusionNeck: with_cp')
         if isinstance(in_channels, int):
             if num_branches is None:
                 raise ValueError(
@@ -95,6 +105,8 @@ class FFLFusionNeck(BaseModule):
             act_cfg=act_cfg)
         self.pointwise = ConvModule(
             fused, self.out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        if self.with_cp == 'selective':
+            out_of_place_activations(self)
 
     def fuse(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """The fused map before pooling.
@@ -115,6 +127,9 @@ class FFLFusionNeck(BaseModule):
                     f'FFLFusionNeck: branch {i} gives a map of shape '
                     f'{tuple(x.shape)}, expected (B, {c}, H, W); set '
                     'fusion_neck.in_channels to the branches\' channels.')
+        return apply_with_cp(self, self.with_cp, *inputs, fn=self._fuse)
+
+    def _fuse(self, *inputs: torch.Tensor) -> torch.Tensor:
         height = min(x.shape[2] for x in inputs)
         width = min(x.shape[3] for x in inputs)
         aligned: List[torch.Tensor] = []
@@ -122,17 +137,7 @@ class FFLFusionNeck(BaseModule):
             if x.shape[2:] != (height, width):
                 x = F.adaptive_avg_pool2d(x, (height, width))
             aligned.append(project(x))
-        # oneDNN's depthwise convolution is many times faster on
-        # channels-last data than on the default layout (same values):
-        # on the CPU the concatenation is written in channels-last; the
-        # branches get their gradients back in their own layout
-        layout = torch.channels_last if aligned[0].device.type == 'cpu' \
-            else memory_format_of(aligned[0])
-        fused = concat_maps(aligned, layout)
-        if fusion_convs_fusable(self.depthwise, self.pointwise, fused):
-            # the same sums; keeps two maps of this size fewer for backward
-            return fusion_convs(self.depthwise, self.pointwise, fused)
-        return self.pointwise(self.depthwise(fused))
+        return self.pointwise(self.depthwise(torch.cat(aligned, dim=1)))
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
         """
@@ -143,5 +148,8 @@ class FFLFusionNeck(BaseModule):
             tuple[Tensor]: One pooled feature ``(B, out_channels)``, in the
             tuple form of MMPretrain's necks, for a ``ClsHead``.
         """
-        fused = self.fuse(inputs)
-        return (F.adaptive_avg_pool2d(fused, 1).flatten(1), )
+        # a mean over the locations (global average pooling): its
+        # gradient is a broadcast, which every later pass reads in the
+        # convolutions' layout (the CPU pooling's comes back in the
+        # default layout, whatever the map's)
+        return (self.fuse(inputs).mean(dim=(2, 3)), )

@@ -8,8 +8,8 @@ import torch.nn as nn
 from mmengine.model import ModuleList, Sequential
 
 from ffl_mm.registry import MODELS
-from ..kernels import recompute_in_backward
-from ..kernels.multi_scale_attention import fusable, multi_scale_attention
+from ..utils.recompute import (apply_with_cp, check_with_cp,
+                               out_of_place_activations)
 
 
 class FusionPreNecks(ModuleList):
@@ -19,12 +19,6 @@ class FusionPreNecks(ModuleList):
     Entry ``[i][j]`` is neck ``j`` of branch ``i``, so the state-dict keys
     under a classifier's ``fusion_pre_necks`` are ``{i}.{j}.*``.
 
-    MFEF's chain (``MultiScaleNeck`` then ``DualAttentionNeck``) trains
-    through one autograd function that keeps only each branch's input map
-    and the gates for backward (:mod:`..kernels.multi_scale_attention`:
-    same values and gradients, the activation memory of checkpointing at
-    a fraction of its time); other chains run their modules.
-
     Args:
         cfg (dict | Sequence[dict]): The chain, built once per branch; a
             config without ``in_channels`` gets that branch's channels.
@@ -32,18 +26,19 @@ class FusionPreNecks(ModuleList):
             map (one int: every branch's), as the fusion neck takes them;
             None: every config in ``cfg`` gives its own.
         num_branches (int): N.
-        with_cp (bool): Recompute each chain in backward instead of keeping
-            its activations (:func:`recompute_in_backward`: BatchNorm
-            statistics still move once a step). Saves memory, costs one
-            more forward pass of the chains; MFEF's chain needs it not
-            (see above). Defaults to False.
+        with_cp (bool | str): The memory switch (see
+            :class:`FFLFusionNeck`): ``'selective'`` keeps each chain's
+            convolution and normalisation results and recomputes its
+            element-wise passes (the gates' products, ReLUs, pooling) in
+            backward, ``True`` recomputes the whole chain, ``False`` keeps
+            every activation. Defaults to False.
     """
 
     def __init__(self,
                  cfg: Union[dict, Sequence[dict]],
                  in_channels: Union[None, int, Sequence[int]],
                  num_branches: int,
-                 with_cp: bool = False):
+                 with_cp: Union[bool, str] = False):
         cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
         if not isinstance(in_channels, (list, tuple)):
             in_channels = [in_channels] * num_branches
@@ -57,7 +52,9 @@ class FusionPreNecks(ModuleList):
                 for one in cfgs
             ]) for channels in in_channels
         ])
-        self.with_cp = bool(with_cp)
+        self.with_cp = check_with_cp(with_cp, 'FusionPreNecks: with_cp')
+        if self.with_cp == 'selective':
+            out_of_place_activations(self)
 
     @staticmethod
     def _with_channels(cfg: dict, channels: Optional[int]) -> dict:
@@ -74,14 +71,7 @@ class FusionPreNecks(ModuleList):
         Returns:
             list[Tensor]: N enhanced maps of the same shapes.
         """
-        return [self._enhance(chain, x) for chain, x in zip(self, maps)]
-
-    def _enhance(self, chain: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        blocks = [neck.blocks[0] for neck in chain
-                  if len(getattr(neck, 'blocks', ())) == 1]
-        if len(blocks) == len(chain) and fusable(blocks, x) and \
-                x.shape[1] == blocks[0].in_channels:
-            return multi_scale_attention(blocks, x)
-        if self.with_cp:
-            return recompute_in_backward(chain, x)
-        return chain(x)
+        return [
+            apply_with_cp(chain, self.with_cp, x)
+            for chain, x in zip(self, maps)
+        ]

@@ -32,7 +32,7 @@ import platform
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -257,37 +257,57 @@ def machine_description(device: str) -> dict:
     return info
 
 
-class SavedTensorMeter:
-    """Bytes of the tensors autograd saves for backward during a forward.
+def allocated_bytes(fn: Callable[[], None]) -> Tuple[int, int]:
+    """Tensor bytes allocated while ``fn`` runs (CPU tensors): the
+    largest number alive at one moment, and the number still alive when
+    it returns.
 
-    Counted once per storage (views and in-place results share one), via
-    ``torch.autograd.graph.saved_tensors_hooks``: the activation memory a
-    training step holds at its peak, the end of the forward pass.
+    Read from PyTorch's profiler with ``profile_memory=True``: the CPU
+    allocator then reports, at each allocation and free, the bytes it
+    handed out since profiling started and that are still in use (tensors
+    allocated earlier do not count, whether they live or die). Whatever
+    holds the tensors is seen: autograd's saved tensors, activation
+    checkpointing's inputs and caches, temporaries inside an operator
+    that allocate through PyTorch. The peak is the analogue of
+    ``torch.cuda.max_memory_allocated`` for the tensors ``fn`` allocates.
     """
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU],
+                 profile_memory=True) as prof:
+        fn()
+    events = []
+    todo = list(prof.profiler.kineto_results.experimental_event_tree())
+    while todo:
+        event = todo.pop()
+        todo.extend(event.children)
+        fields = event.extra_fields
+        if type(fields).__name__ == '_ExtraFields_Allocation' and \
+                fields.device.type == 'cpu':
+            events.append((event.start_time_ns, fields.alloc_size,
+                           fields.total_allocated))
+    if not events:
+        return 0, 0
+    events.sort()
+    # the allocator's count may start above zero (blocks allocated in an
+    # earlier profiling session and freed after it)
+    start = events[0][2] - events[0][1]
+    return (max(total for _, _, total in events) - start,
+            events[-1][2] - start)
 
-    def __init__(self):
-        self.storages = {}
 
-    def pack(self, tensor):
-        storage = tensor.untyped_storage()
-        self.storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    @staticmethod
-    def unpack(tensor):
-        return tensor
-
-    @property
-    def nbytes(self) -> int:
-        return sum(self.storages.values())
+def peak_allocated_bytes(fn: Callable[[], None]) -> int:
+    """The peak of :func:`allocated_bytes`."""
+    return allocated_bytes(fn)[0]
 
 
-def state_bytes(runner: 'StepRunner') -> int:
-    """Parameters, their gradients and the optimizer state, in bytes."""
+def state_bytes(runner: 'StepRunner', grads: bool = True) -> int:
+    """Parameters, their gradients (with ``grads``) and the optimizer
+    state, in bytes."""
     params = [p for p in runner.model.parameters()]
     total = sum(p.numel() * p.element_size() for p in params)
-    total += sum(p.numel() * p.element_size() for p in params
-                 if p.requires_grad)
+    if grads:
+        total += sum(p.numel() * p.element_size() for p in params
+                     if p.requires_grad)
     for state in runner.optim_wrapper.optimizer.state.values():
         total += sum(v.numel() * v.element_size() for v in state.values()
                      if torch.is_tensor(v))
@@ -299,13 +319,15 @@ def measure_memory(cfg: Config, variant: str, device: str, data: dict,
     """Peak memory of training steps of one variant.
 
     CUDA: ``torch.cuda.max_memory_allocated`` over the steps. CPU (no
-    allocator statistics): the tensors autograd saves for backward in one
-    step (:class:`SavedTensorMeter`) plus parameters, gradients and
-    optimizer state (:func:`state_bytes`). Both are exact and repeatable;
-    the CPU figure leaves out short-lived temporaries and the framework's
-    own memory. The growth of the process's peak resident set during the
-    steps is reported too (``rss_growth_bytes``, coarse; call this in a
-    fresh process per variant, as the tool does).
+    allocator statistics outside the profiler): the parameters and the
+    optimizer state, which live through the step, plus the peak of the
+    tensors the last step allocates (:func:`peak_allocated_bytes`:
+    activations, whatever autograd or checkpointing keeps for backward,
+    gradients and temporaries). Exact and repeatable; it leaves out
+    memory that does not go through PyTorch's allocator (oneDNN's
+    scratch buffers, Python objects). The growth of the process's peak
+    resident set during the steps is reported too (``rss_growth_bytes``,
+    coarse; call this in a fresh process per variant, as the tool does).
     """
     runner = StepRunner(cfg, variant, device, **kwargs)
     if device.startswith('cuda'):
@@ -317,15 +339,16 @@ def measure_memory(cfg: Config, variant: str, device: str, data: dict,
     before = rss_bytes('VmRSS')
     for _ in range(steps - 1):
         runner.step(data)
-    meter = SavedTensorMeter()
-    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
-        runner.step(data)
+    # the gradients of the last step are freed by its zero_grad: they
+    # count in the step's allocations, not in the state
+    static = state_bytes(runner, grads=False)
+    step = peak_allocated_bytes(lambda: runner.step(data))
     return dict(
-        peak_bytes=meter.nbytes + state_bytes(runner),
-        saved_activation_bytes=meter.nbytes,
-        state_bytes=state_bytes(runner),
+        peak_bytes=static + step,
+        step_peak_bytes=step,
+        state_bytes=static,
         rss_growth_bytes=rss_bytes('VmHWM') - before,
-        kind='cpu_saved_activations_plus_state')
+        kind='cpu_state_plus_step_allocations')
 
 
 def paired_ratio(times: List[float], base: List[float]) -> float:

@@ -16,11 +16,19 @@ driven the way a plain script drives them:
   as a script would write them), gradients freed before the backward
   pass.
 
+* recomputed pre-necks (``fusion_pre_neck_with_cp``) are wrapped in
+  ``torch.utils.checkpoint.checkpoint`` (with the selective policy where
+  it is ``'selective'``), as a script would write it;
+* DML's one-by-one update (its Algorithm 1) is the loop written out: one
+  backward and optimizer step per network, the networks updated before
+  it forwarded again without gradients for its targets.
+
 Supported: MMPretrain ``ImageClassifier`` with a linear head (the single
-network) and ``MultiBranchClassifier`` with linear heads and either no
-distillation (the cross-entropy floor) or ``MutualKDLoss`` with a fused
-classifier (FFL, MFEF). Heads are MMPretrain's ``LinearClsHead`` with a
-plain ``CrossEntropyLoss``. :func:`reference_unsupported` says why a
+network) and ``MultiBranchClassifier`` with linear heads and no
+distillation (the cross-entropy floor), ``MutualKDLoss`` with a fused
+classifier (FFL, MFEF) or a gated ensemble (ONE), or ``PeerKDLoss``
+(DML, either update order). Heads are MMPretrain's ``LinearClsHead`` with
+a plain ``CrossEntropyLoss``. :func:`reference_unsupported` says why a
 model is not.
 """
 import copy
@@ -29,15 +37,18 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmengine.optim import build_optim_wrapper
 
 from ffl_mm.engine.optimizers import merge_param_groups
 from ffl_mm.models.classifiers import MultiBranchClassifier
-from ffl_mm.models.losses import MutualKDLoss
+from ffl_mm.models.losses import MutualKDLoss, PeerKDLoss
+from ffl_mm.models.utils.recompute import keep_costly_results
 
 
-def _head_unsupported(head: nn.Module, name: str) -> Optional[str]:
-    if type(head).__name__ != 'LinearClsHead':
+def _head_unsupported(head: nn.Module, name: str,
+                      linear: bool = True) -> Optional[str]:
+    if linear and type(head).__name__ != 'LinearClsHead':
         return f'{name} is a {type(head).__name__}, not a LinearClsHead'
     loss = head.loss_module
     if type(loss).__name__ != 'CrossEntropyLoss' or loss.use_sigmoid or \
@@ -54,7 +65,9 @@ def reference_unsupported(model: nn.Module) -> Optional[str]:
             return 'batch augmentations'
         return _head_unsupported(model.head, 'the head')
     ensemble_head = getattr(model, 'ensemble_head', None)
-    if ensemble_head is not None:
+    if ensemble_head is not None and (
+            type(ensemble_head).__name__ != 'GatedEnsembleHead'
+            or ensemble_head.gate_input != 'trunk'):
         return f'an ensemble head ({type(ensemble_head).__name__})'
     if not isinstance(model, MultiBranchClassifier):
         return f'a {type(model).__name__}'
@@ -62,18 +75,26 @@ def reference_unsupported(model: nn.Module) -> Optional[str]:
         return 'batch augmentations'
     if getattr(model, 'heads_on_enhanced', False):
         return 'branch heads on the enhanced maps (heads_on_enhanced=True)'
-    pre_necks = getattr(model, 'fusion_pre_necks', None)
-    if pre_necks is not None and pre_necks.with_cp:
-        return 'recomputed pre-necks (fusion_pre_neck_with_cp=True)'
-    if model.distill_loss is not None and not (
-            isinstance(model.distill_loss, MutualKDLoss)
-            and model.distill_loss.distill_fused and model.with_fusion):
-        return f'distillation by {type(model.distill_loss).__name__}'
+    fusion_neck = getattr(model, 'fusion_neck', None)
+    if getattr(fusion_neck, 'with_cp', False):
+        return 'a recomputed fusion neck'
+    kd = model.distill_loss
+    # DML; FFL/MFEF (the fused classifier taught too); ONE
+    covered = isinstance(kd, PeerKDLoss) or isinstance(kd, MutualKDLoss) \
+        and (model.with_fusion if kd.distill_fused else
+             ensemble_head is not None)
+    if kd is not None and not covered:
+        return f'distillation by {type(kd).__name__}'
     heads = [(h, f'head {i}') for i, h in enumerate(model.heads)]
     if model.with_fusion:
         heads.append((model.fusion_head, 'the fused head'))
     for head, name in heads:
         reason = _head_unsupported(head, name)
+        if reason:
+            return reason
+    if ensemble_head is not None:
+        reason = _head_unsupported(ensemble_head, 'the ensemble head',
+                                   linear=False)
         if reason:
             return reason
     return None
@@ -100,16 +121,63 @@ def _kd(student: torch.Tensor, teacher: torch.Tensor,
                     log_target=True) * temperature**2
 
 
-def _multi_branch_maps(model: nn.Module,
-                       x: torch.Tensor) -> List[Tuple[torch.Tensor, ...]]:
-    """Every branch's backbone outputs: each backbone called on the
-    images, or the shared stem and stages once and each branch's own
-    stages on their output (``TrunkSplit.forward``: module calls only)."""
+def _multi_branch_maps(model: nn.Module, x: torch.Tensor
+                       ) -> Tuple[List[Tuple[torch.Tensor, ...]],
+                                  Optional[torch.Tensor]]:
+    """Every branch's backbone outputs and the shared trunk's output (or
+    None): each backbone called on the images, or the shared stem and
+    stages once and each branch's own stages on their output
+    (``TrunkSplit.forward``: module calls only)."""
     if model.trunk is not None:
-        return model.trunk.forward(model.backbones, x)[0]
-    outs = [b(x) for b in model.backbones]
-    return [tuple(o) if isinstance(o, (list, tuple)) else (o, )
-            for o in outs]
+        return model.trunk.forward(model.backbones, x)
+    return [_network_maps(model, i, x) for i in range(model.num_branches)], \
+        None
+
+
+def _network_maps(model: nn.Module, i: int,
+                  x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    out = model.backbones[i](x)
+    return tuple(out) if isinstance(out, (list, tuple)) else (out, )
+
+
+def _network_logits(model: nn.Module, i: int,
+                    x: torch.Tensor) -> torch.Tensor:
+    """Network i of independent branches on its own."""
+    return _linear(model.heads[i], model.necks[i](_network_maps(model, i, x)))
+
+
+def _sac_contexts():
+    return cp.create_selective_checkpoint_contexts(keep_costly_results)
+
+
+def _enhance(model: nn.Module, maps: List[torch.Tensor]) -> List[torch.Tensor]:
+    """The fusion pre-necks on the maps to fuse, checkpointed as a script
+    would write it where the model recomputes them."""
+    chains = model.fusion_pre_necks
+    if not chains.with_cp:
+        return [chain(m) for chain, m in zip(chains, maps)]
+    kwargs = dict(use_reentrant=False)
+    if chains.with_cp == 'selective':
+        kwargs['context_fn'] = _sac_contexts
+    return [
+        cp.checkpoint(chain, m, **kwargs) for chain, m in zip(chains, maps)
+    ]
+
+
+def _peer_kd(kd: PeerKDLoss, i: int, logits: List[torch.Tensor]
+             ) -> torch.Tensor:
+    """Network i's DML term against its (fixed) peers, unweighted."""
+    T = kd.temperature
+    peers = [z for j, z in enumerate(logits) if j != i]
+    if kd.peer_target == 'each':
+        return sum(_kd(logits[i], z, T) for z in peers) / len(peers)
+    return _kd(logits[i], torch.stack(peers).mean(dim=0), T)
+
+
+def _kd_scale(kd: nn.Module, kd_weight: Optional[float]) -> float:
+    if kd_weight is None:
+        kd_weight = kd.current_weight()
+    return kd_weight * kd.loss_weight
 
 
 def reference_loss(model: nn.Module, x: torch.Tensor,
@@ -133,25 +201,37 @@ def reference_loss(model: nn.Module, x: torch.Tensor,
         if model.neck is not None:
             feats = model.neck(feats)
         return _ce(model.head, _linear(model.head, feats), labels)
-    maps = _multi_branch_maps(model, x)
+    maps, trunk = _multi_branch_maps(model, x)
     logits = [
         _linear(head, neck(f))
         for f, neck, head in zip(maps, model.necks, model.heads)
     ]
     loss = sum(_ce(h, z, labels) for h, z in zip(model.heads, logits))
+    kd = model.distill_loss
+    if isinstance(kd, PeerKDLoss):  # DML, the networks updated together
+        w = _kd_scale(kd, kd_weight)
+        return loss + w * sum(
+            _peer_kd(kd, i, logits) for i in range(len(logits)))
+    ensemble_head = getattr(model, 'ensemble_head', None)
+    if ensemble_head is not None:  # ONE: the gate reads the trunk's map
+        gate = ensemble_head.gate(trunk)
+        teacher = (gate.unsqueeze(-1) * torch.stack(logits, dim=1)).sum(1)
+        loss = loss + _ce(ensemble_head, teacher, labels)
+        if kd is None:
+            return loss
+        w = _kd_scale(kd, kd_weight)
+        return loss + w * sum(_kd(z, teacher, kd.temperature)
+                              for z in logits)
     if not model.with_fusion:
         return loss
     fuse = [f[model.fusion_in_index] for f in maps]
     if model.fusion_pre_necks is not None:
-        fuse = [chain(m) for chain, m in zip(model.fusion_pre_necks, fuse)]
+        fuse = _enhance(model, fuse)
     fused = _linear(model.fusion_head, model.fusion_neck(fuse))
     loss = loss + _ce(model.fusion_head, fused, labels)
-    if model.distill_loss is None:
+    if kd is None:
         return loss
-    kd = model.distill_loss
-    if kd_weight is None:
-        kd_weight = kd.current_weight()
-    w = kd_weight * kd.loss_weight
+    w = _kd_scale(kd, kd_weight)
     T = kd.temperature
     ensemble = torch.stack(logits).mean(dim=0)
     kd_terms = sum(_kd(z, fused, T) for z in logits) + _kd(fused, ensemble, T)
@@ -204,8 +284,36 @@ class ReferenceStep:
         Returns:
             Tensor: The loss (detached).
         """
+        if getattr(self.model, 'branch_update', None) == 'one_by_one':
+            return self._one_by_one()
         self.optimizer.zero_grad(set_to_none=True)
         loss = reference_loss(self.model, self.inputs, self.labels)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
+
+    def _one_by_one(self) -> torch.Tensor:
+        """DML's Algorithm 1: every network forwarded once; then each in
+        turn gets its own loss against its peers' current predictions
+        (those updated before it forwarded again, without gradients), a
+        backward pass and an optimizer step."""
+        model, x, labels = self.model, self.inputs, self.labels
+        kd = model.distill_loss
+        n = model.num_branches
+        logits = [_network_logits(model, i, x) for i in range(n)]
+        total = 0.
+        for i in range(n):
+            targets = [z.detach() for z in logits]
+            if i:
+                with torch.no_grad():
+                    targets[:i] = [
+                        _network_logits(model, j, x) for j in range(i)]
+            targets[i] = logits[i]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = _ce(model.heads[i], logits[i], labels)
+            if kd is not None:
+                loss = loss + _kd_scale(kd, None) * _peer_kd(kd, i, targets)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss)
+        return torch.tensor(total)
