@@ -19,9 +19,10 @@ module calls, the loss written out, ``torch.optim``; see
 ``ffl_mm_analysis/reference_step.py`` beside this tool), and reports the
 median and spread
 of the step time, the peak memory
-(CUDA: ``torch.cuda.max_memory_allocated``; CPU: the tensors autograd
-saves for backward plus parameters, gradients and optimizer state, exact and
-repeatable, measured in a fresh process per variant), the parameters, the
+(CUDA: ``torch.cuda.max_memory_allocated``; CPU: parameters and
+optimizer state plus the peak of the tensors a step allocates, from the
+profiler's count of the CPU allocator, exact and repeatable, measured in a
+fresh process per variant), the parameters, the
 ratios a/b and a/(N c), and ffl_mm's step against the hand-written one
 (a/reference, c/reference). With ``--compile`` every variant is compiled as
 ``tools/train.py`` compiles it, and the model also runs eagerly in the

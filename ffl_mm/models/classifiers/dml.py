@@ -117,7 +117,7 @@ class DMLClassifier(MultiBranchClassifier):
                     own['kd_weight'] = distill['kd_weight']
             loss, logs = self.parse_losses(own)
             optim_wrapper.update_params(loss)
-            total += float(logs.pop('loss'))
+            total += float(logs.pop('loss').detach())
             log_vars.update(logs)
         log_vars['loss'] = torch.tensor(total)
         log_vars.move_to_end('loss', last=False)
