@@ -44,8 +44,7 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
-from ffl_mm.engine import (remove_stale_temporaries,  # noqa: E402
-                           resolve_auto_resume)
+from ffl_mm.engine import resolve_auto_resume  # noqa: E402
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
 from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
 from ffl_mm.engine.config_values import check_config_values  # noqa: E402
@@ -86,9 +85,6 @@ def main(argv=None):
     try:
         if taken_over:
             print_log(taken_over, logger='current', level=logging.WARNING)
-        for path in remove_stale_temporaries(cfg.work_dir):
-            print_log(f'removed {path}, left by a writer that died',
-                      logger='current')
         resolve_auto_resume(cfg, args.resume)
         setup_launcher(cfg, args.launcher)
         if not torch.cuda.is_available() and tune_cpu_allocator():

@@ -110,9 +110,26 @@ def _check_cifar_files(where: str, ds: dict, root: str) -> None:
                        f'official {cls.__name__} file (damaged or another '
                        'file)')
         else:
+            _check_pickle(where, path)
             continue
         raise FileNotFoundError(
             f'{where}: {path} {problem}. Replace it with the file from '
             f'the python version of {cls.__name__} ({cls.url}), or remove '
             f'{os.path.join(root, cls.base_folder)} and set '
             f'{where}.download=True on a machine with network access.')
+
+
+def _check_pickle(where: str, path: str) -> None:
+    """A CIFAR file that passed its md5 check but cannot be unpickled (a
+    data set class whose md5 table lists a damaged file): an error naming
+    it, where MMPretrain says only ``pickle data was truncated``."""
+    import pickle
+    try:
+        with open(path, 'rb') as f:
+            pickle.load(f, encoding='latin1')
+    except Exception as err:  # UnpicklingError, EOFError, ValueError, ...
+        raise ValueError(
+            f'{where}: {path} ({os.path.getsize(path)} bytes) cannot be read '
+            f'as a CIFAR file ({type(err).__name__}: {err}). Replace it '
+            'with a complete copy; the md5 table of the data set class '
+            'lists this damaged file.') from err

@@ -3,6 +3,7 @@
 from, atomic writes, per-epoch seeding, the non-finite loss stop (the runs
 that use them end to end: tests/test_tools/)."""
 import os
+import types
 import os.path as osp
 import random
 
@@ -113,6 +114,16 @@ def test_temporaries_of_dead_writers_are_removed(tmp_path):
     assert remove_stale_temporaries(str(tmp_path)) == [str(stale)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, mine.name, 'epoch_2.pth'])
+    # in the run: SafeCheckpointHook removes them at the start, whatever
+    # tool started it
+    from ffl_mm.engine.hooks import SafeCheckpointHook
+    stale.write_bytes(b'partial')
+    hook = SafeCheckpointHook(interval=1)
+    runner = types.SimpleNamespace(work_dir=str(tmp_path), cfg={},
+                                   logger=None)
+    hook.before_run(runner)
+    hook.after_run(runner)
+    assert not stale.exists() and live.exists() and mine.exists()
 
 
 def test_a_failed_save_names_the_file(tmp_path, monkeypatch):

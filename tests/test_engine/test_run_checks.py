@@ -414,3 +414,63 @@ def test_cifar_files_that_are_not_cifar_images_are_refused(tmp_path, change,
         train_dataloader=types.SimpleNamespace(dataset=dataset))
     with pytest.raises(DatasetCheckError, match=match):
         DatasetCheckHook().before_train(runner)
+
+
+def test_an_image_that_cannot_be_read_is_named(tmp_path):
+    """A 0-byte JPEG ended in OpenCV's ``!buf.empty()`` with no file named:
+    the hook makes any failure of a sample's pipeline name the data set,
+    the sample and its file (with its size), whatever tool runs."""
+    from conftest import write_imagenet
+    from ffl_mm.engine.hooks import SamplePipelineError
+    root = write_imagenet(str(tmp_path), num_classes=10, per_split=3)
+    (tmp_path / 'train' / 'train_1.JPEG').write_bytes(b'')
+    dataset = DATASETS.build(dict(
+        type='mmpretrain.ImageNet', data_root=root, split='train',
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='PackInputs')]))
+    import cv2
+    with pytest.raises(cv2.error, match='buf.empty'):
+        dataset[1]  # as MMPretrain leaves it
+    runner = types.SimpleNamespace(
+        model=MODELS.build(ffl_cfg(num_classes=10)),
+        train_dataloader=types.SimpleNamespace(dataset=dataset))
+    DatasetCheckHook().before_train(runner)
+    assert dataset[0]['inputs'].shape == (3, 40, 48)  # good samples load
+    with pytest.raises(SamplePipelineError,
+                       match=r'(?s)^train_dataloader.dataset \(ImageNet\): '
+                       r'sample 1, .*train_1.JPEG \(0 bytes\), failed in '
+                       r'its pipeline: error: .*buf.empty.*Fix or remove '
+                       r'the file'):
+        dataset[1]
+    # the data loader's workers get the wrapped pipeline
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None,
+                                         num_workers=1)
+    with pytest.raises(Exception, match=r'train_1.JPEG \(0 bytes\)'):
+        list(loader)
+
+
+def test_a_truncated_cifar_file_is_named_before_anything_is_built(tmp_path):
+    """A truncated pickle (in a data set class whose md5 table lists it)
+    ended in ``pickle data was truncated`` with no file named."""
+    from mmengine.config import Config
+    from mmpretrain.datasets import CIFAR10
+
+    from conftest import write_cifar
+    from ffl_mm.engine.data_checks import check_data_paths
+    name = write_cifar(str(tmp_path), CIFAR10, 10)
+    cls = DATASETS.get(name)
+    path = tmp_path / CIFAR10.base_folder / 'data_batch_2'
+    path.write_bytes(path.read_bytes()[:100])
+    from conftest import md5
+    cls.train_list = [[n, md5(str(path)) if n == 'data_batch_2' else h]
+                      for n, h in cls.train_list]
+    ds = dict(type=name, data_root=str(tmp_path), split='train',
+              pipeline=[])
+    with pytest.raises(Exception, match='pickle data was truncated'):
+        DATASETS.build(ds)  # as MMPretrain leaves it
+    cfg = Config(dict(train_dataloader=dict(dataset=ds)))
+    with pytest.raises(ValueError,
+                       match=r'^train_dataloader.dataset: .*data_batch_2 '
+                       r'\(100 bytes\) cannot be read as a CIFAR file '
+                       r'\(UnpicklingError: pickle data was truncated\)'):
+        check_data_paths(cfg)

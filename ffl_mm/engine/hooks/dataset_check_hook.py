@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from ffl_mm.datasets.named_pipeline import name_sample_errors
 from ffl_mm.registry import HOOKS
 
 
@@ -140,7 +141,9 @@ def check_dataset(dataset, num_classes: Optional[int], where: str) -> bool:
 class DatasetCheckHook(Hook):
     """Check each data set once, before it is used: an empty data set and a
     label the heads cannot predict are errors naming the data set, the
-    label and ``num_classes``.
+    label and ``num_classes``; a sample whose pipeline fails later (an
+    unreadable image) is named with its file
+    (:func:`~ffl_mm.datasets.named_pipeline.name_sample_errors`).
 
     Without it, a label ``>= num_classes`` ends training in PyTorch's
     ``IndexError: Target 10 is out of bounds`` (a device-side assertion on
@@ -163,6 +166,8 @@ class DatasetCheckHook(Hook):
         dataset = getattr(getattr(runner, loader), 'dataset', None)
         if isinstance(dataset, Dataset):
             check_cifar_files(dataset, f'{loader}.dataset')
+            # before the loader's workers start: they get the wrapper
+            name_sample_errors(dataset, f'{loader}.dataset')
         else:
             # a tool's stand-in (MMPretrain's vis_scheduler.py iterates a
             # range with a mock data set): nothing a user's data can be

@@ -15,7 +15,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
-from ..atomic_backend import atomic_write
+from ..atomic_backend import atomic_write, remove_stale_temporaries
 from ..resume import latest_checkpoint_pointer
 from .finite_loss_hook import RESTART_ADVICE, first_non_finite_output
 
@@ -89,6 +89,13 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_run(self, runner) -> None:
         super().before_run(runner)
+        if is_main_process():
+            # in the run, not in a tool: MMPretrain's tools and mim too
+            for directory in {d for d in (runner.work_dir, self.out_dir)
+                              if isinstance(d, str)}:
+                for path in remove_stale_temporaries(directory):
+                    print_log(f'removed {path}, left by a writer that died',
+                              logger='current')
         self._last_batch = None
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
