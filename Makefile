@@ -16,14 +16,14 @@ TEST_WORKERS ?= 2
 GPU_CHECK_DIR ?= work_dirs/gpu_check
 GPU_ROUNDS ?= 20
 
-.PHONY: venv extras demo test test-fast test-extras test-gpu gpu-check bench clean
+.PHONY: venv extras deploy-extras demo test test-fast test-extras test-gpu gpu-check bench clean
 
 venv: $(STAMP)
 
 # The legacy editable install (--no-use-pep517) makes the checkout the
 # distribution's location, where MMEngine and mim find ffl_mm/.mim/ (links to
 # configs/ and tools/) for `ffl_mm::` config bases and `mim train ffl_mm`.
-$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/build.txt requirements/constraints.txt setup.py
+$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/deploy.txt requirements/build.txt requirements/constraints.txt setup.py
 	@echo ">> creating $(VENV) with $(PYTHON) (first run: a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/build.txt -r requirements/runtime.txt -r requirements/tests.txt
@@ -34,6 +34,11 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt requirements/build.txt
 # resolved against the pinned set so that nothing pinned moves.
 extras: $(STAMP)
 	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/optional.txt
+
+# What tools/export.py --onnx needs (ONNX, ONNX Runtime, onnxscript), for an
+# environment made without the test requirements (make venv has them).
+deploy-extras: $(STAMP)
+	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/deploy.txt
 
 # FFL ResNet-32x2 (METHOD=mfef, dml, one: MFEF, DML, ONE) and a single ResNet-32 on the embedded
 # digits data, then the table of branches / ensemble / fused / baseline.

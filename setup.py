@@ -28,10 +28,17 @@ def read_version() -> str:
 
 
 def read_requirements(name: str) -> list:
-    """Requirement lines of ``requirements/<name>.txt`` (comments dropped)."""
+    """Requirement lines of ``requirements/<name>.txt`` (comments dropped,
+    ``-r other.txt`` lines replaced by that file's requirements)."""
     with open(osp.join(HERE, 'requirements', name)) as f:
-        lines = (line.split('#')[0].strip() for line in f)
-        return [line for line in lines if line]
+        lines = [line.split('#')[0].strip() for line in f]
+    reqs = []
+    for line in lines:
+        if line.startswith('-r '):
+            reqs += read_requirements(line[3:].strip())
+        elif line:
+            reqs.append(line)
+    return reqs
 
 
 def install_requires() -> list:
@@ -118,6 +125,7 @@ if __name__ == '__main__':
         extras_require={
             'tests': read_requirements('tests.txt'),
             'optional': read_requirements('optional.txt'),
+            'deploy': read_requirements('deploy.txt'),
         },
         license='Apache License 2.0',
         zip_safe=False,

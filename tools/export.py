@@ -17,10 +17,18 @@ After writing, the exported model is rebuilt from the written files and its
 predictions on a random batch are compared with the ones of the
 multi-branch model (max difference printed; an error above 1e-5).
 
+``--onnx`` also writes ``<name>.onnx`` (raw RGB images 0..255 in, logits
+out, the normalisation in the graph, a dynamic batch axis, opset 18) and
+``<name>.onnx.json`` (input size, channel order, mean, std, classes),
+runs it with ONNX Runtime on the config's test images (random ones where
+the data set is absent, as said) and compares with PyTorch: an error
+above 1e-4 in float32 (``ffl_mm/apis/onnx_export.py``). Needs
+``requirements/deploy.txt`` (``make deploy-extras``).
+
 Examples::
 
     python tools/export.py CONFIG CHECKPOINT --branch 0 --out exported/
-    python tools/export.py CONFIG CHECKPOINT --fused --out exported/
+    python tools/export.py CONFIG CHECKPOINT --fused --out exported/ --onnx
 """
 import argparse
 import os
@@ -63,6 +71,10 @@ def parse_args(argv=None):
                         'branch<i> or <config>_fused)')
     parser.add_argument('--no-verify', action='store_true',
                         help='skip the prediction comparison')
+    parser.add_argument('--onnx', action='store_true',
+                        help='also write <name>.onnx (images to logits, '
+                        'opset 18, dynamic batch) and check it with ONNX '
+                        'Runtime on the test images')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -154,7 +166,41 @@ def main(argv=None):
                              f'{TOLERANCE:g}).')
         print(f'  predictions match the multi-branch model: max |diff| '
               f'{diff:.2e}')
+    if args.onnx:
+        exported_model = MODELS.build(Config.fromfile(cfg_path).model)
+        load_state_dict(exported_model, state, strict=True)
+        write_onnx(cfg, exported_model.eval(),
+                   osp.join(args.out, name + '.onnx'), output,
+                   meta.get('dataset_meta') or {})
     return cfg_path, ckpt_path
+
+
+def write_onnx(cfg, model, path, output, dataset_meta):
+    """``--onnx``: write, describe and check the graph."""
+    try:
+        from ffl_mm.apis import onnx_export as ox
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        raise SystemExit(f'export --onnx needs {error.name}: install the '
+                         'deployment requirements (make deploy-extras, or '
+                         'pip install -r requirements/deploy.txt).') from None
+    module = ox.ImagesToLogits(
+        model, output if output == FUSED else None).eval()
+    size = input_size(cfg)
+    images, source = ox.loader_images(cfg, size=size)
+    try:
+        ox.export_onnx(module, ox.graph_input(images[:2]), path)
+        diff = ox.check_onnx(path, images, ox.reference_logits(
+            module, images))
+    except ox.OnnxExportError as error:
+        raise SystemExit(f'export: {error}') from None
+    spec_path = path + '.json'
+    ox.write_spec(spec_path, ox.input_spec(
+        module, images.shape[2:], dataset_meta.get('classes')))
+    print(f'  onnx:       {path} (opset {ox.OPSET}, dynamic batch)\n'
+          f'  onnx input: {spec_path}\n'
+          f'  ONNX Runtime matches PyTorch on {source}: max |diff| '
+          f'{diff:.2e} (tolerance {ox.TOLERANCE:g})')
 
 
 if __name__ == '__main__':
