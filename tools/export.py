@@ -22,7 +22,8 @@ out, the normalisation in the graph, a dynamic batch axis, opset 18) and
 ``<name>.onnx.json`` (input size, channel order, mean, std, classes),
 runs it with ONNX Runtime on the config's test images (random ones where
 the data set is absent, as said) and compares with PyTorch: an error
-above 1e-4 in float32 (``ffl_mm/apis/onnx_export.py``). Needs
+above 1e-4 of the logits' scale (their largest magnitude, at least 1) in
+float32 (``ffl_mm/apis/onnx_export.py``). Needs
 ``requirements/deploy.txt`` (``make deploy-extras``).
 
 Examples::
@@ -200,7 +201,8 @@ def write_onnx(cfg, model, path, output, dataset_meta):
     print(f'  onnx:       {path} (opset {ox.OPSET}, dynamic batch)\n'
           f'  onnx input: {spec_path}\n'
           f'  ONNX Runtime matches PyTorch on {source}: max |diff| '
-          f'{diff:.2e} (tolerance {ox.TOLERANCE:g})')
+          f'{diff:.2e} (tolerance {ox.TOLERANCE:g} of the largest '
+          '|logit|, at least 1)')
 
 
 if __name__ == '__main__':
