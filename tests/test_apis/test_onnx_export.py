@@ -64,7 +64,7 @@ def test_the_graph_normalises_raw_rgb_images_as_the_preprocessor():
 
 @pytest.mark.e2e
 def test_export_tool_writes_checked_onnx_of_a_student_and_the_fused_model(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
     """tools/export.py --onnx: the .onnx and its .json; ONNX Runtime on
     the config's own test images (digits ship with ffl_mm) within 1e-4
     of PyTorch, any batch size."""
@@ -98,6 +98,14 @@ def test_export_tool_writes_checked_onnx_of_a_student_and_the_fused_model(
         np.testing.assert_allclose(logits, want, atol=1e-4, rtol=0)
         one = ox.onnx_logits(str(path), ox.graph_input(images[:1]))
         np.testing.assert_allclose(one, want[:1], atol=1e-4, rtol=0)
+    # a graph that predicts otherwise: the tool stops, naming the file
+    monkeypatch.setattr(ox, 'onnx_logits',
+                        lambda path, images: np.zeros((len(images), 10)))
+    with pytest.raises(SystemExit, match=r'export: .*_fused.onnx: ONNX '
+                       'Runtime gives other logits than PyTorch'):
+        tool_module('export.py').main([
+            DIGITS['ffl'], str(ckpt), '--fused', '--out', str(tmp_path),
+            '--onnx', '--cfg-options', *TINY_DIGITS])
 
 
 def test_a_graph_that_predicts_otherwise_is_refused_naming_the_file(

@@ -1,0 +1,141 @@
+# Copyright (c) ffl_mm contributors.
+"""DML's settings ablated on the digits data, against the single network.
+
+Trains ``configs/dml/dml_resnet32x2_digits.py`` through ``tools/train.py``
+under each setting of :data:`SETTINGS` (temperature, update order, KD
+ramp-up, weight decay; ``bn_once``: the one-by-one update's extra forward
+passes leave BatchNorm statistics alone) and the single ResNet-32 of the
+demo, for every seed, two runs at a time with one thread each, and writes
+the final validation top-1 (mean ± std over the seeds) as a markdown table.
+
+Example::
+
+    python tools/analysis_tools/dml_ablation.py --seeds 0 1 2 3 4 \\
+        --work-dir work_dirs/dml_ablation
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(TOOLS)
+sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
+
+from ffl_mm_analysis.results import final_top1, summarise  # noqa: E402
+
+DML = 'configs/dml/dml_resnet32x2_digits.py'
+SINGLE = 'configs/baselines/resnet32_digits.py'
+PAPER = ['model.distill_loss.temperature=1.0',
+         'model.distill_loss.rampup=None', 'model.branch_update=one_by_one']
+#: name -> --cfg-options over the shipped DML digits config
+SETTINGS = {
+    'paper (T=1, one by one, no ramp)': PAPER,
+    'T=3 (one by one, no ramp)': PAPER[1:] + [
+        'model.distill_loss.temperature=3.0'],
+    'together (T=1, no ramp)': PAPER[:2] + ['model.branch_update=together'],
+    'BN statistics once (T=1, one by one, no ramp)': PAPER + [
+        'model.type=DMLBNOnce'],
+    'ramp 4 epochs (T=1, one by one): shipped before': [
+        PAPER[0], PAPER[2], 'model.distill_loss.rampup=4'],
+    'T=3, together, no ramp (public code\'s T and order)': [
+        'model.distill_loss.temperature=3.0',
+        'model.distill_loss.rampup=None', 'model.branch_update=together'],
+}
+
+# a DMLClassifier whose one-by-one re-forwards (no gradients) restore
+# every buffer: BatchNorm statistics move once per network and iteration
+BN_ONCE = '''
+import torch
+from ffl_mm.models.classifiers.dml import DMLClassifier
+from ffl_mm.models.utils.recompute import buffers_kept
+from ffl_mm.registry import MODELS
+
+
+@MODELS.register_module()
+class DMLBNOnce(DMLClassifier):
+
+    def _branch_logits(self, i, inputs):
+        if torch.is_grad_enabled():
+            return super()._branch_logits(i, inputs)
+        with buffers_kept(self):
+            return super()._branch_logits(i, inputs)
+'''
+
+
+def run(config, options, work_dir, seed, extra_path):
+    if osp.exists(osp.join(work_dir, 'done')):
+        return
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=extra_path + os.pathsep +
+               os.environ.get('PYTHONPATH', ''))
+    imports = []
+    if any('DMLBNOnce' in o for o in options):
+        imports = ["custom_imports.imports=[ffl_mm,ffl_mm.engine.compat,"
+                   "dml_bn_once]"]
+    cmd = [sys.executable, osp.join(TOOLS, 'train.py'), config,
+           '--work-dir', work_dir, '--cfg-options',
+           f'randomness.seed={seed}', *options, *imports]
+    with open(work_dir + '.log', 'w') as log:
+        subprocess.run(cmd, cwd=REPO, env=env, stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+    open(osp.join(work_dir, 'done'), 'w').close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--work-dir', default='work_dirs/dml_ablation')
+    parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--only', nargs='*', help='setting names to run')
+    args = parser.parse_args(argv)
+    os.makedirs(args.work_dir, exist_ok=True)
+    with open(osp.join(args.work_dir, 'dml_bn_once.py'), 'w') as f:
+        f.write(BN_ONCE)
+    settings = {k: v for k, v in SETTINGS.items()
+                if not args.only or k in args.only}
+    tag = {name: f's{i}' for i, name in enumerate(SETTINGS)}
+    jobs = [(SINGLE, [], 'single')] + [
+        (DML, opts, tag[name]) for name, opts in settings.items()]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(run, cfg, opts,
+                        osp.abspath(osp.join(args.work_dir, f'{tag}_seed{s}')),
+                        s, osp.abspath(args.work_dir))
+            for s in args.seeds for cfg, opts, tag in jobs
+        ]
+        for future in futures:
+            future.result()
+    rows, numbers = [], {}
+    names = ['single ResNet-32'] + list(settings)
+    tags = ['single'] + [tag[name] for name in settings]
+    for name, tag in zip(names, tags):
+        finals = [final_top1(osp.join(args.work_dir, f'{tag}_seed{s}'))
+                  for s in args.seeds]
+        outputs = ['top1'] if tag == 'single' else [
+            'ensemble', 'branch0', 'branch1']
+        cells = []
+        for out in outputs:
+            values = [f[out] for f in finals]
+            numbers.setdefault(name, {})[out] = values
+            cells.append(summarise(values))
+        while len(cells) < 3:
+            cells.append('')
+        per_seed = ', '.join(f'{v:.2f}' for v in numbers[name][outputs[0]])
+        rows.append(f'| {name} | ' + ' | '.join(cells) + f' | {per_seed} |')
+    table = '\n'.join([
+        '| setting | ensemble (single: top-1) | network 0 | network 1 | '
+        'per seed (ensemble) |', '|---|---|---|---|---|', *rows])
+    print(table)
+    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+        f.write(table + '\n')
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(numbers, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
