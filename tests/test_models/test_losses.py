@@ -227,10 +227,41 @@ def test_peers_are_fixed_targets():
     assert logits[1].grad.abs().sum() > 0
 
 
+def test_peers_keep_their_graph_when_asked():
+    """``detach_peers=False`` (CL-ILR's and OKDDip's code): the same value,
+    and the gradient of branch 1's term reaches the peers that make its
+    target, as d/dz_j of T² KL(softmax(mean z/T) ‖ softmax(z_1/T))
+    computed by hand: T (p_mean - p_1) · d mean/d z_j, here 1/2."""
+    T = 3.0
+    logits = [torch.tensor(r, dtype=torch.float64, requires_grad=True)
+              for r in PEERS]  # (2, 3) each
+    rows = 2  # the KL is averaged over the batch
+    fixed = PeerKDLoss(T, peer_target='mean_logits')(logits)
+    kept = PeerKDLoss(T, peer_target='mean_logits', detach_peers=False)(
+        logits)
+    assert kept['loss_kd_branch1'].item() == pytest.approx(
+        fixed['loss_kd_branch1'].item(), rel=1e-12)
+    kept['loss_kd_branch1'].backward()
+    mean = (logits[0] + logits[2]).detach() / 2
+    p_mean = torch.softmax(mean / T, dim=1)
+    p_1 = torch.softmax(logits[1].detach() / T, dim=1)
+    # d/dt_k of T² KL(softmax(t/T) ‖ softmax(s/T)) per row:
+    # T p_t,k (l_k - Σ_c p_t,c l_c) with l = log p_t - log p_s
+    log_ratio = torch.log(p_mean) - torch.log(p_1)
+    d_t = T * p_mean * (log_ratio - (p_mean * log_ratio).sum(
+        dim=1, keepdim=True))
+    for j in (0, 2):
+        torch.testing.assert_close(logits[j].grad, d_t / 2 / rows,
+                                   rtol=1e-10, atol=1e-12)
+    # the student's own gradient: T (p_1 - p_mean) per row
+    torch.testing.assert_close(logits[1].grad, T * (p_1 - p_mean) / rows,
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_peer_kd_defaults_are_the_papers_and_ramp_is_an_option():
     loss = PeerKDLoss()
-    assert (loss.temperature, loss.rampup, loss.peer_target) == \
-        (1.0, None, 'each')
+    assert (loss.temperature, loss.rampup, loss.peer_target,
+            loss.detach_peers) == (1.0, None, 'each', True)
     assert not PeerKDLoss.needs_teacher and MutualKDLoss.needs_teacher
     ramped = PeerKDLoss(rampup=80)
     logits = [torch.tensor(r) for r in PEERS[:2]]

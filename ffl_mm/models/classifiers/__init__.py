@@ -1,10 +1,11 @@
 # Copyright (c) ffl_mm contributors.
+from .clilr import CLILRClassifier
 from .dml import DMLClassifier
 from .ffl import FFLClassifier
 from .multi_branch import BranchFeatures, MultiBranchClassifier
 from .one import ONEClassifier
 
 __all__ = [
-    'BranchFeatures', 'DMLClassifier', 'FFLClassifier',
+    'BranchFeatures', 'CLILRClassifier', 'DMLClassifier', 'FFLClassifier',
     'MultiBranchClassifier', 'ONEClassifier'
 ]

@@ -28,6 +28,7 @@ METHOD_ARGS = {
     'heads_on_enhanced': 'FFLClassifier',
     'ensemble_head': 'ONEClassifier',
     'branch_update': 'DMLClassifier',
+    'grad_rescale': 'CLILRClassifier',
 }
 
 

@@ -10,17 +10,21 @@ from ..utils.arg_checks import real_number
 
 def kd_kl_div(student_logits: torch.Tensor,
               teacher_logits: torch.Tensor,
-              temperature: float = 3.0) -> torch.Tensor:
+              temperature: float = 3.0,
+              detach_teacher: bool = True) -> torch.Tensor:
     """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch.
 
-    The teacher is detached: only the student gets a gradient. Computed in
-    at least float32: half-precision logits (fp16/bf16 under AMP) go up to
-    float32, float32 and float64 logits keep their precision.
+    The teacher is detached (only the student gets a gradient) unless
+    ``detach_teacher=False``, where the gradient of the KL also reaches
+    the teacher's logits (CL-ILR's and OKDDip's code). Computed in at least
+    float32: half-precision logits (fp16/bf16 under AMP) go up to float32,
+    float32 and float64 logits keep their precision.
 
     Args:
         student_logits (Tensor): ``(B, C)``.
         teacher_logits (Tensor): ``(B, C)``.
         temperature (float): T > 0.
+        detach_teacher (bool): Keep the teacher fixed. Defaults to True.
 
     Returns:
         Tensor: A scalar.
@@ -34,7 +38,8 @@ def kd_kl_div(student_logits: torch.Tensor,
     log_p_student = F.log_softmax(
         student_logits.to(dtype) / temperature, dim=1)
     log_p_teacher = F.log_softmax(
-        teacher_logits.detach().to(dtype) / temperature, dim=1)
+        (teacher_logits.detach() if detach_teacher else teacher_logits).to(
+            dtype) / temperature, dim=1)
     kl = F.kl_div(
         log_p_student, log_p_teacher, reduction='batchmean', log_target=True)
     return kl * (temperature * temperature)

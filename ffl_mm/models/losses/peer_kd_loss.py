@@ -32,8 +32,12 @@ class PeerKDLoss(RampedKDLoss):
         by_epoch (bool): Ramp by epoch (default) or by iteration.
         peer_target (str): ``'each'`` (default, the paper): the mean over
             the peers of each peer's KL; ``'mean_logits'``: one KL from
-            ``softmax(mean_{j≠i} z_j / T)`` (OKDDip's default mode). Equal
-            for 2 branches.
+            ``softmax(mean_{j≠i} z_j / T)`` (OKDDip's default mode, and
+            CL-ILR's target). Equal for 2 branches.
+        detach_peers (bool): Keep the peers' predictions fixed, as DML's
+            paper does (default). False: the gradient of branch i's KL also
+            reaches the peers that make its target, as CL-ILR's and
+            OKDDip's code do.
     """
 
     needs_teacher = False
@@ -43,8 +47,10 @@ class PeerKDLoss(RampedKDLoss):
                  loss_weight: float = 1.0,
                  rampup: Optional[float] = None,
                  by_epoch: bool = True,
-                 peer_target: str = 'each'):
+                 peer_target: str = 'each',
+                 detach_peers: bool = True):
         super().__init__(temperature, loss_weight, rampup, by_epoch)
+        self.detach_peers = bool(detach_peers)
         if peer_target not in PEER_TARGETS:
             raise ValueError(f'PeerKDLoss: peer_target={peer_target!r}; '
                              f'choose one of {list(PEER_TARGETS)}.')
@@ -75,14 +81,18 @@ class PeerKDLoss(RampedKDLoss):
         losses = {}
         for i, logits in enumerate(branch_logits):
             peers = [z for j, z in enumerate(branch_logits) if j != i]
+            detach = self.detach_peers
             if self.peer_target == 'each':
-                kd = sum(kd_kl_div(logits, z, T) for z in peers) / (n - 1)
+                kd = sum(kd_kl_div(logits, z, T, detach)
+                         for z in peers) / (n - 1)
             else:
-                kd = kd_kl_div(logits, torch.stack(peers).mean(dim=0), T)
+                kd = kd_kl_div(logits, torch.stack(peers).mean(dim=0), T,
+                               detach)
             losses[f'loss_kd_branch{i}'] = weight * kd
         losses['kd_weight'] = branch_logits[0].new_tensor(
             weight, dtype=torch.float32)
         return losses
 
     def extra_repr(self) -> str:
-        return f'{super().extra_repr()}, peer_target={self.peer_target!r}'
+        return f'{super().extra_repr()}, peer_target={self.peer_target!r}' \
+            f', detach_peers={self.detach_peers}'
