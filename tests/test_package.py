@@ -40,7 +40,8 @@ def test_every_shipped_config_is_recorded_and_in_the_model_zoo():
     names = sorted(osp.relpath(p, REPO) for p in CONFIGS)
     assert sorted(RECORDED) == names
     method_configs = [n for n in names if n.startswith(
-        ('configs/ffl/', 'configs/mfef/', 'configs/dml/', 'configs/one/'))]
+        ('configs/ffl/', 'configs/mfef/', 'configs/dml/', 'configs/one/',
+         'configs/clilr/'))]
     assert sorted(METAFILE) == method_configs
 
 

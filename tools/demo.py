@@ -41,7 +41,10 @@ METHOD_CONFIG = {
     'mfef': 'configs/mfef/mfef_resnet32x2_digits.py',
     'dml': 'configs/dml/dml_resnet32x2_digits.py',
     'one': 'configs/one/one_resnet32x2_digits.py',
+    'clilr': 'configs/clilr/clilr_resnet32x3_digits.py',
 }
+#: the methods' names in tables (others: the key in capitals)
+METHOD_LABELS = {'clilr': 'CL-ILR'}
 BASELINE_CONFIG = 'configs/baselines/resnet32_digits.py'
 BASELINE_NAME = 'baseline (single ResNet-32)'
 
@@ -99,7 +102,7 @@ def analyze(work_root, method, seeds):
         [osp.join(work_root, f'{method}_seed{s}') for s in seeds],
         osp.join(work_root, 'analysis'),
         [osp.join(work_root, f'baseline_seed{s}') for s in seeds],
-        method=method.upper(),
+        method=METHOD_LABELS.get(method, method.upper()),
         baseline=BASELINE_NAME,
         columns=[f'seed {s}' for s in seeds])
     return [report['table'], *report['plots']]
@@ -119,8 +122,10 @@ def main(argv=None):
                               osp.join(work_root, f'baseline_seed{seed}'),
                               seed, args.cfg_options)
         for name, top1 in output_top1(method).items():
-            rows.setdefault(output_label(name, args.method.upper()),
-                            []).append(top1)
+            rows.setdefault(
+                output_label(name, METHOD_LABELS.get(args.method,
+                                                     args.method.upper())),
+                []).append(top1)
         rows.setdefault(BASELINE_NAME, []).append(base[metric_key(None)])
     table = make_table(rows, args.seeds)
     title = (f'Digits test split (450 images), top-1 %: '

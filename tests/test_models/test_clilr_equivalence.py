@@ -8,9 +8,10 @@ gradient is divided by the number of heads in backward, three stage-3
 heads, each distilled from the mean of the other heads' logits with the
 target's graph kept. Its weights are mapped one to one into the model of
 ``configs/_base_/models/clilr_cifar-resnet32x3.py`` (depth 8, their KD
-weight) trained with FFL's CIFAR schedule set to their optimiser; every term, the total, every logit and target, every
-gradient, and every parameter and buffer after three SGD steps agree to
-1e-9 of the tensor's largest value.
+weight) trained with FFL's CIFAR schedule set to their optimiser; every
+term, the total, every logit and target, every gradient, and every
+parameter and buffer after three SGD steps agree to 1e-9 of the tensor's
+largest value.
 """
 import os.path as osp
 
