@@ -40,7 +40,7 @@ extras: $(STAMP)
 deploy-extras: $(STAMP)
 	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/deploy.txt
 
-# FFL ResNet-32x2 (METHOD=mfef, dml, one, clilr: MFEF, DML, ONE, CL-ILR) and a single ResNet-32 on the embedded
+# FFL ResNet-32x2 (METHOD=mfef, dml, one, clilr, okddip: MFEF, DML, ONE, CL-ILR, OKDDip) and a single ResNet-32 on the embedded
 # digits data, then the table of branches / ensemble / fused / baseline.
 # SEEDS="0 1 2" for mean and std over three seeds.
 demo: $(STAMP)

@@ -41,7 +41,7 @@ def test_every_shipped_config_is_recorded_and_in_the_model_zoo():
     assert sorted(RECORDED) == names
     method_configs = [n for n in names if n.startswith(
         ('configs/ffl/', 'configs/mfef/', 'configs/dml/', 'configs/one/',
-         'configs/clilr/'))]
+         'configs/clilr/', 'configs/okddip/'))]
     assert sorted(METAFILE) == method_configs
 
 

@@ -42,9 +42,10 @@ METHOD_CONFIG = {
     'dml': 'configs/dml/dml_resnet32x2_digits.py',
     'one': 'configs/one/one_resnet32x2_digits.py',
     'clilr': 'configs/clilr/clilr_resnet32x3_digits.py',
+    'okddip': 'configs/okddip/okddip_resnet32x4_digits.py',
 }
 #: the methods' names in tables (others: the key in capitals)
-METHOD_LABELS = {'clilr': 'CL-ILR'}
+METHOD_LABELS = {'clilr': 'CL-ILR', 'okddip': 'OKDDip'}
 BASELINE_CONFIG = 'configs/baselines/resnet32_digits.py'
 BASELINE_NAME = 'baseline (single ResNet-32)'
 

@@ -3,9 +3,10 @@ from .clilr import CLILRClassifier
 from .dml import DMLClassifier
 from .ffl import FFLClassifier
 from .multi_branch import BranchFeatures, MultiBranchClassifier
+from .okddip import OKDDipClassifier
 from .one import ONEClassifier
 
 __all__ = [
     'BranchFeatures', 'CLILRClassifier', 'DMLClassifier', 'FFLClassifier',
-    'MultiBranchClassifier', 'ONEClassifier'
+    'MultiBranchClassifier', 'OKDDipClassifier', 'ONEClassifier'
 ]

@@ -29,6 +29,7 @@ METHOD_ARGS = {
     'ensemble_head': 'ONEClassifier',
     'branch_update': 'DMLClassifier',
     'grad_rescale': 'CLILRClassifier',
+    'peer_attention': 'OKDDipClassifier',
 }
 
 

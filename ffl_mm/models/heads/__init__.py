@@ -1,4 +1,5 @@
 # Copyright (c) ffl_mm contributors.
 from .gated_ensemble_head import GatedEnsembleHead
+from .peer_attention import PeerAttention
 
-__all__ = ['GatedEnsembleHead']
+__all__ = ['GatedEnsembleHead', 'PeerAttention']

@@ -1,8 +1,11 @@
 # Copyright (c) ffl_mm contributors.
+from .diverse_peer_kd_loss import DiversePeerKDLoss
 from .kd_loss import KDLoss, kd_kl_div
 from .mutual_kd_loss import MutualKDLoss
 from .peer_kd_loss import PeerKDLoss
 from .rampup import RampedKDLoss, sigmoid_rampup
 
-__all__ = ['KDLoss', 'MutualKDLoss', 'PeerKDLoss', 'RampedKDLoss',
-           'kd_kl_div', 'sigmoid_rampup']
+__all__ = [
+    'DiversePeerKDLoss', 'KDLoss', 'MutualKDLoss', 'PeerKDLoss',
+    'RampedKDLoss', 'kd_kl_div', 'sigmoid_rampup'
+]

@@ -1,0 +1,103 @@
+# Copyright (c) ffl_mm contributors.
+"""OKDDip: peers that learn from their own mixes of one another, and a
+group leader that learns from the peers."""
+from typing import Dict, List, Union
+
+import torch
+import torch.nn as nn
+from mmpretrain.structures import DataSample
+
+from ffl_mm.registry import MODELS
+from ..utils import output_names as names
+from . import branch_cfgs as bc
+from .multi_branch import MultiBranchClassifier
+
+
+@MODELS.register_module()
+class OKDDipClassifier(MultiBranchClassifier):
+    """Online Knowledge Distillation with Diverse Peers (Chen, Mei, Wang,
+    Feng, Chen, AAAI 2020): N branches, the first N - 1 the peers and the
+    last the group leader, which alone is deployed::
+
+        images -> [trunk] -> branch i -> neck_i -> f_i -> head_i -> z_i
+        peer_attention(f_0 .. f_{P-1}, z_0 .. z_{P-1}) -> targets t_i
+        loss = Σ_i CE(z_i) + CE(z_leader)
+               + distill_loss(z_peers, t_peers, z_leader)
+
+    ``distill_loss`` is :class:`~ffl_mm.models.losses.DiversePeerKDLoss`
+    (each peer from its target, the leader from the peers' mean) and
+    ``peer_attention`` a :class:`~ffl_mm.models.heads.PeerAttention` (its
+    ``in_channels`` and ``num_peers`` are filled in). The leader is
+    ``branch{N-1}``: ``test_cfg.predict`` selects it by default, and
+    ``tools/export.py --branch N-1`` exports it as a plain MMPretrain
+    model. Every branch and the ensemble (the mean of all N) are evaluated
+    too.
+
+    Args:
+        peer_attention (dict): The attention over the peers. Defaults to
+            ``dict(type='PeerAttention')``.
+        **kwargs: :class:`MultiBranchClassifier`'s arguments; N >= 3 (two
+            peers and the leader), every peer's head input of one size.
+    """
+
+    def __init__(self,
+                 peer_attention: Union[dict, nn.Module] = dict(
+                     type='PeerAttention'),
+                 **kwargs):
+        super().__init__(**kwargs)
+        if self.num_branches < 3:
+            raise ValueError(
+                f'OKDDipClassifier: num_branches={self.num_branches}; it '
+                'needs at least 2 peers and the group leader (the last '
+                'branch): num_branches >= 3.')
+        if self.distill_loss is not None and \
+                not hasattr(self.distill_loss, 'detach_targets'):
+            raise ValueError(
+                'OKDDipClassifier: distill_loss '
+                f'{type(self.distill_loss).__name__} does not take the '
+                "peers' targets; use dict(type='DiversePeerKDLoss').")
+        self.peer_attention = self._build_attention(peer_attention)
+
+    @property
+    def default_predict(self) -> str:
+        """The group leader, the last branch."""
+        return names.branch_name(self.num_branches - 1)
+
+    def _build_attention(self, cfg: Union[dict, nn.Module]) -> nn.Module:
+        if isinstance(cfg, nn.Module):
+            return cfg
+        peers = self.num_branches - 1
+        probe = self.probe_branches()
+        sizes = [probe.head_in(i) for i in range(peers)]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                'OKDDipClassifier: the peers\' features differ in size '
+                f'({sizes}: ' + '; '.join(probe.source(i)
+                                          for i in range(peers)) +
+                '); the attention projects every peer with the same '
+                'weights. Give the peers backbones with one feature size.')
+        cfg = dict(cfg)
+        cfg.setdefault('num_peers', peers)
+        if cfg.get('in_channels') is None:
+            cfg['in_channels'] = sizes[0]
+        return bc.build(cfg)
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+        """Every branch's cross-entropy (``loss_ce_branch{i}``, the leader
+        ``branch{N-1}``) and the two-level distillation
+        (``loss_kd_branch{i}``, ``kd_weight``)."""
+        features = self.forward_features(inputs)
+        pooled = [neck(f) for f, neck in zip(features.feats, self.necks)]
+        logits = [head(p) for p, head in zip(pooled, self.heads)]
+        losses = {}
+        for i, (head, z) in enumerate(zip(self.heads, logits)):
+            losses.update(
+                self._head_loss(head, z, data_samples, names.branch_name(i)))
+        if self.distill_loss is not None:
+            feats = [p[-1] if isinstance(p, (list, tuple)) else p
+                     for p in pooled[:-1]]
+            targets, _ = self.peer_attention(feats, logits[:-1])
+            losses.update(self.distill_loss(logits[:-1], targets,
+                                            logits[-1]))
+        return losses
