@@ -133,6 +133,24 @@ def _drop_ffl_mm_scope(obj) -> None:
             _drop_ffl_mm_scope(value)
 
 
+def _drop_ffl_mm_init(obj) -> None:
+    """Leave out ``init_cfg`` s that name an initialiser only ffl_mm
+    registers (``TorchDefault`` on the CIFAR heads): an exported model's
+    weights come from its checkpoint, and the key alone would make the
+    config need ffl_mm."""
+    if isinstance(obj, dict):
+        init = obj.get('init_cfg')
+        inits = init if isinstance(init, (list, tuple)) else [init]
+        if any(isinstance(i, dict) and ffl_mm_types(dict(type=i.get(
+                'type'))) for i in inits):
+            del obj['init_cfg']
+        for value in obj.values():
+            _drop_ffl_mm_init(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _drop_ffl_mm_init(value)
+
+
 def _to_plain(obj):
     """ConfigDicts to dicts, tuples kept, for a clean dump."""
     if isinstance(obj, (dict, ConfigDict)):
@@ -172,12 +190,13 @@ def export_branch(cfg: Config, model: MultiBranchClassifier,
             raise ExportError(
                 f'branch {branch} was built from a module instance, not a '
                 f'config ({name}); only config-built models can be exported.')
-    model_cfg = dict(
+    model_cfg = copy.deepcopy(dict(
         type='ImageClassifier',
         backbone=parts['backbone'],
         neck=parts['neck'],
         head=parts['head'],
-        data_preprocessor=data_preprocessor_cfg(cfg))
+        data_preprocessor=data_preprocessor_cfg(cfg)))
+    _drop_ffl_mm_init(model_cfg)
     out = _set_scope(_runtime(cfg, model_cfg, plain_evaluator=True))
     return _to_plain(out), model.branch_state_dict(branch)
 

@@ -189,3 +189,37 @@ def test_the_leader_predicts_and_bad_setups_are_named():
                            'OKDDipClassifier'):
             MODELS.build(dict(model_cfg, type='MultiBranchClassifier',
                               distill_loss=None))
+
+
+@pytest.mark.parametrize('method', ['okddip', 'clilr'])
+def test_the_leader_or_a_head_exports_as_a_plain_mmpretrain_model(method):
+    """On MMPretrain's own backbone the exported leader (OKDDip) or head
+    (CL-ILR) is an ImageClassifier of MMPretrain's components only, built
+    in MMPretrain's scope, predicting what it predicts inside the model."""
+    from mmengine.runner.checkpoint import load_state_dict
+
+    from ffl_mm.apis import export
+    cfg = Config.fromfile(
+        f'{REPO}/configs/{method}/{method}_resnet32x{4 if method == "okddip" else 3}_cifar100.py')  # noqa: E501
+    cfg.model.backbone = dict(type='mmpretrain.ResNet_CIFAR', depth=18,
+                              stem_channels=16, base_channels=16)
+    with DefaultScope.overwrite_default_scope('ffl_mm'):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32), mode='tensor')  # move BN stats
+    model.eval()
+    branch = model.num_branches - 1
+    out_cfg, state = export.export_branch(cfg, model, branch)
+    assert export.ffl_mm_types(out_cfg) == []
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+        student = MMPRETRAIN_MODELS.build(out_cfg['model']).eval()
+    load_state_dict(student, state, strict=True)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x, mode='tensor')[f'branch{branch}']
+        got = student(x, mode='tensor')
+    torch.testing.assert_close(got, want)
