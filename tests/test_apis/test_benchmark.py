@@ -333,6 +333,8 @@ def test_cpu_allocator_tuning(monkeypatch):
     ('configs/dml/dml_resnet32x2_digits.py',
      dict(branch_update='together')),
     ('configs/one/one_resnet32x2_digits.py', {}),
+    ('configs/clilr/clilr_resnet32x3_digits.py', {}),
+    ('configs/okddip/okddip_resnet32x4_digits.py', {}),
 ])
 def test_reference_step_trains_like_train_step(config, options):
     """The hand-written step (pre-normalised batch, direct module calls,

@@ -26,8 +26,9 @@ driven the way a plain script drives them:
 Supported: MMPretrain ``ImageClassifier`` with a linear head (the single
 network) and ``MultiBranchClassifier`` with linear heads and no
 distillation (the cross-entropy floor), ``MutualKDLoss`` with a fused
-classifier (FFL, MFEF) or a gated ensemble (ONE), or ``PeerKDLoss``
-(DML, either update order). Heads are MMPretrain's ``LinearClsHead`` with
+classifier (FFL, MFEF) or a gated ensemble (ONE), ``PeerKDLoss`` (DML,
+either update order; CL-ILR, its trunk's gradient rescaled by a hook) or
+``DiversePeerKDLoss`` (OKDDip, the attention written out). Heads are MMPretrain's ``LinearClsHead`` with
 a plain ``CrossEntropyLoss``. :func:`reference_unsupported` says why a
 model is not.
 """
@@ -42,7 +43,8 @@ from mmengine.optim import build_optim_wrapper
 
 from ffl_mm.engine.optimizers import merge_param_groups
 from ffl_mm.models.classifiers import MultiBranchClassifier
-from ffl_mm.models.losses import MutualKDLoss, PeerKDLoss
+from ffl_mm.models.losses import (DiversePeerKDLoss, MutualKDLoss,
+                                  PeerKDLoss)
 from ffl_mm.models.utils.recompute import keep_costly_results
 
 
@@ -80,7 +82,8 @@ def reference_unsupported(model: nn.Module) -> Optional[str]:
         return 'a recomputed fusion neck'
     kd = model.distill_loss
     # DML; FFL/MFEF (the fused classifier taught too); ONE
-    covered = isinstance(kd, PeerKDLoss) or isinstance(kd, MutualKDLoss) \
+    covered = isinstance(kd, (PeerKDLoss, DiversePeerKDLoss)) or \
+        isinstance(kd, MutualKDLoss) \
         and (model.with_fusion if kd.distill_fused else
              ensemble_head is not None)
     if kd is not None and not covered:
@@ -112,11 +115,12 @@ def _ce(head: nn.Module, logits: torch.Tensor,
 
 
 def _kd(student: torch.Tensor, teacher: torch.Tensor,
-        temperature: float) -> torch.Tensor:
+        temperature: float, detach: bool = True) -> torch.Tensor:
     """``T² KL(softmax(t/T) ‖ softmax(s/T))``, batch mean, teacher
-    detached."""
+    detached (unless ``detach=False``)."""
     log_p = F.log_softmax(student / temperature, dim=1)
-    log_q = F.log_softmax(teacher.detach() / temperature, dim=1)
+    log_q = F.log_softmax(
+        (teacher.detach() if detach else teacher) / temperature, dim=1)
     return F.kl_div(log_p, log_q, reduction='batchmean',
                     log_target=True) * temperature**2
 
@@ -166,12 +170,13 @@ def _enhance(model: nn.Module, maps: List[torch.Tensor]) -> List[torch.Tensor]:
 
 def _peer_kd(kd: PeerKDLoss, i: int, logits: List[torch.Tensor]
              ) -> torch.Tensor:
-    """Network i's DML term against its (fixed) peers, unweighted."""
-    T = kd.temperature
+    """Network i's DML (CL-ILR) term against its peers, unweighted."""
+    T, detach = kd.temperature, kd.detach_peers
     peers = [z for j, z in enumerate(logits) if j != i]
     if kd.peer_target == 'each':
-        return sum(_kd(logits[i], z, T) for z in peers) / len(peers)
-    return _kd(logits[i], torch.stack(peers).mean(dim=0), T)
+        return sum(_kd(logits[i], z, T, detach)
+                   for z in peers) / len(peers)
+    return _kd(logits[i], torch.stack(peers).mean(dim=0), T, detach)
 
 
 def _kd_scale(kd: nn.Module, kd_weight: Optional[float]) -> float:
@@ -202,12 +207,27 @@ def reference_loss(model: nn.Module, x: torch.Tensor,
             feats = model.neck(feats)
         return _ce(model.head, _linear(model.head, feats), labels)
     maps, trunk = _multi_branch_maps(model, x)
-    logits = [
-        _linear(head, neck(f))
-        for f, neck, head in zip(maps, model.necks, model.heads)
-    ]
+    if getattr(model, 'grad_rescale', False) and trunk is not None:
+        # CL-ILR: the shared trunk's gradient divided by N
+        trunk.register_hook(lambda g, n=model.num_branches: g / n)
+    pooled = [neck(f) for f, neck in zip(maps, model.necks)]
+    logits = [_linear(head, p) for p, head in zip(pooled, model.heads)]
     loss = sum(_ce(h, z, labels) for h, z in zip(model.heads, logits))
     kd = model.distill_loss
+    if isinstance(kd, DiversePeerKDLoss):  # OKDDip
+        feats = [p[-1] if isinstance(p, (list, tuple)) else p
+                 for p in pooled[:-1]]
+        attention = model.peer_attention
+        f = torch.stack(feats, dim=1)
+        a = (attention.query(f) @ attention.key(f).transpose(1, 2)).softmax(
+            dim=-1)
+        targets = (a @ torch.stack(logits[:-1], dim=1)).unbind(dim=1)
+        T, detach = kd.temperature, kd.detach_targets
+        peers = sum(_kd(z, t, T, detach)
+                    for z, t in zip(logits[:-1], targets))
+        leader = _kd(logits[-1], torch.stack(logits[:-1]).mean(dim=0), T,
+                     detach)
+        return loss + _kd_scale(kd, kd_weight) * (peers + leader)
     if isinstance(kd, PeerKDLoss):  # DML, the networks updated together
         w = _kd_scale(kd, kd_weight)
         return loss + w * sum(
