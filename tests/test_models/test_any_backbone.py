@@ -414,3 +414,48 @@ def test_backbone_that_cannot_be_probed_needs_explicit_channels():
                          in_channels=8))
     model = MODELS.build(explicit)
     _step(model, size=96)
+
+
+@pytest.mark.parametrize('name,shared', [('ResNet_CIFAR-18', 2),
+                                         ('RegNet', 1), ('ResNeXt-50', 2)])
+def test_clilr_on_mmpretrain_backbones_with_a_shared_trunk(name, shared):
+    """CL-ILR needs a trunk to share (and rescale): staged backbones."""
+    backbone, channels = BACKBONES[name]
+    model = MODELS.build(dict(
+        type='CLILRClassifier', backbone=copy.deepcopy(backbone),
+        num_branches=3, shared_stages=shared,
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+        distill_loss=dict(type='PeerKDLoss', temperature=3.0,
+                          peer_target='mean_logits', detach_peers=False)))
+    assert [h.in_channels for h in model.heads] == [channels] * 3
+    _, losses = _step(model)
+    assert {f'loss_kd_branch{i}' for i in range(3)} <= set(losses)
+    assert model.backbones[0].parameters().__next__().grad is not None
+
+
+def test_clilr_on_a_backbone_that_cannot_share_says_so():
+    backbone, _ = BACKBONES['MobileNetV2']
+    with pytest.raises(TypeError, match='MobileNetV2 has no .res_layers.'):
+        MODELS.build(dict(
+            type='CLILRClassifier', backbone=copy.deepcopy(backbone),
+            num_branches=3, shared_stages=1,
+            head=dict(type='LinearClsHead', num_classes=NUM_CLASSES)))
+
+
+@pytest.mark.parametrize('name,shared', [('ResNet_CIFAR-18', 2),
+                                         ('MobileNetV2', 0), ('ViT', 0)])
+def test_okddip_on_mmpretrain_backbones(name, shared):
+    backbone, channels = BACKBONES[name]
+    model = MODELS.build(dict(
+        type='OKDDipClassifier', backbone=copy.deepcopy(backbone),
+        num_branches=3, shared_stages=shared,
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
+        distill_loss=dict(type='DiversePeerKDLoss')))
+    assert model.peer_attention.in_channels == channels
+    _, losses = _step(model)
+    assert set(losses) == {
+        'loss_ce_branch0', 'loss_ce_branch1', 'loss_ce_branch2',
+        'loss_kd_branch0', 'loss_kd_branch1', 'loss_kd_branch2',
+        'kd_weight'}
+    # the attention learns through the targets
+    assert model.peer_attention.query.weight.grad.abs().sum() > 0
