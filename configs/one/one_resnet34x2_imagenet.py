@@ -1,7 +1,9 @@
 # ONE on ImageNet with MMPretrain's ResNet-34: the data and schedule of
 # ffl/ffl_resnet34x2_imagenet.py, its branches (../_base_/models/resnet34x2.py:
 # stem and stages 1-3 shared, stage 4 and the classifier per branch) and a
-# gate on the stage-3 output.
+# gate on the stage-3 output. Recipe: the authors' code's gate, T = 3 and
+# ramp-up (scaled to 100 epochs); a reconstruction beyond that (their
+# ImageNet recipe is not in their code): FFL's ImageNet schedule.
 #   tools/dist_train.sh configs/one/one_resnet34x2_imagenet.py 8
 _base_ = [
     '../_base_/models/resnet34x2.py',
