@@ -331,7 +331,7 @@ def test_cpu_allocator_tuning(monkeypatch):
      dict(fusion_pre_neck_with_cp=True)),
     ('configs/dml/dml_resnet32x2_digits.py', {}),
     ('configs/dml/dml_resnet32x2_digits.py',
-     dict(branch_update='together')),
+     dict(branch_update='one_by_one')),
     ('configs/one/one_resnet32x2_digits.py', {}),
     ('configs/clilr/clilr_resnet32x3_digits.py', {}),
     ('configs/okddip/okddip_resnet32x4_digits.py', {}),

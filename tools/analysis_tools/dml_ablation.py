@@ -39,7 +39,7 @@ SETTINGS = {
         'model.distill_loss.temperature=3.0'],
     'together (T=1, no ramp)': PAPER[:2] + ['model.branch_update=together'],
     'BN statistics once (T=1, one by one, no ramp)': PAPER + [
-        'model.type=DMLBNOnce'],
+        'bn_once'],
     'ramp 4 epochs (T=1, one by one): shipped before': [
         PAPER[0], PAPER[2], 'model.distill_loss.rampup=4'],
     'T=3, together, no ramp (public code\'s T and order)': [
@@ -62,7 +62,7 @@ class DMLBNOnce(DMLClassifier):
     def _branch_logits(self, i, inputs):
         if torch.is_grad_enabled():
             return super()._branch_logits(i, inputs)
-        with buffers_kept(self):
+        with buffers_kept(self.backbones[i]):
             return super()._branch_logits(i, inputs)
 '''
 
@@ -73,13 +73,20 @@ def run(config, options, work_dir, seed, extra_path):
     env = dict(os.environ, OMP_NUM_THREADS='1',
                PYTHONPATH=extra_path + os.pathsep +
                os.environ.get('PYTHONPATH', ''))
-    imports = []
-    if any('DMLBNOnce' in o for o in options):
-        imports = ["custom_imports.imports=[ffl_mm,ffl_mm.engine.compat,"
-                   "dml_bn_once]"]
+    if 'bn_once' in options:
+        # custom_imports act when the config file is read, not from
+        # --cfg-options: a config of its own imports the class
+        options = [o for o in options if o != 'bn_once']
+        config = osp.join(extra_path, 'dml_bn_once_config.py')
+        with open(config, 'w') as f:
+            f.write(f"_base_ = ['{osp.join(REPO, DML)}']\n"
+                    "custom_imports = dict(imports=['ffl_mm', "
+                    "'ffl_mm.engine.compat', 'dml_bn_once'], "
+                    "allow_failed_imports=False)\n"
+                    "model = dict(type='DMLBNOnce')\n")
     cmd = [sys.executable, osp.join(TOOLS, 'train.py'), config,
            '--work-dir', work_dir, '--cfg-options',
-           f'randomness.seed={seed}', *options, *imports]
+           f'randomness.seed={seed}', *options]
     with open(work_dir + '.log', 'w') as log:
         subprocess.run(cmd, cwd=REPO, env=env, stdout=log,
                        stderr=subprocess.STDOUT, check=True)
