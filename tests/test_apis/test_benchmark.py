@@ -324,11 +324,10 @@ def test_cpu_allocator_tuning(monkeypatch):
 
 @pytest.mark.parametrize('config,options', [
     ('configs/ffl/ffl_resnet32x2_digits.py', {}),
+    # MFEF: its chains recomputed (the default), selectively
     ('configs/mfef/mfef_resnet32x2_digits.py', {}),
     ('configs/mfef/mfef_resnet32x2_digits.py',
      dict(fusion_pre_neck_with_cp='selective')),
-    ('configs/mfef/mfef_resnet32x2_digits.py',
-     dict(fusion_pre_neck_with_cp=True)),
     ('configs/dml/dml_resnet32x2_digits.py', {}),
     ('configs/dml/dml_resnet32x2_digits.py',
      dict(branch_update='one_by_one')),
