@@ -18,14 +18,15 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MessageHub
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 from conftest import REPO
 from ffl_mm.registry import MODELS
-from test_models.test_dml_one_equivalence import assert_close, ours
+from test_models.test_dml_one_equivalence import (assert_close,
+                                                  assert_grads_equal,
+                                                  assert_steps_equal,
+                                                  build_from_reference)
 
 DATA = osp.join(REPO, 'tests', 'data')
 MODEL = 'configs/_base_/models/clilr_cifar-resnet32x3.py'
@@ -53,25 +54,9 @@ def _build(ref):
     assert model_cfg.distill_loss.temperature == ref['temperature']
     # their ramp-up weight at the step they recorded
     model_cfg.distill_loss.update(rampup=None, loss_weight=ref['kd_weight'])
-    with DefaultScope.overwrite_default_scope('ffl_mm'):
-        model = MODELS.build(model_cfg).double().train()
-    state = {ours(k, RENAMES): v for k, v in ref['authors_state'].items()}
-    assert sorted(state) == sorted(model.state_dict())  # one to one
-    model.load_state_dict(
-        {k: v.double() if v.is_floating_point() else v
-         for k, v in state.items()}, strict=True)
-    optim_cfg = Config.fromfile(osp.join(REPO, SCHEDULE)).optim_wrapper
-    settings = ref['optim_settings']
-    optim_cfg.optimizer.update(
-        lr=settings['lr'], momentum=settings['momentum'],
-        nesterov=settings['nesterov'],
-        weight_decay=settings['weight_decay'],
-        dampening=settings['dampening'])
-    with DefaultScope.overwrite_default_scope('ffl_mm'):
-        optim_wrapper = build_optim_wrapper(model, optim_cfg)
-    samples = [DataSample().set_gt_label(int(y)) for y in ref['y']]
-    MessageHub.get_instance('test_clilr_equivalence')
-    return model, optim_wrapper, samples
+    return build_from_reference(
+        ref, model_cfg,
+        Config.fromfile(osp.join(REPO, SCHEDULE)).optim_wrapper, RENAMES)
 
 
 def test_one_step_equals_the_reference(ref):
@@ -97,26 +82,11 @@ def test_one_step_equals_the_reference(ref):
                               if j != i]).mean(dim=0)
         assert_close(f'target branch{i}', target,
                      step1['logits'][f'target_branch{i}'])
-    optim_wrapper.backward(loss)
-    params = dict(model.named_parameters())
-    assert sorted(ours(k, RENAMES) for k in step1['grads']) == \
-        sorted(params)
-    for theirs, want in step1['grads'].items():
-        assert_close(f'grad {theirs}', params[ours(theirs, RENAMES)].grad,
-                     want)
+    assert_grads_equal(ref, model, loss, optim_wrapper, RENAMES)
 
 
 def test_three_sgd_steps_equal_the_reference(ref):
-    model, optim_wrapper, samples = _build(ref)
-    for _ in range(ref['steps']):
-        losses = model(ref['x'], samples, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        optim_wrapper.update_params(loss)
-    state = model.state_dict()
-    assert len(ref['after_steps']) == len(state)
-    for theirs, want in ref['after_steps'].items():
-        assert_close(f'after steps {theirs}', state[ours(theirs, RENAMES)],
-                     want)
+    assert_steps_equal(ref, *_build(ref), RENAMES)
 
 
 def test_grad_rescale_needs_a_shared_trunk_and_belongs_to_clilr():

@@ -92,16 +92,23 @@ def _build(case):
     if name.startswith('dml'):
         # OKDDip updates the networks together from one summed loss
         model_cfg.branch_update = 'together'
+    renames = DML_RENAMES if name.startswith('dml') else ONE_RENAMES
+    return (*build_from_reference(ref, model_cfg, cfg.optim_wrapper,
+                                  renames), renames)
+
+
+def build_from_reference(ref, model_cfg, optim_cfg, renames):
+    """The model of ``model_cfg`` in float64 with the reference's initial
+    weights (their names mapped by ``renames``, one to one), the
+    ``optim_cfg`` optimiser set to the reference's settings, and the
+    reference batch's data samples."""
     with DefaultScope.overwrite_default_scope('ffl_mm'):
         model = MODELS.build(model_cfg).double().train()
-    renames = DML_RENAMES if name.startswith('dml') else ONE_RENAMES
     state = {ours(k, renames): v for k, v in ref['authors_state'].items()}
     assert sorted(state) == sorted(model.state_dict())  # one to one
     model.load_state_dict(
         {k: v.double() if v.is_floating_point() else v
          for k, v in state.items()}, strict=True)
-    # the config's optimiser, set to theirs
-    optim_cfg = cfg.optim_wrapper
     settings = ref['optim_settings']
     optim_cfg.optimizer.update(
         lr=settings['lr'], momentum=settings['momentum'],
@@ -111,8 +118,8 @@ def _build(case):
     with DefaultScope.overwrite_default_scope('ffl_mm'):
         optim_wrapper = build_optim_wrapper(model, optim_cfg)
     samples = [DataSample().set_gt_label(int(y)) for y in ref['y']]
-    MessageHub.get_instance('test_dml_one_equivalence')
-    return model, optim_wrapper, samples, renames
+    MessageHub.get_instance('test_reference_equivalence')
+    return model, optim_wrapper, samples
 
 
 def _head_outputs(model):
@@ -155,18 +162,30 @@ def test_one_step_equals_the_reference(case):
             gate = model.ensemble_head.gate(seen['gate_input'])
         assert_close('gate', gate, step1['gate'])
         assert_close('gate_bn_out', seen['gate_bn_out'], step1['gate_bn_out'])
-    optim_wrapper.backward(loss)
-    params = dict(model.named_parameters())
-    assert sorted(ours(k, renames) for k in step1['grads']) == sorted(params)
-    zero = set(ref.get('grads_zero_up_to_roundoff') or [])
-    for theirs, want in step1['grads'].items():
-        assert_close(f'grad {theirs}', params[ours(theirs, renames)].grad,
-                     want, absolute=theirs in zero)
+    assert_grads_equal(ref, model, loss, optim_wrapper, renames,
+                       set(ref.get('grads_zero_up_to_roundoff') or []))
 
 
 def test_three_sgd_steps_equal_the_reference(case):
     _, ref, _ = case
-    model, optim_wrapper, samples, renames = _build(case)
+    assert_steps_equal(ref, *_build(case))
+
+
+def assert_grads_equal(ref, model, loss, optim_wrapper, renames, zero=()):
+    """Backward of ``loss``: every parameter's gradient as in the
+    reference (those in ``zero``, round-off there, absolutely)."""
+    optim_wrapper.backward(loss)
+    params = dict(model.named_parameters())
+    grads = ref['step1']['grads']
+    assert sorted(ours(k, renames) for k in grads) == sorted(params)
+    for theirs, want in grads.items():
+        assert_close(f'grad {theirs}', params[ours(theirs, renames)].grad,
+                     want, absolute=theirs in zero)
+
+
+def assert_steps_equal(ref, model, optim_wrapper, samples, renames):
+    """The reference's optimiser steps on its batch: every parameter and
+    buffer afterwards as in the reference."""
     for _ in range(ref['steps']):
         losses = model(ref['x'], samples, mode='loss')
         loss, _ = model.parse_losses(losses)
