@@ -103,7 +103,6 @@ def export_onnx(module: nn.Module, example: torch.Tensor,
 def _export(module: nn.Module, args: Tuple, path: str) -> None:
     import warnings
     batch = torch.export.Dim('batch', min=1)
-    names = list(_forward_arg_names(module))[:len(args)]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         torch.onnx.export(
@@ -112,17 +111,11 @@ def _export(module: nn.Module, args: Tuple, path: str) -> None:
             path,
             input_names=['images'] if len(args) == 1 else None,
             output_names=['logits'] if len(args) == 1 else None,
-            dynamic_shapes={n: {0: batch} for n in names},
+            # one spec per positional input: the batch axis dynamic
+            dynamic_shapes=tuple({0: batch} for _ in args),
             opset_version=OPSET,
             dynamo=True,
             verbose=False)
-
-
-def _forward_arg_names(module: nn.Module):
-    import inspect
-    params = inspect.signature(module.forward).parameters
-    return [n for n, p in params.items()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _first_line(err: Exception) -> str:

@@ -65,10 +65,9 @@ def needed_params(model, output) -> int:
     total = sum(p.numel() for p in model.parameters())
     if output is None:
         return total
-    unused = [h for h in model.heads]
-    for name in ('ensemble_head', ):
-        if getattr(model, name, None) is not None:
-            unused.append(getattr(model, name))
+    unused = list(model.heads)
+    if getattr(model, 'ensemble_head', None) is not None:
+        unused.append(model.ensemble_head)
     return total - sum(p.numel() for h in unused for p in h.parameters())
 
 
