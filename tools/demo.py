@@ -31,8 +31,8 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))  # ffl_mm_analysis
 
 from ffl_mm_analysis.results import (markdown_table,  # noqa: E402
-                                     output_label, output_top1,
-                                     write_report)
+                                     output_label, output_roles,
+                                     output_top1, write_report)
 from ffl_mm.models.utils.output_names import metric_key  # noqa: E402
 from ffl_mm.engine.mmpretrain_tools import python_command  # noqa: E402
 
@@ -115,6 +115,7 @@ def main(argv=None):
     work_root = osp.abspath(args.work_dir)
     os.makedirs(work_root, exist_ok=True)
     rows = {}
+    roles = output_roles(osp.join(REPO, method_cfg))
     for seed in args.seeds:
         method = train_and_test(
             method_cfg, osp.join(work_root, f'{args.method}_seed{seed}'),
@@ -125,7 +126,8 @@ def main(argv=None):
         for name, top1 in output_top1(method).items():
             rows.setdefault(
                 output_label(name, METHOD_LABELS.get(args.method,
-                                                     args.method.upper())),
+                                                     args.method.upper()),
+                             roles),
                 []).append(top1)
         rows.setdefault(BASELINE_NAME, []).append(base[metric_key(None)])
     table = make_table(rows, args.seeds)

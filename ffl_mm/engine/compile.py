@@ -10,9 +10,11 @@ attribute 'items'``, with MMEngine's own optimizer constructor too), and
 it compiles nothing for ``test``/``val``. ffl_mm's ``tools/train.py`` and
 ``tools/test.py`` therefore take the key over (:func:`take_over_compile`)
 and compile only the computation from images to logits
-(:func:`compile_model`): the backbones, MFEF's enhancement, the fusion
-module and the heads of a ``MultiBranchClassifier`` (``_forward_all``),
-or ``extract_feat`` of any other classifier. Losses, metrics and the
+(:func:`compile_model`): the methods a ``MultiBranchClassifier`` names in
+``compile_targets`` (``_forward_all``: the backbones, MFEF's enhancement,
+the fusion module, the heads and a method's training targets such as
+OKDDip's attention; DML's one-by-one update adds ``_branch_logits``), or
+``extract_feat`` of any other classifier. Losses, metrics and the
 optimizer step stay eager; the work dir's config copy keeps the key.
 """
 from typing import List, Optional, Union
@@ -20,8 +22,8 @@ from typing import List, Optional, Union
 import torch
 import torch.nn as nn
 
-#: The methods compiled, the first one a model has.
-COMPILED_METHODS = ('_forward_all', 'extract_feat')
+#: What a classifier without ``compile_targets`` has compiled.
+FALLBACK_METHOD = 'extract_feat'
 
 
 def compile_options(value: Union[None, bool, dict]) -> Optional[dict]:
@@ -76,24 +78,35 @@ def compile_model(model: nn.Module, options: dict) -> str:
         options (dict): ``torch.compile`` keyword arguments.
 
     Returns:
-        str: ``'<Class>.<method>'``, what was compiled.
+        str: ``'<Class>.<method>'`` (``, `` between several), what was
+        compiled.
 
     Raises:
-        TypeError: The model has none of :data:`COMPILED_METHODS`.
+        TypeError: The model has neither ``compile_targets`` nor
+            ``extract_feat``.
     """
     inner = _classifier(model)
-    for name in COMPILED_METHODS:
-        method = getattr(inner, name, None)
-        if callable(method):
-            setattr(inner, name, torch.compile(method, **options))
-            return f'{type(inner).__name__}.{name}'
-    raise TypeError(
-        f'compile: {type(inner).__name__} has none of '
-        f'{", ".join(COMPILED_METHODS)}; leave compile unset for it.')
+    targets = _targets(inner)
+    if not targets:
+        raise TypeError(
+            f'compile: {type(inner).__name__} has neither compile_targets '
+            f'nor {FALLBACK_METHOD}; leave compile unset for it.')
+    for name in targets:
+        setattr(inner, name, torch.compile(getattr(inner, name), **options))
+    return ', '.join(f'{type(inner).__name__}.{name}' for name in targets)
+
+
+def _targets(model: nn.Module) -> List[str]:
+    """The methods of ``model`` to compile; empty where it has none."""
+    targets = getattr(model, 'compile_targets', None)
+    if targets:
+        return list(targets)
+    return [FALLBACK_METHOD] if callable(
+        getattr(model, FALLBACK_METHOD, None)) else []
 
 
 def _classifier(model: nn.Module) -> nn.Module:
-    while not any(hasattr(model, name) for name in COMPILED_METHODS) and \
+    while not _targets(model) and \
             isinstance(getattr(model, 'module', None), nn.Module):
         model = model.module
     return model
@@ -102,4 +115,4 @@ def _classifier(model: nn.Module) -> nn.Module:
 def compiled_methods(model: nn.Module) -> List[str]:
     """Names of the methods :func:`compile_model` replaced on ``model``."""
     inner = _classifier(model)
-    return [name for name in COMPILED_METHODS if name in vars(inner)]
+    return [name for name in _targets(inner) if name in vars(inner)]

@@ -102,7 +102,7 @@ def test_inductor_training_matches_eager():
 
 
 def test_compile_needs_a_classifier():
-    with pytest.raises(TypeError, match='has none of _forward_all'):
+    with pytest.raises(TypeError, match='has neither compile_targets nor extract_feat'):
         compile_model(torch.nn.Linear(2, 2), {})
 
 
@@ -132,3 +132,54 @@ def test_tools_train_and_test_compiled(tmp_path, run_in_process):
     assert 'compile: FFLClassifier._forward_all is compiled' in out
     assert 0 <= metrics['accuracy/fused_top1'] <= 100
     json.dumps(metrics)
+
+
+@pytest.mark.parametrize('config, options', [
+    ('configs/ffl/ffl_resnet32x2_digits.py', {}),
+    ('configs/mfef/mfef_resnet32x2_digits.py', {}),
+    ('configs/dml/dml_resnet32x2_digits.py', {}),
+    ('configs/dml/dml_resnet32x2_digits.py', dict(branch_update='one_by_one')),
+    ('configs/one/one_resnet32x2_digits.py', {}),
+    ('configs/clilr/clilr_resnet32x3_digits.py', {}),
+    ('configs/okddip/okddip_resnet32x4_digits.py', {}),
+])
+def test_compile_covers_every_module_of_training(config, options,
+                                                 monkeypatch):
+    """Whatever a method's training step runs from images to the loss's
+    inputs (backbones, heads, a teacher's modules such as OKDDip's
+    attention) runs inside what ``compile`` compiles: a stand-in for
+    ``torch.compile`` marks the compiled region, and every module with
+    parameters checks the mark when it runs forward."""
+    import ffl_mm.engine.compile as compile_module
+    inside = []
+
+    def stand_in(method, **options):
+        def marked(*args, **kwargs):
+            inside.append(True)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                inside.pop()
+        return marked
+
+    monkeypatch.setattr(compile_module.torch, 'compile', stand_in)
+    cfg = shipped_config(config).model
+    cfg.backbone.depth = 8
+    cfg.update(options)
+    model = MODELS.build(cfg)
+    compile_model(model, {})
+    outside = set()
+
+    def check(module, args):
+        # a checkpointed region's rerun in backward (MFEF's pre-neck) is
+        # part of the compiled backward under torch.compile
+        in_backward = torch._C._current_graph_task_id() != -1
+        if not inside and not in_backward:
+            outside.add(type(module).__name__)
+
+    for module in model.modules():
+        if module is not model and \
+                any(True for _ in module.parameters(recurse=False)):
+            module.register_forward_pre_hook(check)
+    _train_two_steps(model, bench.synthetic_batch(4, 32, 10))
+    assert not outside, f'run outside the compiled methods: {outside}'

@@ -6,7 +6,8 @@ import torch
 from ffl_mm.registry import METRICS, MODELS
 
 import ffl_mm  # noqa: F401
-from ffl_mm_analysis.results import output_label
+from conftest import REPO
+from ffl_mm_analysis.results import output_label, output_roles
 from ffl_mm.models.utils import output_names as names
 
 
@@ -24,6 +25,28 @@ def test_names_and_order():
     ]
     assert output_label('branch3', 'MFEF') == 'MFEF branch 3'
     assert output_label('fused') == 'FFL fused'
+
+
+def test_okddip_leader_named_in_tables(tmp_path):
+    """OKDDip's last branch is labelled its leader, from the config file
+    or a work dir's config copy; other methods' outputs have no role."""
+    import os.path as osp
+    import shutil
+    okddip = osp.join(REPO, 'configs/okddip/okddip_resnet32x4_digits.py')
+    assert output_roles(okddip) == {'branch3': 'leader'}
+    assert output_label('branch3', 'OKDDip', output_roles(okddip)) == \
+        'OKDDip branch 3 (leader)'
+    assert output_label('branch2', 'OKDDip', output_roles(okddip)) == \
+        'OKDDip branch 2'
+    assert output_roles(osp.join(
+        REPO, 'configs/clilr/clilr_resnet32x3_digits.py')) == {}
+    from mmengine.config import Config
+    work = tmp_path / 'work'
+    work.mkdir()
+    Config.fromfile(okddip).dump(str(work / 'okddip.py'))
+    assert output_roles(str(work)) == {'branch3': 'leader'}
+    shutil.copy(work / 'okddip.py', work / 'other.py')
+    assert output_roles(str(work)) == {}  # which copy is the run's: unknown
 
 
 @pytest.mark.parametrize('name, k', [(None, 1), ('branch0', 5),

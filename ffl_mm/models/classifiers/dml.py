@@ -36,6 +36,9 @@ class DMLClassifier(MultiBranchClassifier):
         **kwargs: :class:`MultiBranchClassifier`'s arguments.
     """
 
+    #: ``'one_by_one'`` computes each network's logits on their own
+    compile_targets = ('_forward_all', '_branch_logits')
+
     def __init__(self, branch_update: str = 'one_by_one', **kwargs):
         if branch_update not in BRANCH_UPDATES:
             raise ValueError(

@@ -102,6 +102,9 @@ class MultiBranchClassifier(BaseClassifier):
     #: The output that teaches the branches (``distill_loss``'s teacher);
     #: None: the branches teach one another.
     teacher_output: Optional[str] = None
+    #: The methods that ``compile`` compiles (ffl_mm.engine.compile):
+    #: together they run every module of training and testing.
+    compile_targets: Tuple[str, ...] = ('_forward_all', )
     #: The output ``test_cfg.predict`` selects by default.
     default_predict: str = names.ENSEMBLE
     #: Whether the model has a fused classifier (output ``'fused'``); its
@@ -182,6 +185,12 @@ class MultiBranchClassifier(BaseClassifier):
             self._backbone_features, self.backbones, self.necks,
             self.fusion_in_index, need_maps=need_maps)
 
+    @classmethod
+    def output_roles(cls, num_branches: int) -> Dict[str, str]:
+        """What an output is for, beyond its name, for results tables
+        (``{'branch3': 'leader'}`` for OKDDip); here nothing."""
+        return {}
+
     @staticmethod
     def branches_in(state_dict: dict) -> Optional[int]:
         """The number of branches of a state dict of this layout (its
@@ -253,15 +262,28 @@ class MultiBranchClassifier(BaseClassifier):
         """The head whose loss trains :attr:`teacher_output`, or None."""
         return None
 
+    def forward_targets(self, pooled: List, branch_logits: List[torch.Tensor]
+                        ) -> Dict[str, torch.Tensor]:
+        """Training-only tensors that ``distill_loss`` takes besides the
+        logits (OKDDip: each peer's attention-weighted target), by name,
+        from the branch necks' outputs and logits ``(B, num_classes)``;
+        here none."""
+        return {}
+
     def _forward_all(self, inputs: torch.Tensor):
-        """``(branch_logits, others)``: N logits ``(B, C)`` and the other
-        outputs by name (:meth:`forward_teacher`)."""
+        """``(branch_logits, others, targets)``: N logits ``(B, C)``, the
+        other outputs by name (:meth:`forward_teacher`) and, in training
+        with a ``distill_loss``, :meth:`forward_targets`. Everything from
+        images to the loss's inputs runs here: ``compile`` compiles this
+        method (:attr:`compile_targets`)."""
         features = self.forward_features(inputs)
-        branch_logits = [
-            head(neck(f))
-            for f, neck, head in zip(features.feats, self.necks, self.heads)
-        ]
-        return branch_logits, self.forward_teacher(features, branch_logits)
+        pooled = [neck(f) for f, neck in zip(features.feats, self.necks)]
+        branch_logits = [head(p) for p, head in zip(pooled, self.heads)]
+        others = self.forward_teacher(features, branch_logits)
+        targets = {}
+        if self.training and self.distill_loss is not None:
+            targets = self.forward_targets(pooled, branch_logits)
+        return branch_logits, others, targets
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -271,7 +293,7 @@ class MultiBranchClassifier(BaseClassifier):
         ``(B, num_classes)`` keyed by :attr:`output_names`), ``'loss'``
         (:meth:`loss`) and ``'predict'`` (:meth:`predict`)."""
         if mode == 'tensor':
-            return self._named_logits(*self._forward_all(inputs))
+            return self._named_logits(*self._forward_all(inputs)[:2])
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
@@ -330,7 +352,7 @@ class MultiBranchClassifier(BaseClassifier):
             (``loss_ce_fused``, ``loss_ce_ensemble``), ``loss_kd_*`` and
             ``kd_weight`` (logged only), depending on what is configured.
         """
-        branch_logits, others = self._forward_all(inputs)
+        branch_logits, others, targets = self._forward_all(inputs)
         losses = {}
         for i, (head, logits) in enumerate(zip(self.heads, branch_logits)):
             losses.update(
@@ -343,8 +365,16 @@ class MultiBranchClassifier(BaseClassifier):
                 self._head_loss(self.teacher_head(), teacher, data_samples,
                                 self.teacher_output))
         if self.distill_loss is not None:
-            losses.update(self.distill_loss(branch_logits, teacher))
+            losses.update(self.distill(branch_logits, teacher, targets))
         return losses
+
+    def distill(self, branch_logits: List[torch.Tensor],
+                teacher: Optional[torch.Tensor],
+                targets: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The distillation terms: ``distill_loss`` on the branch logits
+        ``(B, C)`` and the teacher's (:attr:`teacher_output`, or None);
+        ``targets`` from :meth:`forward_targets`, unused here."""
+        return self.distill_loss(branch_logits, teacher)
 
     @staticmethod
     def _head_loss(head, logits, data_samples, name):
@@ -380,7 +410,7 @@ class MultiBranchClassifier(BaseClassifier):
             data_samples (list[DataSample], optional): Filled in place;
                 created when None.
         """
-        logits = self._named_logits(*self._forward_all(inputs))
+        logits = self._named_logits(*self._forward_all(inputs)[:2])
         scores = {name: F.softmax(z, dim=1) for name, z in logits.items()}
         branch_scores = torch.stack([
             scores[names.branch_name(i)] for i in range(self.num_branches)

@@ -5,7 +5,6 @@ from typing import Dict, List, Union
 
 import torch
 import torch.nn as nn
-from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
 from ..utils import output_names as names
@@ -58,6 +57,11 @@ class OKDDipClassifier(MultiBranchClassifier):
                 "peers' targets; use dict(type='DiversePeerKDLoss').")
         self.peer_attention = self._build_attention(peer_attention)
 
+    @classmethod
+    def output_roles(cls, num_branches: int) -> Dict[str, str]:
+        """The last branch is the group leader."""
+        return {names.branch_name(num_branches - 1): 'leader'}
+
     @property
     def default_predict(self) -> str:
         """The group leader, the last branch."""
@@ -82,22 +86,20 @@ class OKDDipClassifier(MultiBranchClassifier):
             cfg['in_channels'] = sizes[0]
         return bc.build(cfg)
 
-    def loss(self, inputs: torch.Tensor,
-             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        """Every branch's cross-entropy (``loss_ce_branch{i}``, the leader
-        ``branch{N-1}``) and the two-level distillation
-        (``loss_kd_branch{i}``, ``kd_weight``)."""
-        features = self.forward_features(inputs)
-        pooled = [neck(f) for f, neck in zip(features.feats, self.necks)]
-        logits = [head(p) for p, head in zip(pooled, self.heads)]
-        losses = {}
-        for i, (head, z) in enumerate(zip(self.heads, logits)):
-            losses.update(
-                self._head_loss(head, z, data_samples, names.branch_name(i)))
-        if self.distill_loss is not None:
-            feats = [p[-1] if isinstance(p, (list, tuple)) else p
-                     for p in pooled[:-1]]
-            targets, _ = self.peer_attention(feats, logits[:-1])
-            losses.update(self.distill_loss(logits[:-1], targets,
-                                            logits[-1]))
-        return losses
+    def forward_targets(self, pooled: List, branch_logits: List[torch.Tensor]
+                        ) -> Dict[str, torch.Tensor]:
+        """``{'peer_targets': [t_0 .. t_{P-1}]}``: each peer's
+        attention-weighted mix of the peers' logits, ``(B, num_classes)``
+        each (``pooled``: the branch necks' outputs; the peers' last ones
+        ``(B, C)`` go into the attention)."""
+        feats = [p[-1] if isinstance(p, (list, tuple)) else p
+                 for p in pooled[:-1]]
+        targets, _ = self.peer_attention(feats, branch_logits[:-1])
+        return {'peer_targets': targets}
+
+    def distill(self, branch_logits: List[torch.Tensor], teacher,
+                targets: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Each peer towards its target and the leader towards the peers'
+        mean (``loss_kd_branch{i}``, ``kd_weight``)."""
+        return self.distill_loss(branch_logits[:-1], targets['peer_targets'],
+                                 branch_logits[-1])

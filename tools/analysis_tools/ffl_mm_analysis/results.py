@@ -149,12 +149,43 @@ def markdown_table(rows: Dict[str, Sequence[float]],
     return '\n'.join(lines)
 
 
-def output_label(name: str, method: str = 'FFL') -> str:
-    """The table row of an output: ``'FFL branch 0'``, ``'FFL fused'``."""
+def output_label(name: str, method: str = 'FFL',
+                 roles: Optional[Dict[str, str]] = None) -> str:
+    """The table row of an output: ``'FFL branch 0'``, ``'FFL fused'``;
+    with its role from ``roles`` (:func:`output_roles`):
+    ``'OKDDip branch 3 (leader)'``."""
     index = branch_index(name)
     if index is not None:
-        return f'{method} branch {index}'
-    return f'{method} {name}' if name != 'top1' else method
+        label = f'{method} branch {index}'
+    else:
+        label = f'{method} {name}' if name != 'top1' else method
+    role = (roles or {}).get(name)
+    return f'{label} ({role})' if role else label
+
+
+def output_roles(config) -> Dict[str, str]:
+    """``{output: role}`` of a config's model (a ``Config``, a config file
+    or a work dir with the config copy ``tools/train.py`` writes), from its
+    class's ``output_roles``: OKDDip's last branch is its leader. Empty for
+    a model without roles or a work dir without a config copy."""
+    from mmengine.config import Config
+
+    from ffl_mm.registry import MODELS
+    if isinstance(config, str):
+        if osp.isdir(config):
+            copies = sorted(glob.glob(osp.join(config, '*.py')))
+            if len(copies) != 1:
+                return {}
+            config = copies[0]
+        config = Config.fromfile(config)
+    model = config.get('model') or {}
+    cls = MODELS.get(str(model.get('type', '')).split('.')[-1])
+    if cls is None or not hasattr(cls, 'output_roles'):
+        return {}
+    backbone = model.get('backbone')
+    num_branches = model.get('num_branches') or (
+        len(backbone) if isinstance(backbone, (list, tuple)) else None)
+    return cls.output_roles(num_branches) if num_branches else {}
 
 
 def top1_rows(work_dirs: Sequence[str], baseline_dirs: Sequence[str] = (),
@@ -163,8 +194,10 @@ def top1_rows(work_dirs: Sequence[str], baseline_dirs: Sequence[str] = (),
     """Final top-1 of every output of each run, and of the baselines."""
     rows: Dict[str, List[float]] = OrderedDict()
     for work_dir in work_dirs:
+        roles = output_roles(work_dir)
         for name, value in final_top1(work_dir).items():
-            rows.setdefault(output_label(name, method), []).append(value)
+            rows.setdefault(output_label(name, method, roles),
+                            []).append(value)
     for work_dir in baseline_dirs:
         rows.setdefault(baseline, []).append(final_top1(work_dir)['top1'])
     return rows
@@ -189,6 +222,7 @@ def plot_results(work_dirs: Sequence[str], out_dir: str,
 
     runs = [split_records(load_records(d)) for d in work_dirs]
     acc = _mean_curves([accuracy_curves(val) for _, val in runs])
+    roles = output_roles(work_dirs[0]) if work_dirs else {}
     losses = _mean_curves([loss_curves(train) for train, _ in runs])
     base = _mean_curves([
         accuracy_curves(split_records(load_records(d))[1])
@@ -199,7 +233,7 @@ def plot_results(work_dirs: Sequence[str], out_dir: str,
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in acc.items():
         ax.plot(list(curve), list(curve.values()), marker='.',
-                label=output_label(name, method))
+                label=output_label(name, method, roles))
     for curve in base.values():
         ax.plot(list(curve), list(curve.values()), 'k--', label=baseline)
     ax.set_xlabel('epoch')

@@ -1,16 +1,21 @@
 # Copyright (c) ffl_mm contributors.
-"""DML's settings ablated on the digits data, against the single network.
+"""A method's settings ablated on the digits data, against the single
+network.
 
-Trains ``configs/dml/dml_resnet32x2_digits.py`` through ``tools/train.py``
-under each setting of :data:`SETTINGS` (temperature, update order, KD
-ramp-up, weight decay; ``bn_once``: the one-by-one update's extra forward
-passes leave BatchNorm statistics alone) and the single ResNet-32 of the
+Trains a method's digits config through ``tools/train.py`` under each
+setting of its study in :data:`STUDIES` and the single ResNet-32 of the
 demo, for every seed, two runs at a time with one thread each, and writes
 the final validation top-1 (mean ± std over the seeds) as a markdown table.
 
+- ``dml``: temperature, update order, KD ramp-up (``bn_once``: the
+  one-by-one update's extra forward passes leave BatchNorm statistics
+  alone);
+- ``clilr``: the public code's kept target graph and trunk-gradient
+  rescaling, each switched off.
+
 Example::
 
-    python tools/analysis_tools/dml_ablation.py --seeds 0 1 2 3 4 \\
+    python tools/analysis_tools/ablation.py dml --seeds 0 1 2 3 4 \\
         --work-dir work_dirs/dml_ablation
 """
 import argparse
@@ -29,11 +34,12 @@ sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 from ffl_mm_analysis.results import final_top1, summarise  # noqa: E402
 
 DML = 'configs/dml/dml_resnet32x2_digits.py'
+CLILR = 'configs/clilr/clilr_resnet32x3_digits.py'
 SINGLE = 'configs/baselines/resnet32_digits.py'
 PAPER = ['model.distill_loss.temperature=1.0',
          'model.distill_loss.rampup=None', 'model.branch_update=one_by_one']
 #: name -> --cfg-options over the shipped DML digits config
-SETTINGS = {
+DML_SETTINGS = {
     'paper (T=1, one by one, no ramp)': PAPER,
     'T=3 (one by one, no ramp)': PAPER[1:] + [
         'model.distill_loss.temperature=3.0'],
@@ -45,6 +51,20 @@ SETTINGS = {
     'T=3, together, no ramp (public code\'s T and order)': [
         'model.distill_loss.temperature=3.0',
         'model.distill_loss.rampup=None', 'model.branch_update=together'],
+}
+DETACH, NO_RESCALE = ('model.distill_loss.detach_peers=True',
+                      'model.grad_rescale=False')
+#: name -> --cfg-options over the shipped CL-ILR digits config
+CLILR_SETTINGS = {
+    'public code (targets keep their graph, trunk gradient / 3)': [],
+    'targets detached': [DETACH],
+    'no rescaling': [NO_RESCALE],
+    'targets detached, no rescaling': [DETACH, NO_RESCALE],
+}
+#: study -> (config, settings, outputs reported besides the ensemble)
+STUDIES = {
+    'dml': (DML, DML_SETTINGS, ['branch0', 'branch1']),
+    'clilr': (CLILR, CLILR_SETTINGS, ['branch0', 'branch1', 'branch2']),
 }
 
 # a DMLClassifier whose one-by-one re-forwards (no gradients) restore
@@ -95,19 +115,23 @@ def run(config, options, work_dir, seed, extra_path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('study', choices=sorted(STUDIES))
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--work-dir', default='work_dirs/dml_ablation')
+    parser.add_argument('--work-dir', help='default: work_dirs/<study>_'
+                        'ablation')
     parser.add_argument('--jobs', type=int, default=2)
     parser.add_argument('--only', nargs='*', help='setting names to run')
     args = parser.parse_args(argv)
+    config, all_settings, branches = STUDIES[args.study]
+    args.work_dir = args.work_dir or f'work_dirs/{args.study}_ablation'
     os.makedirs(args.work_dir, exist_ok=True)
     with open(osp.join(args.work_dir, 'dml_bn_once.py'), 'w') as f:
         f.write(BN_ONCE)
-    settings = {k: v for k, v in SETTINGS.items()
+    settings = {k: v for k, v in all_settings.items()
                 if not args.only or k in args.only}
-    tag = {name: f's{i}' for i, name in enumerate(SETTINGS)}
+    tag = {name: f's{i}' for i, name in enumerate(all_settings)}
     jobs = [(SINGLE, [], 'single')] + [
-        (DML, opts, tag[name]) for name, opts in settings.items()]
+        (config, opts, tag[name]) for name, opts in settings.items()]
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [
             pool.submit(run, cfg, opts,
@@ -123,20 +147,20 @@ def main(argv=None):
     for name, tag in zip(names, tags):
         finals = [final_top1(osp.join(args.work_dir, f'{tag}_seed{s}'))
                   for s in args.seeds]
-        outputs = ['top1'] if tag == 'single' else [
-            'ensemble', 'branch0', 'branch1']
+        outputs = ['top1'] if tag == 'single' else ['ensemble', *branches]
         cells = []
         for out in outputs:
             values = [f[out] for f in finals]
             numbers.setdefault(name, {})[out] = values
             cells.append(summarise(values))
-        while len(cells) < 3:
-            cells.append('')
+        cells += [''] * (1 + len(branches) - len(cells))
         per_seed = ', '.join(f'{v:.2f}' for v in numbers[name][outputs[0]])
         rows.append(f'| {name} | ' + ' | '.join(cells) + f' | {per_seed} |')
-    table = '\n'.join([
-        '| setting | ensemble (single: top-1) | network 0 | network 1 | '
-        'per seed (ensemble) |', '|---|---|---|---|---|', *rows])
+    header = ['setting', 'ensemble (single: top-1)',
+              *(f'network {i}' for i in range(len(branches))),
+              'per seed (ensemble)']
+    table = '\n'.join(['| ' + ' | '.join(header) + ' |',
+                       '|---' * len(header) + '|', *rows])
     print(table)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(table + '\n')
