@@ -5,9 +5,9 @@
 # divided by the number of heads in backward (grad_rescale), each head
 # distilled from the mean of the other heads' logits at T = 3 with the
 # target's graph kept (PeerKDLoss peer_target='mean_logits',
-# detach_peers=False), the KD weight ramped up (over 80 epochs here, as the
-# ONE configs); no cross-entropy on the ensemble. Tested against that code
-# step by step: tests/test_models/test_clilr_equivalence.py.
+# detach_peers=False), the KD weight ramped up over 80 epochs (as in their
+# code and the ONE configs); no cross-entropy on the ensemble. Tested
+# against that code step by step: tests/test_models/test_clilr_equivalence.py.
 _base_ = ['./cifar-resnet32x2.py']
 model = dict(
     type='CLILRClassifier',

@@ -7,8 +7,8 @@
 # the peers and its target, the attention-weighted mix of their logits;
 # the leader learns from the peers' mean; T = 3; the targets keep their
 # graph (the attention learns only through them); the KD weight ramped up
-# (over 80 epochs here, as the ONE configs). Tested against that code step
-# by step: tests/test_models/test_okddip_equivalence.py.
+# over 80 epochs, as in their code and the ONE configs. Tested against
+# that code step by step: tests/test_models/test_okddip_equivalence.py.
 _base_ = ['./cifar-resnet32x2.py']
 model = dict(
     type='OKDDipClassifier',
