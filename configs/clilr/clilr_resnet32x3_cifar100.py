@@ -4,9 +4,9 @@
 # repository (resnet_one.py, avg=True, bpscale=True; see
 # ../_base_/models/clilr_cifar-resnet32x3.py). Deviations: FFL's schedule
 # (SGD lr 0.1, Nesterov momentum 0.9, weight decay 1e-4, 300 epochs, lr
-# x0.1 at 150 and 225; their train_one.py: weight decay 5e-4). The KD ramp-up
-# is theirs: exp(-5 (1 - e/80)^2) from epoch 0, 80 of 300 epochs. Published figures:
-# configs/clilr/README.md.
+# x0.1 at 150 and 225; their train_one.py: weight decay 5e-4). The KD
+# ramp-up is theirs: exp(-5 (1 - e/80)^2) from epoch 0, 80 of 300 epochs.
+# Published figures: configs/clilr/README.md.
 _base_ = [
     '../_base_/models/clilr_cifar-resnet32x3.py',
     '../_base_/datasets/cifar100_bs128_ffl.py',
