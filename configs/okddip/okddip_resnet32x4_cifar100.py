@@ -6,7 +6,8 @@
 # (SGD lr 0.1, Nesterov momentum 0.9, weight decay 1e-4, 300 epochs, lr
 # x0.1 at 150 and 225; their train_GL.py: weight decay 5e-4). The KD
 # ramp-up is theirs: exp(-5 (1 - e/80)^2) from epoch 0, 80 of 300 epochs.
-# The leader (branch3) is the default prediction and the model to deploy: tools/export.py --branch 3.
+# The leader (branch3) is the default prediction and the model to
+# deploy: tools/export.py --branch 3.
 _base_ = [
     '../_base_/models/okddip_cifar-resnet32x4.py',
     '../_base_/datasets/cifar100_bs128_ffl.py',
