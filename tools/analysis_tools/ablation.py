@@ -22,9 +22,7 @@ import argparse
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPO = osp.dirname(TOOLS)
@@ -32,6 +30,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 
 from ffl_mm_analysis.results import final_top1, summarise  # noqa: E402
+from ffl_mm_analysis.runs import Run, train_all  # noqa: E402
 
 DML = 'configs/dml/dml_resnet32x2_digits.py'
 CLILR = 'configs/clilr/clilr_resnet32x3_digits.py'
@@ -87,30 +86,20 @@ class DMLBNOnce(DMLClassifier):
 '''
 
 
-def run(config, options, work_dir, seed, extra_path):
-    if osp.exists(osp.join(work_dir, 'done')):
-        return
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=extra_path + os.pathsep +
-               os.environ.get('PYTHONPATH', ''))
-    if 'bn_once' in options:
-        # custom_imports act when the config file is read, not from
-        # --cfg-options: a config of its own imports the class
-        options = [o for o in options if o != 'bn_once']
-        config = osp.join(extra_path, 'dml_bn_once_config.py')
-        with open(config, 'w') as f:
-            f.write(f"_base_ = ['{osp.join(REPO, DML)}']\n"
-                    "custom_imports = dict(imports=['ffl_mm', "
-                    "'ffl_mm.engine.compat', 'dml_bn_once'], "
-                    "allow_failed_imports=False)\n"
-                    "model = dict(type='DMLBNOnce')\n")
-    cmd = [sys.executable, osp.join(TOOLS, 'train.py'), config,
-           '--work-dir', work_dir, '--cfg-options',
-           f'randomness.seed={seed}', *options]
-    with open(work_dir + '.log', 'w') as log:
-        subprocess.run(cmd, cwd=REPO, env=env, stdout=log,
-                       stderr=subprocess.STDOUT, check=True)
-    open(osp.join(work_dir, 'done'), 'w').close()
+def bn_once_config(work_dir):
+    """A config of :data:`DML` whose model is :data:`BN_ONCE`'s class (a
+    config's ``custom_imports`` act when the file is read, not from
+    ``--cfg-options``), written into ``work_dir``; returns its path."""
+    with open(osp.join(work_dir, 'dml_bn_once.py'), 'w') as f:
+        f.write(BN_ONCE)
+    config = osp.join(work_dir, 'dml_bn_once_config.py')
+    with open(config, 'w') as f:
+        f.write(f"_base_ = ['{osp.join(REPO, DML)}']\n"
+                "custom_imports = dict(imports=['ffl_mm', "
+                "'ffl_mm.engine.compat', 'dml_bn_once'], "
+                "allow_failed_imports=False)\n"
+                "model = dict(type='DMLBNOnce')\n")
+    return config
 
 
 def main(argv=None):
@@ -124,23 +113,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config, all_settings, branches = STUDIES[args.study]
     args.work_dir = args.work_dir or f'work_dirs/{args.study}_ablation'
-    os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'dml_bn_once.py'), 'w') as f:
-        f.write(BN_ONCE)
+    work_root = osp.abspath(args.work_dir)
+    os.makedirs(work_root, exist_ok=True)
     settings = {k: v for k, v in all_settings.items()
                 if not args.only or k in args.only}
     tag = {name: f's{i}' for i, name in enumerate(all_settings)}
-    jobs = [(SINGLE, [], 'single')] + [
-        (config, opts, tag[name]) for name, opts in settings.items()]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [
-            pool.submit(run, cfg, opts,
-                        osp.abspath(osp.join(args.work_dir, f'{tag}_seed{s}')),
-                        s, osp.abspath(args.work_dir))
-            for s in args.seeds for cfg, opts, tag in jobs
-        ]
-        for future in futures:
-            future.result()
+    jobs = [(SINGLE, [], 'single')]
+    for name, opts in settings.items():
+        cfg = config
+        if 'bn_once' in opts:
+            cfg, opts = bn_once_config(work_root), [
+                o for o in opts if o != 'bn_once']
+        jobs.append((cfg, opts, tag[name]))
+    train_all([Run(cfg, opts, osp.join(work_root, f'{tag}_seed{s}'), s)
+               for s in args.seeds for cfg, opts, tag in jobs],
+              args.jobs, python_path=work_root)
     rows, numbers = [], {}
     names = ['single ResNet-32'] + list(settings)
     tags = ['single'] + [tag[name] for name in settings]

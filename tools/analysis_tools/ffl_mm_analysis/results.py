@@ -121,6 +121,18 @@ def final_top1(work_dir: str) -> Dict[str, float]:
             for name, curve in accuracy_curves(val).items()}
 
 
+def final_prediction_top1(work_dir: str) -> float:
+    """Top-1 of the prediction (``accuracy/top1``: the output
+    ``test_cfg.predict`` selects) at the last evaluated epoch."""
+    _, val = split_records(load_records(work_dir))
+    if not val:
+        raise ResultsError(f'{work_dir}: the log has no validation '
+                           'results (accuracy/top1).')
+    last = max(int(r.get('step', r.get('epoch', 0))) for r in val)
+    return float([r for r in val if int(r.get('step', r.get('epoch', 0)))
+                  == last][-1][metric_key(None)])
+
+
 def summarise(values: Sequence[float]) -> str:
     """``'mean ± std'`` (sample std); one value is shown alone, as one
     run has no spread."""
