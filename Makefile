@@ -40,14 +40,16 @@ extras: $(STAMP)
 deploy-extras: $(STAMP)
 	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/deploy.txt
 
-# FFL ResNet-32x2 (METHOD=mfef, dml, one, clilr, okddip: MFEF, DML, ONE, CL-ILR, OKDDip) and a single ResNet-32 on the embedded
-# digits data, then the table of branches / ensemble / fused / baseline.
+# FFL ResNet-32x2 (METHOD=mfef, dml, one, clilr, okddip: MFEF, DML, ONE,
+# CL-ILR, OKDDip) and a single ResNet-32 on the embedded digits data, then
+# the table of branches / ensemble / fused (OKDDip: leader) / baseline.
 # SEEDS="0 1 2" for mean and std over three seeds.
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --method $(METHOD) --seeds $(SEEDS) --work-dir $(WORK_DIR)/$(METHOD)
 
-# Training-step cost of FFL, MFEF, DML and ONE ResNet-32x2 (CIFAR-100 shapes, batch
-# 128) against cross-entropy-only branches and separate networks, on the CPU:
+# Training-step cost of FFL, MFEF, DML, ONE (ResNet-32x2), CL-ILR (x3) and
+# OKDDip (x4) (CIFAR-100 shapes, batch 128) against cross-entropy-only
+# branches and separate networks, on the CPU:
 # BENCH_ROUNDS interleaved rounds after 3 warm-up rounds (docs/benchmarks.md).
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)
@@ -55,6 +57,8 @@ bench: $(STAMP)
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/mfef_resnet32x2.json
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/dml/dml_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/dml_resnet32x2.json
 	$(BIN)/python tools/analysis_tools/benchmark.py configs/one/one_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/one_resnet32x2.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/clilr/clilr_resnet32x3_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/clilr_resnet32x3.json
+	$(BIN)/python tools/analysis_tools/benchmark.py configs/okddip/okddip_resnet32x4_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/okddip_resnet32x4.json
 
 # The suite CI runs (.ci/run): everything the project's own files install.
 # TEST_WORKERS processes (pytest-xdist), one torch thread each: most tests
