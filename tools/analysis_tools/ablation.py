@@ -11,7 +11,7 @@ the final validation top-1 (mean ± std over the seeds) as a markdown table.
   one-by-one update's extra forward passes leave BatchNorm statistics
   alone);
 - ``clilr``: the public code's kept target graph and trunk-gradient
-  rescaling, each switched off.
+  rescaling, each switched off; the KD ramp by iteration.
 
 Example::
 
@@ -59,6 +59,9 @@ CLILR_SETTINGS = {
     'targets detached': [DETACH],
     'no rescaling': [NO_RESCALE],
     'targets detached, no rescaling': [DETACH, NO_RESCALE],
+    # the digits ramp (4 epochs) steps w by epoch: 0.007, 0.08, 0.29, 0.73
+    'public code, ramp by iteration (4 x 22)': [
+        'model.distill_loss.by_epoch=False', 'model.distill_loss.rampup=88'],
 }
 #: study -> (config, settings, outputs reported besides the ensemble)
 STUDIES = {
