@@ -33,7 +33,8 @@ sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))  # ffl_mm_analysis
 from ffl_mm_analysis.results import (markdown_table,  # noqa: E402
                                      output_label, output_roles,
                                      output_top1, write_report)
-from ffl_mm.models.utils.output_names import metric_key  # noqa: E402
+from ffl_mm.models.utils.output_names import (branch_index,  # noqa: E402
+                                              metric_key)
 from ffl_mm.engine.mmpretrain_tools import python_command  # noqa: E402
 
 METHOD_CONFIG = {
@@ -147,9 +148,13 @@ def main(argv=None):
     with open(checkpoint) as f:
         checkpoint = osp.relpath(f.read().strip(), REPO)
     exported = osp.relpath(osp.join(work_root, 'exported'), REPO)
-    print('\nExport a student (branch 0) as a plain MMPretrain model:\n'
+    # the branch a method deploys (OKDDip: its leader), else branch 0
+    branch, role = next(((branch_index(n), r) for n, r in roles.items()
+                         if branch_index(n) is not None), (0, None))
+    what = f'branch {branch}' + (f', the {role}' if role else '')
+    print(f'\nExport a student ({what}) as a plain MMPretrain model:\n'
           f'  {python_command()} tools/export.py {method_cfg} {checkpoint} '
-          '--branch 0 '
+          f'--branch {branch} '
           f'--out {exported}')
     return rows
 

@@ -130,3 +130,36 @@ def test_demo_commands_and_table(tmp_path, monkeypatch):
         assert trained == [f'configs/{method}/{method}_resnet32x2_digits.py',
                            'configs/baselines/resnet32_digits.py']
         assert rows[f'{method.upper()} ensemble'] == [94.0]
+
+
+def test_okddip_demo_names_and_exports_its_leader(tmp_path, monkeypatch,
+                                                  capsys):
+    """METHOD=okddip: the leader's row says so, and the printed export
+    command exports the leader (branch 3), the model OKDDip deploys."""
+    demo = tool_module('demo.py')
+
+    def fake_run(args):
+        work = args[args.index('--work-dir') + 1]
+        if args[0].endswith('train.py'):
+            os.makedirs(work, exist_ok=True)
+            with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(REPO, 'README.md'))  # an existing file
+            return
+        metrics = {'accuracy/top1': 97.0}
+        if 'baseline' not in work:
+            metrics.update({f'accuracy/branch{i}_top1': 90.0 + i
+                            for i in range(4)})
+            metrics['accuracy/ensemble_top1'] = 96.0
+        with open(args[args.index('--out') + 1], 'w') as f:
+            json.dump(metrics, f)
+
+    monkeypatch.setattr(demo, 'run', fake_run)
+    monkeypatch.setattr(demo, 'analyze', lambda *args: [])
+    rows = demo.main(['--method', 'okddip', '--seeds', '0', '--work-dir',
+                      str(tmp_path)])
+    assert rows['OKDDip branch 3 (leader)'] == [93.0]
+    assert rows['OKDDip branch 2'] == [92.0]
+    out = capsys.readouterr().out
+    assert 'Export a student (branch 3, the leader)' in out
+    assert 'configs/okddip/okddip_resnet32x4_digits.py' in out
+    assert '--branch 3 --out' in out
