@@ -116,7 +116,7 @@ import sys, time
 import torch.distributed as dist
 from mmengine.config import ConfigDict
 from ffl_mm.engine.distributed import setup_launcher
-cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=3)))
+cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=1)))
 setup_launcher(cfg, 'pytorch')
 if dist.get_rank() == 1:
     time.sleep(120)  # a frozen rank
@@ -127,7 +127,7 @@ print('never here', flush=True)
 
 @pytest.mark.e2e
 def test_a_frozen_rank_ends_the_run_after_the_configured_timeout(tmp_path):
-    """``env_cfg.dist_cfg.timeout`` (600 s in ffl_mm's configs, 3 s here)
+    """``env_cfg.dist_cfg.timeout`` (600 s in ffl_mm's configs, 1 s here)
     bounds how long the other ranks wait: the run ends with an error
     instead of hanging for torch's default 30 minutes."""
     import time

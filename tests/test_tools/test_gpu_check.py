@@ -35,9 +35,20 @@ def test_gpu_check_without_cuda_says_there_is_nothing_to_check(
 @pytest.mark.e2e
 def test_cuda_tests_skip_cleanly_without_cuda():
     """What ``make test-gpu`` runs: every test marked cuda is collected and
-    skipped with its reason; pytest exits 0."""
-    code, out = run_cmd([sys.executable, '-m', 'pytest', 'tests', '-m',
-                         'cuda', '-rs', '-q', '-p', 'no:cacheprovider'],
+    skipped with its reason; pytest exits 0. The marked tests live in
+    tests/test_gpu/ (checked below), so only that folder is collected: the
+    whole tree would import every test module for nothing."""
+    import glob
+    import os
+    marker = 'mark.' + 'cuda'  # not this file's own text
+    elsewhere = [
+        path for path in glob.glob(osp.join(REPO, 'tests', '**', '*.py'),
+                                   recursive=True)
+        if 'test_gpu' + os.sep not in path and
+        marker in open(path, encoding='utf-8').read()]
+    assert elsewhere == [], 'cuda-marked tests outside tests/test_gpu/'
+    code, out = run_cmd([sys.executable, '-m', 'pytest', 'tests/test_gpu',
+                         '-m', 'cuda', '-rs', '-q', '-p', 'no:cacheprovider'],
                         check=False)
     assert code == 0, out[-3000:]
     assert 'needs a CUDA device (make test-gpu)' in out
