@@ -1,8 +1,8 @@
 # Copyright (c) ffl_mm contributors.
 """Each data set family and each method runs as a user runs it: the
-CIFAR-100 configs of FFL, MFEF, DML and ONE and the ImageNet FFL config
-train one iteration, validate and test (``tools/test.py``) on stand-in data
-of the config's own format, read by MMPretrain's own data set classes; the
+CIFAR-100 configs of FFL, MFEF, DML, ONE, CL-ILR and OKDDip and the
+ImageNet FFL config train one iteration, validate and test
+(``tools/test.py``) on stand-in data of the config's own format, read by MMPretrain's own data set classes; the
 CIFAR-100 FFL config also through MMPretrain's own tools/train.py and
 tools/test.py. Everything else about the configs stays as shipped (scopes,
 pipelines, hooks, evaluators)."""
@@ -29,6 +29,8 @@ CONFIGS = {
     'configs/mfef/mfef_resnet32x2_cifar100.py': 'fused',
     'configs/dml/dml_resnet32x2_cifar100.py': 'ensemble',
     'configs/one/one_resnet32x2_cifar100.py': 'ensemble',
+    'configs/clilr/clilr_resnet32x3_cifar100.py': 'ensemble',
+    'configs/okddip/okddip_resnet32x4_cifar100.py': 'branch3',
     'configs/ffl/ffl_resnet34x2_imagenet.py': 'fused',
 }
 
