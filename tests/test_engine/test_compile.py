@@ -102,7 +102,8 @@ def test_inductor_training_matches_eager():
 
 
 def test_compile_needs_a_classifier():
-    with pytest.raises(TypeError, match='has neither compile_targets nor extract_feat'):
+    with pytest.raises(TypeError,
+                       match='has neither compile_targets nor extract_feat'):
         compile_model(torch.nn.Linear(2, 2), {})
 
 

@@ -2,10 +2,10 @@
 """Each data set family and each method runs as a user runs it: the
 CIFAR-100 configs of FFL, MFEF, DML, ONE, CL-ILR and OKDDip and the
 ImageNet FFL config train one iteration, validate and test
-(``tools/test.py``) on stand-in data of the config's own format, read by MMPretrain's own data set classes; the
-CIFAR-100 FFL config also through MMPretrain's own tools/train.py and
-tools/test.py. Everything else about the configs stays as shipped (scopes,
-pipelines, hooks, evaluators)."""
+(``tools/test.py``) on stand-in data of the config's own format, read by
+MMPretrain's own data set classes; the CIFAR-100 FFL config also through
+MMPretrain's own tools/train.py and tools/test.py. Everything else about
+the configs stays as shipped (scopes, pipelines, hooks, evaluators)."""
 import json
 import os.path as osp
 import re
