@@ -43,9 +43,9 @@ def _train_two_steps(model, data):
             for _ in range(2)]
 
 
-def _compiled_matches_eager(backend, weight_atol=1e-5):
-    """Two training steps of MFEF, compiled with ``backend`` and eager: the
-    same losses, weights and predictions.
+def _compiled_matches_eager(backend, weight_atol=1e-5, config=MFEF):
+    """Two training steps of MFEF (or ``config``'s model), compiled with
+    ``backend`` and eager: the same losses, weights and predictions.
 
     The KD terms at full weight, set here: the ramp-up reads the epoch from
     the current MessageHub, which would otherwise be whatever an earlier
@@ -57,7 +57,7 @@ def _compiled_matches_eager(backend, weight_atol=1e-5):
     import uuid
 
     from mmengine.logging import MessageHub
-    cfg = shipped_config(MFEF).model
+    cfg = shipped_config(config).model
     cfg.backbone.depth = 8  # a small graph: compile time
     MessageHub.get_instance(f'test_compile_{uuid.uuid4().hex}').update_info(
         'epoch', cfg.distill_loss.rampup)
@@ -65,8 +65,9 @@ def _compiled_matches_eager(backend, weight_atol=1e-5):
     eager = MODELS.build(cfg)
     eager.init_weights()
     compiled = copy.deepcopy(eager)
+    name = type(eager).__name__
     assert compile_model(compiled, dict(backend=backend)) == \
-        'FFLClassifier._forward_all'
+        f'{name}._forward_all'
     assert compiled_methods(compiled) == ['_forward_all']
     data = bench.synthetic_batch(4, 32, 10)
     expected = _train_two_steps(eager, data)
@@ -99,6 +100,15 @@ def test_compiled_training_matches_eager():
 @pytest.mark.extras
 def test_inductor_training_matches_eager():
     _compiled_matches_eager('inductor', weight_atol=5e-5)
+
+
+@pytest.mark.extras
+@pytest.mark.parametrize('config', [
+    'configs/clilr/clilr_resnet32x3_cifar100.py',  # the trunk's grad hook
+    'configs/okddip/okddip_resnet32x4_digits.py',  # the attention
+])
+def test_clilr_and_okddip_compiled_train_like_eager(config):
+    _compiled_matches_eager('aot_eager', config=config)
 
 
 def test_compile_needs_a_classifier():
