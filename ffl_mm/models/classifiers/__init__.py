@@ -1,8 +1,9 @@
 # Copyright (c) ffl_mm contributors.
+from .branch_features import BranchFeatures
 from .clilr import CLILRClassifier
 from .dml import DMLClassifier
 from .ffl import FFLClassifier
-from .multi_branch import BranchFeatures, MultiBranchClassifier
+from .multi_branch import MultiBranchClassifier
 from .okddip import OKDDipClassifier
 from .one import ONEClassifier
 

@@ -4,7 +4,8 @@ trunk's gradient rescaled."""
 import torch
 
 from ffl_mm.registry import MODELS
-from .multi_branch import BranchFeatures, MultiBranchClassifier
+from .branch_features import BranchFeatures
+from .multi_branch import MultiBranchClassifier
 
 
 @MODELS.register_module()

@@ -9,6 +9,7 @@ from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
 from ..utils import output_names as names
+from .head_loss import named_head_loss
 from .multi_branch import MultiBranchClassifier
 
 BRANCH_UPDATES = ('together', 'one_by_one')
@@ -112,7 +113,7 @@ class DMLClassifier(MultiBranchClassifier):
                                    for j in range(i)]
             with optim_wrapper.optim_context(self):
                 name = names.branch_name(i)
-                own = self._head_loss(self.heads[i], logits[i], samples, name)
+                own = named_head_loss(self.heads[i], logits[i], samples, name)
                 if self.distill_loss is not None:
                     distill = self.distill_loss(targets[:i] + [logits[i]] +
                                                 targets[i + 1:], None)

@@ -10,7 +10,8 @@ from ..necks.fusion_pre_necks import FusionPreNecks
 from ..utils import output_names as names
 from . import branch_cfgs as bc
 from . import channel_probe
-from .multi_branch import BranchFeatures, MultiBranchClassifier
+from .branch_features import BranchFeatures
+from .multi_branch import MultiBranchClassifier
 
 
 @MODELS.register_module()

@@ -1,9 +1,7 @@
 # Copyright (c) ffl_mm contributors.
 """N branches trained together in one MMPretrain classifier: the base of
 every online-distillation method."""
-import copy
-from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -16,31 +14,14 @@ from ffl_mm.registry import MODELS
 from ..utils import output_names as names
 from . import branch_cfgs as bc
 from . import channel_probe
+from .branch_features import BranchFeatures
+from .head_loss import named_head_loss
+from .student_export import StudentExportMixin
 from .trunk_split import TrunkSplit
-
-ConfigType = Union[dict, nn.Module]
-
-
-class BranchFeatures(NamedTuple):
-    """What the backbones give for a batch.
-
-    Attributes:
-        images (Tensor): The input ``(B, 3, H, W)``.
-        feats (list[tuple[Tensor]]): Each branch's backbone outputs, as a
-            plain backbone returns them (the branch necks take them).
-        trunk (Tensor, optional): The shared trunk's output ``(B, C, H',
-            W')`` with ``shared_stages``; None for independent branches.
-        fusion_maps (list[Tensor], optional): The maps a fusion neck takes
-            (:class:`FFLClassifier`); None otherwise.
-    """
-    images: torch.Tensor
-    feats: List[Tuple[torch.Tensor, ...]]
-    trunk: Optional[torch.Tensor] = None
-    fusion_maps: Optional[List[torch.Tensor]] = None
 
 
 @MODELS.register_module()
-class MultiBranchClassifier(BaseClassifier):
+class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
     """N branches trained together, each with its own cross-entropy, and an
     optional distillation loss between them; the ensemble is the mean of
     the branch logits. With ``PeerKDLoss`` this is DML with the branches
@@ -191,14 +172,6 @@ class MultiBranchClassifier(BaseClassifier):
         (``{'branch3': 'leader'}`` for OKDDip); here nothing."""
         return {}
 
-    @staticmethod
-    def branches_in(state_dict: dict) -> Optional[int]:
-        """The number of branches of a state dict of this layout (its
-        ``heads.{i}.*`` keys); None where it has none."""
-        found = {int(k.split('.')[1]) for k in state_dict
-                 if k.startswith('heads.') and k.split('.')[1].isdigit()}
-        return max(found) + 1 if found else None
-
     def __getattr__(self, name: str):
         if name == 'backbone':  # e.g. MMPretrain's vis_cam.py, vis_tsne.py
             raise AttributeError(bc.NO_SINGLE_BACKBONE)
@@ -208,26 +181,6 @@ class MultiBranchClassifier(BaseClassifier):
     def output_names(self) -> List[str]:
         """Names of every output: ``branch{i}``, ``ensemble``, ``fused``."""
         return names.output_names(self.num_branches, self.with_fusion)
-
-    def branch_cfg(self, branch: int) -> Dict[str, Optional[ConfigType]]:
-        """``backbone``, ``neck`` and ``head`` of branch ``branch`` as a
-        plain ``ImageClassifier`` takes them (inferred channels filled
-        in)."""
-        return copy.deepcopy(self._branch_cfgs[branch])
-
-    def branch_state_dict(self, branch: int) -> Dict[str, torch.Tensor]:
-        """Branch ``branch`` with ``ImageClassifier``'s keys: ``backbone.*``
-        (with a shared trunk, the trunk's modules and the branch's own
-        stages), ``neck.*`` and ``head.*``; detached copies."""
-        backbone = self.backbones[branch].state_dict() if self.trunk is None \
-            else self.trunk.backbone_state_dict(self.backbones, branch)
-        state = OrderedDict()
-        for prefix, part in (('backbone.', backbone),
-                             ('neck.', self.necks[branch].state_dict()),
-                             ('head.', self.heads[branch].state_dict())):
-            for key, value in part.items():
-                state[prefix + key] = value.detach().clone()
-        return state
 
     def _backbone_features(self, inputs: torch.Tensor) -> BranchFeatures:
         """Every branch's backbone outputs (and the trunk's) for images
@@ -356,13 +309,13 @@ class MultiBranchClassifier(BaseClassifier):
         losses = {}
         for i, (head, logits) in enumerate(zip(self.heads, branch_logits)):
             losses.update(
-                self._head_loss(head, logits, data_samples,
+                named_head_loss(head, logits, data_samples,
                                 names.branch_name(i)))
         teacher = None
         if self.teacher_output is not None:
             teacher = others[self.teacher_output]
             losses.update(
-                self._head_loss(self.teacher_head(), teacher, data_samples,
+                named_head_loss(self.teacher_head(), teacher, data_samples,
                                 self.teacher_output))
         if self.distill_loss is not None:
             losses.update(self.distill(branch_logits, teacher, targets))
@@ -375,23 +328,6 @@ class MultiBranchClassifier(BaseClassifier):
         ``(B, C)`` and the teacher's (:attr:`teacher_output`, or None);
         ``targets`` from :meth:`forward_targets`, unused here."""
         return self.distill_loss(branch_logits, teacher)
-
-    @staticmethod
-    def _head_loss(head, logits, data_samples, name):
-        """The head's own loss (MMPretrain's ``ClsHead._get_loss``) on
-        logits computed once, named for the log: a head's ``loss`` term
-        becomes ``loss_ce_{name}`` where its loss is a cross-entropy
-        (MMPretrain's ``CrossEntropyLoss``), ``loss_{name}`` otherwise (a
-        label-smoothing or focal loss keeps its own name:
-        ``loss_ls_{name}``, ...)."""
-        kind = type(getattr(head, 'loss_module', None)).__name__
-        prefix = {'CrossEntropyLoss': 'loss_ce', 'LabelSmoothLoss': 'loss_ls',
-                  'FocalLoss': 'loss_focal'}.get(kind, 'loss')
-        named = {}
-        for key, value in head._get_loss(logits, data_samples).items():
-            key = prefix if key == 'loss' else key
-            named[f'{key}_{name}'] = value
-        return named
 
     def predict(self,
                 inputs: torch.Tensor,

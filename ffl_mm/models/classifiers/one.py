@@ -8,7 +8,8 @@ import torch.nn as nn
 from ffl_mm.registry import MODELS
 from ..utils import output_names as names
 from . import branch_cfgs as bc
-from .multi_branch import BranchFeatures, MultiBranchClassifier
+from .branch_features import BranchFeatures
+from .multi_branch import MultiBranchClassifier
 
 
 @MODELS.register_module()
