@@ -26,11 +26,10 @@ from ffl_mm.registry import MODELS
 from test_models.test_dml_one_equivalence import (assert_close,
                                                   assert_grads_equal,
                                                   assert_steps_equal,
-                                                  build_from_reference)
+                                                  build_their_method)
 
 DATA = osp.join(REPO, 'tests', 'data')
 MODEL = 'configs/_base_/models/clilr_cifar-resnet32x3.py'
-SCHEDULE = 'configs/_base_/schedules/cifar_bs128_300e_ffl.py'
 
 #: Their module names -> ffl_mm's (first match wins).
 RENAMES = [
@@ -47,16 +46,7 @@ def ref():
 
 
 def _build(ref):
-    model_cfg = Config.fromfile(osp.join(REPO, MODEL)).model
-    model_cfg.backbone.depth = ref['depth']
-    assert model_cfg.num_branches == ref['branches']
-    assert model_cfg.head.num_classes == ref['classes']
-    assert model_cfg.distill_loss.temperature == ref['temperature']
-    # their ramp-up weight at the step they recorded
-    model_cfg.distill_loss.update(rampup=None, loss_weight=ref['kd_weight'])
-    return build_from_reference(
-        ref, model_cfg,
-        Config.fromfile(osp.join(REPO, SCHEDULE)).optim_wrapper, RENAMES)
+    return build_their_method(ref, MODEL, RENAMES)
 
 
 def test_one_step_equals_the_reference(ref):

@@ -122,6 +122,23 @@ def build_from_reference(ref, model_cfg, optim_cfg, renames):
     return model, optim_wrapper, samples
 
 
+def build_their_method(ref, model_base, renames):
+    """CL-ILR's or OKDDip's model base (``model_base``, depth and weights
+    from the reference, KD weight at the recorded ramp step) with FFL's
+    CIFAR schedule set to their optimiser: :func:`build_from_reference`."""
+    model_cfg = Config.fromfile(osp.join(REPO, model_base)).model
+    model_cfg.backbone.depth = ref['depth']
+    assert model_cfg.num_branches == ref['branches']
+    assert model_cfg.head.num_classes == ref['classes']
+    assert model_cfg.distill_loss.temperature == ref['temperature']
+    # their ramp-up weight at the step they recorded
+    model_cfg.distill_loss.update(rampup=None, loss_weight=ref['kd_weight'])
+    schedule = 'configs/_base_/schedules/cifar_bs128_300e_ffl.py'
+    return build_from_reference(
+        ref, model_cfg,
+        Config.fromfile(osp.join(REPO, schedule)).optim_wrapper, renames)
+
+
 def _head_outputs(model):
     """Forward hooks that keep each head's (and the gate's) output."""
     seen = {}

@@ -17,7 +17,6 @@ Example::
         --work-dir work_dirs/methods
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -30,12 +29,11 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, TOOLS)
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 
-from mmengine.config import Config  # noqa: E402
-
 from demo import (BASELINE_CONFIG, METHOD_CONFIG,  # noqa: E402
                   METHOD_LABELS)
 from ffl_mm_analysis.results import (final_prediction_top1,  # noqa: E402
-                                     final_top1, output_roles, summarise)
+                                     final_results, output_roles,
+                                     run_config, summarise)
 from ffl_mm_analysis.runs import Run, train_all  # noqa: E402
 from ffl_mm.models.utils.output_names import (ENSEMBLE,  # noqa: E402
                                               branch_index)
@@ -49,26 +47,29 @@ def method_row(work_dirs):
     """The numbers of one method's runs: ``prediction``, ``ensemble``
     and ``branches`` (each seed's mean over its branches) lists, and
     ``predicts``, the name of the predicted output."""
-    finals = [final_top1(d) for d in work_dirs]
-    branches = [statistics.fmean(v for k, v in f.items()
+    finals = [final_results(d) for d in work_dirs]
+    branches = [statistics.fmean(v for k, v in outputs.items()
                                  if branch_index(k) is not None)
-                for f in finals]
-    return dict(predicts=predicted_output(work_dirs[0]),
-                prediction=[final_prediction_top1(d) for d in work_dirs],
-                ensemble=[f[ENSEMBLE] for f in finals],
+                for outputs, _ in finals]
+    return dict(predicts=predicted_output(work_dirs[0], *finals[0]),
+                prediction=[top1 for _, top1 in finals],
+                ensemble=[outputs[ENSEMBLE] for outputs, _ in finals],
                 branches=branches)
 
 
-def predicted_output(work_dir):
-    """The output ``accuracy/top1`` stands for in a run, with its role
-    (``branch3 (leader)``): the config copy's ``test_cfg.predict`` where
-    set, else the output whose final top-1 it equals (a role's output
-    first, then ``fused``, then ``ensemble``: the classes' defaults)."""
-    roles = output_roles(work_dir)
-    predict = _configured_predict(work_dir)
+def predicted_output(work_dir, outputs, top1):
+    """The output ``accuracy/top1`` stands for in a run (``outputs``, its
+    final top-1 of every output; ``top1``, of the prediction), with its
+    role (``branch3 (leader)``): the config copy's ``test_cfg.predict``
+    where set, else the output whose final top-1 equals ``top1`` (a
+    role's output first, then ``fused``, then ``ensemble``: the classes'
+    defaults)."""
+    cfg = run_config(work_dir)
+    roles = output_roles(cfg) if cfg is not None else {}
+    model = (cfg.get('model') or {}) if cfg is not None else {}
+    predict = (model.get('test_cfg') or {}).get('predict')
     if predict is None:
-        top1 = final_prediction_top1(work_dir)
-        same = [k for k, v in final_top1(work_dir).items() if v == top1]
+        same = [k for k, v in outputs.items() if v == top1]
         for name in (*sorted(roles), 'fused', ENSEMBLE, *same):
             if name in same:
                 predict = name
@@ -76,14 +77,6 @@ def predicted_output(work_dir):
     if predict is None:
         return 'top1'
     return f'{predict} ({roles[predict]})' if predict in roles else predict
-
-
-def _configured_predict(work_dir):
-    copies = glob.glob(osp.join(work_dir, '*.py'))
-    if len(copies) != 1:
-        return None
-    model = Config.fromfile(copies[0]).get('model') or {}
-    return (model.get('test_cfg') or {}).get('predict')
 
 
 def make_table(numbers):

@@ -77,11 +77,10 @@ class PeerKDLoss(RampedKDLoss):
         if n < 2:
             raise ValueError(f'PeerKDLoss needs at least 2 branches, got {n}.')
         weight = self.current_weight(progress) * self.loss_weight
-        T = self.temperature
+        T, detach = self.temperature, self.detach_peers
         losses = {}
         for i, logits in enumerate(branch_logits):
             peers = [z for j, z in enumerate(branch_logits) if j != i]
-            detach = self.detach_peers
             if self.peer_target == 'each':
                 kd = sum(kd_kl_div(logits, z, T, detach)
                          for z in peers) / (n - 1)

@@ -28,9 +28,9 @@ network) and ``MultiBranchClassifier`` with linear heads and no
 distillation (the cross-entropy floor), ``MutualKDLoss`` with a fused
 classifier (FFL, MFEF) or a gated ensemble (ONE), ``PeerKDLoss`` (DML,
 either update order; CL-ILR, its trunk's gradient rescaled by a hook) or
-``DiversePeerKDLoss`` (OKDDip, the attention written out). Heads are MMPretrain's ``LinearClsHead`` with
-a plain ``CrossEntropyLoss``. :func:`reference_unsupported` says why a
-model is not.
+``DiversePeerKDLoss`` (OKDDip, the attention written out). Heads are
+MMPretrain's ``LinearClsHead`` with a plain ``CrossEntropyLoss``.
+:func:`reference_unsupported` says why a model is not.
 """
 import copy
 from typing import List, Optional, Tuple

@@ -16,7 +16,7 @@ import json
 import os.path as osp
 import statistics
 from collections import OrderedDict, defaultdict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ffl_mm.models.utils.output_names import (branch_index, metric_key,
                                               output_order, parse_metric_key)
@@ -111,26 +111,30 @@ def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
             sorted(curves.items(), key=lambda kv: output_order(kv[0]))}
 
 
-def final_top1(work_dir: str) -> Dict[str, float]:
-    """Top-1 of every output at the last evaluated epoch."""
+def final_results(work_dir: str) -> Tuple[Dict[str, float], float]:
+    """``(outputs, prediction)`` at the last evaluated epoch, from one read
+    of the logs: the top-1 of every output, and of the prediction
+    (``accuracy/top1``: the output ``test_cfg.predict`` selects)."""
     _, val = split_records(load_records(work_dir))
     if not val:
         raise ResultsError(f'{work_dir}: the log has no validation '
                            'results (accuracy/top1).')
-    return {name: list(curve.values())[-1]
-            for name, curve in accuracy_curves(val).items()}
+    outputs = {name: list(curve.values())[-1]
+               for name, curve in accuracy_curves(val).items()}
+    last = max(int(r.get('step', r.get('epoch', 0))) for r in val)
+    prediction = [r for r in val
+                  if int(r.get('step', r.get('epoch', 0))) == last][-1]
+    return outputs, float(prediction[metric_key(None)])
+
+
+def final_top1(work_dir: str) -> Dict[str, float]:
+    """Top-1 of every output at the last evaluated epoch."""
+    return final_results(work_dir)[0]
 
 
 def final_prediction_top1(work_dir: str) -> float:
-    """Top-1 of the prediction (``accuracy/top1``: the output
-    ``test_cfg.predict`` selects) at the last evaluated epoch."""
-    _, val = split_records(load_records(work_dir))
-    if not val:
-        raise ResultsError(f'{work_dir}: the log has no validation '
-                           'results (accuracy/top1).')
-    last = max(int(r.get('step', r.get('epoch', 0))) for r in val)
-    return float([r for r in val if int(r.get('step', r.get('epoch', 0)))
-                  == last][-1][metric_key(None)])
+    """Top-1 of the prediction at the last evaluated epoch."""
+    return final_results(work_dir)[1]
 
 
 def summarise(values: Sequence[float]) -> str:
@@ -175,6 +179,14 @@ def output_label(name: str, method: str = 'FFL',
     return f'{label} ({role})' if role else label
 
 
+def run_config(work_dir: str):
+    """The config copy ``tools/train.py`` writes into a work dir, parsed;
+    None where the work dir has no single ``*.py`` file."""
+    from mmengine.config import Config
+    copies = glob.glob(osp.join(work_dir, '*.py'))
+    return Config.fromfile(copies[0]) if len(copies) == 1 else None
+
+
 def output_roles(config) -> Dict[str, str]:
     """``{output: role}`` of a config's model (a ``Config``, a config file
     or a work dir with the config copy ``tools/train.py`` writes), from its
@@ -184,12 +196,10 @@ def output_roles(config) -> Dict[str, str]:
 
     from ffl_mm.registry import MODELS
     if isinstance(config, str):
-        if osp.isdir(config):
-            copies = sorted(glob.glob(osp.join(config, '*.py')))
-            if len(copies) != 1:
-                return {}
-            config = copies[0]
-        config = Config.fromfile(config)
+        config = run_config(config) if osp.isdir(config) else \
+            Config.fromfile(config)
+    if config is None:
+        return {}
     model = config.get('model') or {}
     cls = MODELS.get(str(model.get('type', '')).split('.')[-1])
     if cls is None or not hasattr(cls, 'output_roles'):
