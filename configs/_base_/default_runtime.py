@@ -13,6 +13,13 @@ default_scope = 'ffl_mm'
 custom_imports = dict(
     imports=['ffl_mm', 'ffl_mm.engine.compat'], allow_failed_imports=False)
 
+# SafeRunner: MMEngine's Runner that locks its work dir before it writes
+# anything (a second live run there stops, naming the first) and continues
+# a checkpoint saved mid-epoch (on SIGTERM) at the next batch. Every tool
+# that builds the runner with RUNNERS.build(cfg) uses it: ffl_mm's and
+# MMPretrain's train.py/test.py, dist_train.sh, mim.
+runner_type = 'SafeRunner'
+
 # SafeCheckpointHook: MMEngine's CheckpointHook (same arguments) that writes
 # the new checkpoint before it removes the oldest kept one.
 default_hooks = dict(

@@ -1,5 +1,5 @@
 # Copyright (c) ffl_mm contributors.
-from . import hooks, optimizers  # noqa: F401
+from . import hooks, optimizers, runner  # noqa: F401
 from .atomic_backend import (AtomicLocalBackend, atomic_write,
                              remove_stale_temporaries)
 from .checkpoint_loader import (CheckpointLoadError, UnsafeCheckpointError,

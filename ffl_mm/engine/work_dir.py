@@ -1,6 +1,7 @@
 # Copyright (c) ffl_mm contributors.
-"""A work dir that one run owns: a lock against a second run there, and the
-config copy put back when a start fails. Not imported by ``import ffl_mm``."""
+"""A work dir that one run owns: a lock against a second run there (taken by
+``SafeRunner`` when it starts, under any tool), and the config copy put back
+when a start fails."""
 import contextlib
 import os
 import os.path as osp
@@ -9,7 +10,8 @@ from typing import Iterator, Optional
 from mmengine.config import Config
 
 
-#: The open lock files of this process, by path.
+#: The open lock files of this process, by path: ``[file, holders]`` (a
+#: tool and the runner it builds may both take the lock).
 _WORK_DIR_LOCKS = {}
 
 
@@ -17,10 +19,12 @@ LOCK_NAME = '.ffl_mm.lock'
 
 
 def lock_work_dir(work_dir: str) -> Optional[str]:
-    """Hold an exclusive lock on ``work_dir`` until
-    :func:`unlock_work_dirs` or the end of this process, so that a second
-    run there stops at once instead of mixing its log and checkpoints with
-    this one's. Only rank 0 of a distributed run locks.
+    """Hold an exclusive lock on ``work_dir`` until as many
+    :func:`release_work_dir` calls, :func:`unlock_work_dirs` or the end of
+    this process, so that a second run there stops at once instead of
+    mixing its log and checkpoints with this one's. Only rank 0 of a
+    distributed run locks (``RANK``); taking a lock this process holds
+    already counts one more holder.
 
     The lock is ``flock`` on ``<work_dir>/.ffl_mm.lock``, which the system
     releases when the holder exits however it ends: a lock file left by a
@@ -42,6 +46,7 @@ def lock_work_dir(work_dir: str) -> Optional[str]:
     os.makedirs(work_dir, exist_ok=True)
     path = osp.abspath(osp.join(work_dir, LOCK_NAME))
     if path in _WORK_DIR_LOCKS:
+        _WORK_DIR_LOCKS[path][1] += 1
         return None
     handle = open(path, 'a+')
     try:
@@ -60,11 +65,30 @@ def lock_work_dir(work_dir: str) -> Optional[str]:
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    _WORK_DIR_LOCKS[path] = handle
+    _WORK_DIR_LOCKS[path] = [handle, 1]
     if previous and previous != str(os.getpid()):
         return (f'took over the lock of work dir {work_dir} left by process '
                 f'{previous}, which is no longer running')
     return None
+
+
+def release_work_dir(work_dir: str) -> None:
+    """Give back one hold of :func:`lock_work_dir` on ``work_dir``; the
+    last one releases the lock (the lock file is emptied)."""
+    path = osp.abspath(osp.join(work_dir, LOCK_NAME))
+    entry = _WORK_DIR_LOCKS.get(path)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _WORK_DIR_LOCKS[path]
+        _close(entry[0])
+
+
+def _close(handle) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.close()  # closing the file releases its flock
 
 
 def unlock_work_dirs() -> None:
@@ -73,10 +97,8 @@ def unlock_work_dirs() -> None:
     run there (or in a copy of the work dir) finds no holder to take over
     from; only a process that died holding it leaves its id behind."""
     while _WORK_DIR_LOCKS:
-        _, handle = _WORK_DIR_LOCKS.popitem()
-        handle.seek(0)
-        handle.truncate()
-        handle.close()  # closing the file releases its flock
+        _, (handle, _) = _WORK_DIR_LOCKS.popitem()
+        _close(handle)
 
 
 @contextlib.contextmanager

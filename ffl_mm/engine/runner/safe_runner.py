@@ -1,0 +1,96 @@
+# Copyright (c) ffl_mm contributors.
+"""MMEngine's ``Runner`` that owns its work dir and resumes mid-epoch."""
+import copy
+import os
+
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
+from mmengine.runner import Runner
+
+from ffl_mm.registry import RUNNERS
+from ..work_dir import lock_work_dir, release_work_dir
+
+
+def _rank(launcher: str) -> int:
+    """This process's rank before the process group exists: ``RANK``
+    (torchrun, MMEngine's pytorch launcher), ``SLURM_PROCID`` (``srun``
+    with MMEngine's slurm launcher), else 0."""
+    if 'RANK' in os.environ:
+        return int(os.environ['RANK'])
+    if launcher == 'slurm' and 'SLURM_PROCID' in os.environ:
+        return int(os.environ['SLURM_PROCID'])
+    return 0
+
+
+# Also in MMEngine's root node: MMPretrain's tools build the runner there,
+# without a scope, and the root does not find 'ffl_mm.SafeRunner' in its
+# grandchild.
+@MMENGINE_RUNNERS.register_module(name='SafeRunner')
+@RUNNERS.register_module()
+class SafeRunner(Runner):
+    """``Runner`` (same arguments) that:
+
+    * takes the work dir's lock (:func:`~ffl_mm.engine.work_dir.
+      lock_work_dir`) before it writes anything: a second run, training or
+      testing, in the work dir of a live one stops with ``SystemExit``
+      naming the process that holds it, before MMEngine makes its log
+      folder or rewrites the config copy. The lock is released when
+      :meth:`train`, :meth:`val` or :meth:`test` returns or fails, and by
+      the system when the process dies;
+    * trains epoch-based configs (``train_cfg=dict(by_epoch=True, ...)``)
+      with :class:`ResumableEpochBasedTrainLoop`, which continues a
+      checkpoint saved mid-epoch (on SIGTERM) at the next batch.
+
+    ``configs/_base_/default_runtime.py`` sets
+    ``runner_type='SafeRunner'``, which every tool that builds the
+    runner with ``RUNNERS.build(cfg)`` honours: ffl_mm's and MMPretrain's
+    ``tools/train.py`` and ``test.py``, ``dist_train.sh``, ``mim``. A Python
+    ``Runner.from_cfg(cfg)`` ignores ``runner_type``: build with
+    ``RUNNERS.build(cfg)`` to get these guarantees.
+    """
+
+    def __init__(self, *args, **kwargs):
+        work_dir = kwargs.get('work_dir', args[1] if len(args) > 1 else None)
+        launcher = kwargs.get('launcher', 'none')
+        self._locked_dir = None
+        taken_over = None
+        if work_dir is not None and _rank(launcher) == 0:
+            taken_over = lock_work_dir(str(work_dir))
+            self._locked_dir = str(work_dir)
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._release()
+            raise
+        if taken_over:
+            self.logger.warning(taken_over)
+
+    def _release(self) -> None:
+        if self._locked_dir is not None:
+            release_work_dir(self._locked_dir)
+            self._locked_dir = None
+
+    def build_train_loop(self, loop):
+        if isinstance(loop, dict) and 'type' not in loop and \
+                loop.get('by_epoch', False):
+            loop = copy.deepcopy(loop)
+            loop.pop('by_epoch')
+            loop['type'] = 'ffl_mm.ResumableEpochBasedTrainLoop'
+        return super().build_train_loop(loop)
+
+    def train(self):
+        try:
+            return super().train()
+        finally:
+            self._release()
+
+    def val(self):
+        try:
+            return super().val()
+        finally:
+            self._release()
+
+    def test(self):
+        try:
+            return super().test()
+        finally:
+            self._release()
