@@ -11,13 +11,24 @@ from mmengine.logging import print_log
 
 from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
 
-_NUMBER = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
+_NUMBER = re.compile(r'(?:epoch_(\d+)(?:_iter_(\d+))?|iter_(\d+))\.pth$')
 
 
-def _step(path: str) -> int:
-    """N of ``epoch_N.pth`` / ``iter_N.pth``; -1 for other names."""
+def _step(path: str) -> Tuple[int, int]:
+    """Where a checkpoint's name says it was saved, as a sortable pair:
+    ``(N, -1)`` for ``epoch_N.pth`` and ``iter_N.pth``, ``(E - 1, I)`` for
+    ``epoch_E_iter_I.pth`` (saved on a signal in epoch E, after I
+    iterations: after ``epoch_{E-1}.pth``, before ``epoch_E.pth``);
+    ``(-1, -1)`` for other names."""
     match = _NUMBER.search(osp.basename(path))
-    return int(match.group(1)) if match else -1
+    if not match:
+        return (-1, -1)
+    epoch, inner, iteration = match.groups()
+    if iteration is not None:
+        return (int(iteration), -1)
+    if inner is not None:
+        return (int(epoch) - 1, int(inner))
+    return (int(epoch), -1)
 
 
 def _candidates(work_dir: str) -> List[str]:
@@ -125,7 +136,7 @@ def _newest_usable(work_dir: str):
     if latest is not None:
         # the pointer comes first unless a newer-numbered checkpoint exists
         # (a pointer that could not be rewritten after the last save)
-        newer = [p for p in order if _step(p) > _step(latest) >= 0]
+        newer = [p for p in order if _step(p) > _step(latest) >= (0, -1)]
         order.insert(len(newer), latest)
     skipped = []
     for path in order:

@@ -36,6 +36,21 @@ class SaveRankWeightsHook(Hook):
         if chains is not None:
             with open(f'{runner.work_dir}/rank{get_rank()}_with_cp', 'w') as f:
                 f.write(repr(chains.with_cp))
+
+
+@HOOKS.register_module()
+class TermRankHook(Hook):
+    """SIGTERM to one rank's own process after a batch of an epoch."""
+
+    def __init__(self, epoch, batch, rank):
+        self.epoch, self.batch, self.rank = epoch, batch, rank
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if (runner.epoch + 1, batch_idx, get_rank()) == (
+                self.epoch, self.batch, self.rank):
+            import os, signal
+            os.kill(os.getpid(), signal.SIGTERM)
 '''
 
 
@@ -62,10 +77,12 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     work = tmp_path / 'work'
     env = dict(PYTHON=sys.executable, PYTHONPATH=str(tmp_path),
                PORT=free_port())
+    schedule = [*TINY_DIGITS, 'train_cfg.max_epochs=3',
+                'train_cfg.val_interval=100']
     _, out = run_cmd([
         'bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-        str(work), '--cfg-options', *TINY_DIGITS, 'train_cfg.max_epochs=2',
-        'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=1'
+        str(work), '--cfg-options', *schedule,
+        'default_hooks.checkpoint.interval=1'
     ], env=env)
     assert 'initialised the gloo process group (rank 0/2)' in out
     # 64 images over 2 ranks of batch 16: 2 iterations an epoch
@@ -83,7 +100,7 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
                                    atol=0, msg=key)
     # one set of checkpoints and one log, from rank 0
     assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
-        'epoch_1.pth', 'epoch_2.pth', 'rank0_weights.pth',
+        'epoch_2.pth', 'epoch_3.pth', 'rank0_weights.pth',
         'rank1_weights.pth'
     ]
     logs = [f for _, _, files in os.walk(work) for f in files
@@ -94,6 +111,38 @@ def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     assert ckpt['meta']['iter'] == 4
     # keys without DDP's "module." prefix: loadable by a single process
     assert not any(k.startswith('module.') for k in ckpt['state_dict'])
+
+    # SIGTERM to rank 1 only, after the first of epoch 3's 2 batches:
+    # every rank stops there, rank 0 saves (each rank's random state and
+    # BN statistics with it), rank 1 ends by the signal; --resume
+    # continues at batch 2 and ends with the uninterrupted run's weights
+    config.write_text(config.read_text().replace(
+        "dict(type='SaveRankWeightsHook')",
+        "dict(type='TermRankHook', epoch=3, batch=0, rank=1)"))
+    stopped = tmp_path / 'stopped'
+    code, out = run_cmd([
+        'bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+        str(stopped), '--cfg-options', *schedule,
+        'default_hooks.checkpoint.interval=5'
+    ], env=dict(env, PORT=free_port()), check=False)
+    assert code != 0
+    assert 'SIGTERM received: stopping in epoch 3 after batch 1 of 2' in out
+    assert re.search(r'exitcode\s*:\s*-15', out), out[-3000:]
+    assert 'Signal 15 (SIGTERM)' in out
+    assert sorted(p.name for p in stopped.glob('*.pth')) == [
+        'epoch_3_iter_5.pth']
+    _, out = run_cmd([
+        'bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+        str(stopped), '--resume', '--cfg-options', *schedule,
+        'default_hooks.checkpoint.interval=5'
+    ], env=dict(env, PORT=free_port()))
+    assert 'Continuing epoch 3 after its first 1 batches' in out
+    final = torch.load(stopped / 'epoch_3.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    whole = torch.load(work / 'epoch_3.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    for key, value in whole.items():
+        assert torch.equal(final[key], value), key
 
     # 41 test images on 2 ranks: every one evaluated once, none twice
     preds = tmp_path / 'preds.pkl'

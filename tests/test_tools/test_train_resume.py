@@ -4,8 +4,10 @@ the weights of an uninterrupted one, skips a damaged newest checkpoint, and
 the result evaluates (docs/reliability.md)."""
 import contextlib
 import math
+import os
 import os.path as osp
 import re
+import signal
 
 import pytest
 import torch
@@ -156,56 +158,80 @@ def test_killed_run_resumes_exactly_skips_a_damaged_checkpoint_and_tests(
             'branch_scores'} <= set(samples[0])
 
 
-# a hook that sends its own process SIGTERM during epoch 2
-TERM_HOOK = '''
-import os
-import signal
-
-from mmengine.hooks import Hook
-from ffl_mm.registry import HOOKS
+class _Stopped(Exception):
+    """Stands in for the process ending by a signal, in this process."""
 
 
-@HOOKS.register_module()
-class TermInEpochHook(Hook):
+def _term_hook_config(tmp_path, epoch, batch):
+    """FFL digits, sending its own process SIGTERM after batch ``batch``
+    (0-based) of epoch ``epoch`` (1-based)."""
+    from mmengine.hooks import Hook
 
-    def __init__(self, epoch):
-        self.epoch = epoch
+    from ffl_mm.registry import HOOKS
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if runner.epoch + 1 == self.epoch and batch_idx == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-'''
+    @HOOKS.register_module(force=True)
+    class TermInEpochHook(Hook):
 
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            if runner.epoch + 1 == epoch and batch_idx == batch:
+                os.kill(os.getpid(), signal.SIGTERM)
 
-@pytest.mark.e2e
-def test_sigterm_stops_like_ctrl_c_and_says_where_to_resume(tmp_path):
-    """SIGTERM (what SLURM sends before SIGKILL): a log line naming the
-    signal, where the run was and the checkpoint to resume from; the
-    checkpoint and its pointer as they were, no temporary left."""
-    (tmp_path / 'term_hook.py').write_text(TERM_HOOK)
     config = tmp_path / 'ffl_term.py'
     config.write_text(
         f"_base_ = ['{FFL}']\n"
-        "custom_imports = dict(imports=['ffl_mm', 'ffl_mm.engine.compat', "
-        "'term_hook'], allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='EpochSeedHook'), "
-        "dict(type='FiniteLossHook'), dict(type='TermInEpochHook', "
-        "epoch=2)]\n")
-    work = tmp_path / 'work'
-    code, out = run_tool('train.py', str(config), '--work-dir', str(work),
-                         '--cfg-options', *SCHEDULE, check=False,
-                         env=dict(PYTHONPATH=str(tmp_path)))
-    assert code != 0, out[-2000:]
-    ckpt = str(work / 'epoch_1.pth')
-    # 2 iterations an epoch: the first of epoch 2 is the third
-    assert f'SIGTERM during epoch 2, iteration 3: stopping as for Ctrl-C. ' \
-        f'Resume from {ckpt} with --resume' in out
-    assert 'KeyboardInterrupt' in out
-    assert (work / 'last_checkpoint').read_text() == ckpt
-    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
-    assert not list(work.glob('*.tmp'))
+        "dict(type='FiniteLossHook'), dict(type='DatasetCheckHook'), "
+        "dict(type='ResumeCheckHook'), dict(type='TermInEpochHook')]\n")
+    return config
 
+
+@pytest.mark.e2e
+def test_sigterm_saves_mid_epoch_and_resume_is_bit_identical(
+        tmp_path, run_in_process, monkeypatch):
+    """SIGTERM (SLURM pre-emption, scancel) in the middle of epoch 3 of a
+    config that saves every 5 epochs: the run saves where it is, says so,
+    ends by the signal; --resume continues at the next batch and ends with
+    the weights of a run that was never stopped (ResumableEpochBasedTrainLoop:
+    same batches, same augmentation draws)."""
+    from ffl_mm.engine.hooks import safe_checkpoint_hook
+
+    def stopped(signum, received):
+        raise _Stopped(signum, received)
+
+    monkeypatch.setattr(safe_checkpoint_hook, 'exit_by_signal', stopped)
+    options = [*SCHEDULE, 'train_cfg.max_epochs=3',
+               'default_hooks.checkpoint.interval=5']
+    config = _term_hook_config(tmp_path, epoch=3, batch=0)
+    whole, work = tmp_path / 'whole', tmp_path / 'work'
+    run_in_process('train.py', FFL, '--work-dir', whole, '--cfg-options',
+                   *options)
+    with pytest.raises(_Stopped) as stop:
+        run_in_process('train.py', config, '--work-dir', work,
+                       '--cfg-options', *options)
+    assert stop.value.args == (signal.SIGTERM, True)
+    # 32 images in batches of 16: 2 iterations an epoch, 4 before epoch 3
+    ckpt = work / 'epoch_3_iter_5.pth'
+    assert sorted(p.name for p in work.glob('*.pth')) == [ckpt.name]
+    assert (work / 'last_checkpoint').read_text() == str(ckpt)
+    assert not list(work.glob('*.tmp'))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    _, out = run_in_process('train.py', config, '--work-dir', work,
+                            '--resume', '--cfg-options', *options)
+    assert 'Continuing epoch 3 after its first 1 batches' in out
+    assert re.search(r'Epoch\(train\) \[3\]\[2/2\]', out)
+    assert not re.search(r'Epoch\(train\) \[3\]\[1/2\]', out)
+    final = torch.load(work / 'epoch_3.pth', weights_only=False)
+    reference = torch.load(whole / 'epoch_3.pth', weights_only=False)
+    assert final['meta']['iter'] == reference['meta']['iter'] == 6
+    for key, value in reference['state_dict'].items():
+        assert torch.equal(final['state_dict'][key], value), key
+    # the signal's checkpoint went at the resumed run's next save; both
+    # runs are one run
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_3.pth']
+    first = torch.load(ckpt.with_name('epoch_3.pth'), weights_only=False)
+    assert first['meta']['ffl_mm_run']['id'] != \
+        reference['meta']['ffl_mm_run']['id']
 
 
 @pytest.mark.e2e

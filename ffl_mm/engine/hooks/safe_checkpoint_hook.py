@@ -3,9 +3,9 @@
 new one is safely on disk."""
 import contextlib
 import logging
+import os
 import os.path as osp
-import signal
-import threading
+import uuid
 from collections import deque
 from typing import Optional
 
@@ -16,7 +16,8 @@ from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
 from ..atomic_backend import atomic_write, remove_stale_temporaries
-from ..resume import latest_checkpoint_pointer
+from ..preemption import StopSignals, exit_by_signal, signal_name
+from ..runner.resumable_loop import continue_mid_epoch, gather_rank_states
 from .finite_loss_hook import RESTART_ADVICE, first_non_finite_output
 
 
@@ -78,14 +79,30 @@ class SafeCheckpointHook(CheckpointHook):
     ``KeyboardInterrupt`` it is (MMEngine reports it as a config
     ``SyntaxError``).
 
-    SIGTERM (what SLURM and ``kill`` send before they kill) stops the run
-    as Ctrl-C does, with a log line naming the signal, where the run was and
-    the checkpoint to resume from: a save in progress removes its temporary
-    file and the last checkpoint and its pointer stay as they were.
+    A stop signal (SIGTERM: ``scancel``, SLURM pre-emption, a spot
+    instance, torchrun stopping its workers; SIGUSR1: ``sbatch
+    --signal=B:USR1@120``) is acted on after the current training iteration
+    (or at the end of a validation): every rank agrees to stop at the same
+    iteration, the run saves ``epoch_E_iter_I.pth`` (``iter_I.pth`` for an
+    iteration-based run) with what it needs to continue at the next batch
+    (each rank's random state and buffers), points ``last_checkpoint`` at
+    it, and the process ends by the signal it received, so that torchrun
+    and SLURM report it as such. ``--resume`` continues from that batch with
+    weights bit-identical to a run that was never stopped
+    (``ResumableEpochBasedTrainLoop``, which ``SafeRunner`` uses). The file
+    is removed at this run's next regular save.
+
+    Every checkpoint records the run that wrote it (``meta['ffl_mm_run']``:
+    an id that a resumed run keeps), and every message of this hook that
+    names a checkpoint to resume from names one this run wrote.
     """
 
     _last_batch = None  # the last training batch, checked before a save
-    _previous_sigterm = None
+    _signals = None
+    _own_last = None  # the newest checkpoint this run wrote
+    _stop_file = None  # this run's signal checkpoint, removed at next save
+    _loaded_meta = None
+    run_id = None
 
     def before_run(self, runner) -> None:
         super().before_run(runner)
@@ -97,36 +114,107 @@ class SafeCheckpointHook(CheckpointHook):
                     print_log(f'removed {path}, left by a writer that died',
                               logger='current')
         self._last_batch = None
-        self._previous_sigterm = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(
-                signal.SIGTERM, lambda signum, frame: self._on_sigterm(runner))
+        self._own_last = self._stop_file = self._loaded_meta = None
+        self.run_id = uuid.uuid4().hex
+        if self._signals is not None:
+            self._signals.restore()
+        self._signals = None
+
+    def after_load_checkpoint(self, runner, checkpoint) -> None:
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) \
+            else None
+        self._loaded_meta = meta if isinstance(meta, dict) else None
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if runner.iter > 0 and self._loaded_meta is not None:
+            # resumed (a load_from leaves the iteration at 0): the same run
+            run = self._loaded_meta.get('ffl_mm_run') or {}
+            if isinstance(run.get('id'), str):
+                self.run_id = run['id']
+            state = self._loaded_meta.get('ffl_mm_resume')
+            if continue_mid_epoch(runner, state):
+                # the signal checkpoint goes at this run's next regular save
+                self._stop_file = osp.join(self.out_dir, state['file'])
+        self._signals = StopSignals()
+        self._signals.install()
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        self._restore_signals()
 
     def after_run(self, runner) -> None:
         super().after_run(runner)
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
+        self._restore_signals()
 
-    def _on_sigterm(self, runner) -> None:
-        # once: a second SIGTERM gets the handler that was there before
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
-        last = latest_checkpoint_pointer(runner.work_dir)
-        print_log(
-            f'SIGTERM during epoch {runner.epoch + 1}, iteration '
-            f'{runner.iter + 1}: '
-            'stopping as for Ctrl-C. '
-            + (f'Resume from {last} with --resume (or resume=True).'
-               if last else 'No checkpoint was saved yet.'),
-            logger='current', level=logging.WARNING)
-        raise KeyboardInterrupt('SIGTERM')
+    def _restore_signals(self) -> None:
+        if self._signals is not None:
+            self._signals.restore()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['meta']['ffl_mm_run'] = dict(id=self.run_id)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         self._last_batch = data_batch  # what the weights are checked on
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        signum = self._signals.agreed() if self._signals else None
+        if signum:
+            self._stop_for_signal(runner, signum, batches_done=batch_idx + 1)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        super().after_val_epoch(runner, metrics)
+        signum = self._signals.agreed() if self._signals else None
+        if signum:  # validation within training: the epoch is complete
+            self._stop_for_signal(runner, signum, batches_done=None)
+
+    def _stop_for_signal(self, runner, signum: int,
+                         batches_done: Optional[int]) -> None:
+        """Save where the run is (mid-epoch after ``batches_done`` batches,
+        or at the end of an epoch), then end the process by ``signum``."""
+        from mmengine.dist import barrier, get_rank
+        name = signal_name(signum)
+        by_epoch = hasattr(runner.train_loop, 'max_epochs')
+        if batches_done is None:  # after an epoch and its validation
+            meta = dict(epoch=runner.epoch, iter=runner.iter)
+            filename = (f'epoch_{runner.epoch}.pth' if by_epoch else
+                        f'iter_{runner.iter}.pth')
+            where = f'after epoch {runner.epoch}' if by_epoch else \
+                f'after iteration {runner.iter}'
+        else:
+            filename = (f'epoch_{runner.epoch + 1}_iter_{runner.iter + 1}'
+                        '.pth' if by_epoch else f'iter_{runner.iter + 1}.pth')
+            meta = dict(epoch=runner.epoch, iter=runner.iter + 1,
+                        ffl_mm_resume=dict(
+                            batches_done=batches_done, file=filename,
+                            ranks=gather_rank_states(runner.model)))
+            where = (f'in epoch {runner.epoch + 1} after batch '
+                     f'{batches_done} of {len(runner.train_dataloader)}'
+                     if by_epoch else f'after iteration {runner.iter + 1}')
+        saved = self._own_last is not None and \
+            osp.basename(self._own_last) == filename
+        if not saved:
+            try:
+                self._write(runner, filename, meta)
+                saved = True
+            except NonFiniteWeightsError as error:
+                print_log(f'{name}: {error}', logger='current',
+                          level=logging.ERROR)
+        print_log(
+            f'{name} received: stopping {where}. ' +
+            (f'Saved {self._own_last}; continue with --resume (or '
+             'resume=True) in this work dir.' if saved else
+             (f'Resume from {self._own_last}, the last checkpoint of this '
+              'run, with --resume.' if self._own_last else
+              'This run saved no checkpoint.')),
+            logger='current', level=logging.WARNING)
+        barrier()  # no rank exits (torchrun then stops the rest) mid-save
+        received = self._signals is None or self._signals.received == signum
+        self._restore_signals()
+        if not received:
+            print_log(f'rank {get_rank()} stops: another rank received '
+                      f'{name}', logger='current')
+        exit_by_signal(signum, received)
 
     def _diverged_predictions(self, runner) -> Optional[str]:
         """The non-finite fields the model predicts for the last training
@@ -154,19 +242,28 @@ class SafeCheckpointHook(CheckpointHook):
             super()._save_best_checkpoint(runner, metrics)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        filename = self.filename_tmpl.format(step)
+        self._write(runner, self.filename_tmpl.format(step), meta)
+        self._prune(runner, step)
+        if self._stop_file is not None and is_main_process() and \
+                osp.isfile(self._stop_file):
+            os.remove(self._stop_file)  # superseded by this save
+        self._stop_file = None
+
+    def _write(self, runner, filename: str, meta: dict) -> None:
+        """Save ``filename`` (after the NaN and divergence checks) and
+        point ``last_checkpoint`` at it."""
         bad = non_finite_tensors(runner.model)
         if bad:
             raise NonFiniteWeightsError(
                 f'Not saving {filename}: {len(bad)} weight tensor(s) hold '
                 f'NaN or inf after the last step ({", ".join(bad[:3])}'
                 f'{", ..." if len(bad) > 3 else ""}); the run diverged. '
-                f'The last good checkpoint is still the one named in '
-                f'{osp.join(runner.work_dir, "last_checkpoint")}. Check the '
-                f'data, {RESTART_ADVICE}.')
+                + (f'The last good checkpoint of this run, {self._own_last}, '
+                   'stays. ' if self._own_last else '') +
+                f'Check the data, {RESTART_ADVICE}.')
         diverged = self._diverged_predictions(runner)
         if diverged:
-            last = latest_checkpoint_pointer(runner.work_dir)
+            last = self._own_last
             raise NonFiniteWeightsError(
                 f'Not saving {filename}: the weights diverged (finite, but '
                 f'they predict NaN or inf {diverged} for the last training '
@@ -194,7 +291,7 @@ class SafeCheckpointHook(CheckpointHook):
             atomic_write(
                 str(self.last_ckpt).encode(),
                 osp.join(runner.work_dir, 'last_checkpoint'))
-        self._prune(runner, step)
+        self._own_last = str(self.last_ckpt)
 
     def _prune(self, runner, step) -> None:
         """Remove kept checkpoints beyond ``max_keep_ckpts``, oldest first

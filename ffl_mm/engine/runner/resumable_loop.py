@@ -92,11 +92,67 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         self._epoch += 1
 
 
-def gather_rng_states() -> List[dict]:
-    """:func:`rng_state` of every rank, in rank order (one entry when not
-    distributed)."""
+def gather_rank_states(model) -> List[dict]:
+    """What each rank holds of its own at a mid-epoch stop, in rank order:
+    its random state (:func:`rng_state`) and its floating buffers (BN
+    statistics: MMEngine's DDP does not broadcast buffers, so they differ
+    between ranks until ``SyncBuffersHook`` averages them at the epoch's
+    end). A collective: every rank calls it."""
     from mmengine.dist import all_gather_object, get_world_size
-    state = rng_state()
+    module = getattr(model, 'module', model)
+    state = dict(rng=rng_state(), buffers={
+        name: buffer.detach().cpu().clone()
+        for name, buffer in module.named_buffers()
+        if buffer.is_floating_point()})
     if get_world_size() == 1:
         return [state]
     return all_gather_object(state)
+
+
+def continue_mid_epoch(runner, state: Optional[dict]) -> bool:
+    """Make a resumed run continue after the batches that ``state`` (the
+    ``ffl_mm_resume`` entry of a mid-epoch checkpoint's meta) says were
+    trained, with this rank's random state and buffers of the moment it
+    stopped.
+
+    Returns:
+        bool: Whether ``state`` described a mid-epoch stop.
+    """
+    import logging
+
+    from mmengine.dist import get_rank, get_world_size
+    from mmengine.logging import print_log
+    if not isinstance(state, dict) or not state.get('batches_done'):
+        return False
+    batches, ranks = int(state['batches_done']), state.get('ranks') or []
+    loop = runner.train_loop
+    if not isinstance(loop, ResumableEpochBasedTrainLoop):
+        print_log(
+            f'The checkpoint was saved in the middle of an epoch (after '
+            f'{batches} batches), but the training loop '
+            f'({type(loop).__name__}) restarts epochs at their first batch: '
+            f'those {batches} batches are trained twice. Build the runner '
+            'with RUNNERS.build(cfg) and runner_type=\'SafeRunner\' '
+            '(ffl_mm\'s default runtime does) to continue at the next '
+            'batch.', logger='current', level=logging.WARNING)
+        return True
+    mine = None
+    if len(ranks) == get_world_size():
+        mine = ranks[get_rank()]
+        module = getattr(runner.model, 'module', runner.model)
+        own = dict(module.named_buffers())
+        for name, value in mine['buffers'].items():
+            if name in own:
+                own[name].copy_(value)
+    else:
+        print_log(
+            f'The checkpoint was saved by {len(ranks)} processes, this run '
+            f'has {get_world_size()}: it continues after batch {batches} '
+            'of the epoch, but with other random draws and buffers than the '
+            'interrupted run would have had.', logger='current',
+            level=logging.WARNING)
+    loop.continue_epoch_after(batches, mine['rng'] if mine else None)
+    print_log(f'Continuing epoch {runner.epoch + 1} after its first '
+              f'{batches} batches (saved mid-epoch); the skipped batches are '
+              'read, not trained on.', logger='current')
+    return True

@@ -7,6 +7,7 @@ from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import Runner
 
 from ffl_mm.registry import RUNNERS
+from ..preemption import restore_stop_signals
 from ..work_dir import lock_work_dir, release_work_dir
 
 
@@ -81,6 +82,7 @@ class SafeRunner(Runner):
         try:
             return super().train()
         finally:
+            restore_stop_signals()
             self._release()
 
     def val(self):
