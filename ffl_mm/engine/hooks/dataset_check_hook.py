@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 
 from ffl_mm.datasets.named_pipeline import name_sample_errors
 from ffl_mm.registry import HOOKS
+from .data_fingerprint import data_changes, data_fingerprint
 
 
 class DatasetCheckError(ValueError):
@@ -158,6 +159,50 @@ class DatasetCheckHook(Hook):
 
     def __init__(self):
         self._checked = set()
+        self._fingerprint = None
+        self._loaded_meta = None
+
+    def _train_fingerprint(self, runner) -> Optional[dict]:
+        if self._fingerprint is None:
+            dataset = getattr(runner.train_dataloader, 'dataset', None)
+            self._fingerprint = data_fingerprint(dataset) or {}
+        return self._fingerprint or None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        fingerprint = self._train_fingerprint(runner)
+        if fingerprint is not None:
+            checkpoint['meta']['ffl_mm_data'] = fingerprint
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) \
+            else None
+        self._loaded_meta = meta if isinstance(meta, dict) else None
+
+    def _check_resumed_data(self, runner) -> None:
+        """A resumed run (``runner.iter > 0`` after loading; ``load_from``
+        leaves it at 0) on other data than its checkpoint recorded: a
+        warning naming what changed, an error when the classes did."""
+        meta, self._loaded_meta = self._loaded_meta, None
+        before = (meta or {}).get('ffl_mm_data')
+        if runner.iter == 0 or not isinstance(before, dict):
+            return
+        now = self._train_fingerprint(runner)
+        if now is None:
+            return
+        classes, other = data_changes(before, now)
+        if classes and not runner.cfg.get('resume_with_other_classes',
+                                          False):
+            raise DatasetCheckError(
+                'train_dataloader.dataset differs from the data the resumed '
+                'checkpoint was trained on: ' + '; '.join(classes + other) +
+                '. Every label of a renamed or removed class now means '
+                'another class. Resume on the original data, start a new '
+                'run (load_from=CHECKPOINT, another work_dir), or, if this '
+                'is intended, --cfg-options resume_with_other_classes=True.')
+        if classes or other:
+            print_log('Resuming on other training data than the checkpoint '
+                      'recorded: ' + '; '.join(classes + other) + '.',
+                      logger='current', level=logging.WARNING)
 
     def _check(self, runner, loader: str) -> None:
         if loader in self._checked:
@@ -184,6 +229,7 @@ class DatasetCheckHook(Hook):
 
     def before_train(self, runner) -> None:
         self._check(runner, 'train_dataloader')
+        self._check_resumed_data(runner)
 
     def before_val(self, runner) -> None:
         self._check(runner, 'val_dataloader')

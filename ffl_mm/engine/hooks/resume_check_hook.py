@@ -114,9 +114,13 @@ class ResumeCheckHook(Hook):
                     'weights: --cfg-options load_from=CHECKPOINT (without '
                     '--resume), in another work dir.',
                     logger='current', level=logging.WARNING)
-        if runner.iter < runner.max_iters:
-            return
         by_epoch = hasattr(runner.train_loop, 'max_epochs')
+        # epochs, not iterations: on a data set that shrank since the
+        # checkpoint, max_iters (epochs x batches) is below the iteration
+        # reached while epochs remain
+        if (runner.epoch < runner.max_epochs if by_epoch else
+                runner.iter < runner.max_iters):
+            return
         where = (f'epoch {runner.epoch} of train_cfg.max_epochs='
                  f'{runner.max_epochs}' if by_epoch else
                  f'iteration {runner.iter} of train_cfg.max_iters='
