@@ -34,7 +34,9 @@ Examples::
 import argparse
 import os
 import os.path as osp
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
@@ -49,6 +51,8 @@ import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402  safe checkpoint reading
 from ffl_mm.apis import export  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
+from ffl_mm.engine.atomic_backend import replace_together  # noqa: E402
+from ffl_mm.engine.checkpoint_loader import CheckpointLoadError  # noqa: E402,E501
 from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
 from ffl_mm.models.utils.output_names import (  # noqa: E402
     FUSED, branch_index, branch_name)
@@ -90,6 +94,8 @@ def load_model(cfg, checkpoint):
     try:
         ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
                                strict=True)
+    except CheckpointLoadError as error:  # unreadable: not a mismatch
+        raise SystemExit(f'export: {error}') from None
     except RuntimeError as error:
         raise SystemExit(f'{checkpoint} does not match {cfg.filename}:\n'
                          f'{error}') from None
@@ -140,14 +146,33 @@ def main(argv=None):
         raise SystemExit(f'export: {error}') from None
     name = args.name or f'{stem}_{output}'
     os.makedirs(args.out, exist_ok=True)
+    # every file is written and checked in a folder beside the
+    # destination, then moved into place together: a failed export leaves
+    # an earlier one whole
+    stage = tempfile.mkdtemp(prefix=f'.{name}.', suffix='.export',
+                             dir=args.out)
+    try:
+        files = write_export(args, cfg, model, meta, out_cfg, state, output,
+                             stage, name)
+        try:
+            replace_together([(osp.join(stage, f), osp.join(args.out, f))
+                              for f in files])
+        except OSError as error:
+            raise SystemExit(
+                f'export: cannot put the export into {args.out}: {error}. '
+                'Nothing there was changed.') from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     cfg_path = osp.join(args.out, name + '.py')
     ckpt_path = osp.join(args.out, name + '.pth')
-    Config(out_cfg).dump(cfg_path)
-    torch.save(
-        export.exported_checkpoint(state, meta, output, args.checkpoint),
-        ckpt_path)
-    print(f'Exported {output} of {args.config}:\n  config:     {cfg_path}\n'
-          f'  checkpoint: {ckpt_path}')
+    print(f'Exported {output} of {args.config}:\n' + ''.join(
+        f'  {ROLES.get(f[len(name):], "file:"):<12}{osp.join(args.out, f)}\n'
+        for f in files).rstrip('\n'))
+    onnx = [f for f in files if f.startswith(name + '.onnx')
+            and not f.endswith('.json')]
+    if len(onnx) > 1:
+        print(f'  copy {" and ".join(onnx)} together: the graph reads its '
+              'weights from the .data file')
     needs = export.ffl_mm_types(out_cfg)
     if args.fused:
         print('  needs ffl_mm (MultiBranchClassifier); the config imports '
@@ -157,6 +182,31 @@ def main(argv=None):
               'it (custom_imports).')
     else:
         print('  plain MMPretrain: loads without ffl_mm.')
+    for line in CHECKS:
+        print(line)
+    CHECKS.clear()
+    return cfg_path, ckpt_path
+
+
+#: What each file of an export is, by the suffix after its name.
+ROLES = {'.py': 'config:', '.pth': 'checkpoint:', '.onnx': 'onnx:',
+         '.onnx.data': 'onnx data:', '.onnx.json': 'onnx input:'}
+#: Lines of the checks of the export being written, printed after it is
+#: in place.
+CHECKS = []
+
+
+def write_export(args, cfg, model, meta, out_cfg, state, output, stage,
+                 name):
+    """Write and check every file of the export in ``stage``; return their
+    names."""
+    cfg_path = osp.join(stage, name + '.py')
+    ckpt_path = osp.join(stage, name + '.pth')
+    Config(out_cfg).dump(cfg_path)
+    torch.save(
+        export.exported_checkpoint(state, meta, output, args.checkpoint),
+        ckpt_path)
+    files = [name + '.py', name + '.pth']
     if not args.no_verify:
         exported_model = MODELS.build(Config.fromfile(cfg_path).model)
         load_state_dict(exported_model, state, strict=True)
@@ -165,19 +215,20 @@ def main(argv=None):
             raise SystemExit(f'export: the exported model predicts '
                              f'differently (max |diff| {diff:.2e} > '
                              f'{TOLERANCE:g}).')
-        print(f'  predictions match the multi-branch model: max |diff| '
-              f'{diff:.2e}')
+        CHECKS.append(f'  predictions match the multi-branch model: max '
+                      f'|diff| {diff:.2e}')
     if args.onnx:
         exported_model = MODELS.build(Config.fromfile(cfg_path).model)
         load_state_dict(exported_model, state, strict=True)
-        write_onnx(cfg, exported_model.eval(),
-                   osp.join(args.out, name + '.onnx'), output,
-                   meta.get('dataset_meta') or {})
-    return cfg_path, ckpt_path
+        files += write_onnx(cfg, exported_model.eval(),
+                            osp.join(stage, name + '.onnx'), output,
+                            meta.get('dataset_meta') or {})
+    return files
 
 
 def write_onnx(cfg, model, path, output, dataset_meta):
-    """``--onnx``: write, describe and check the graph."""
+    """``--onnx``: write, describe and check the graph; return the names of
+    the files written."""
     try:
         from ffl_mm.apis import onnx_export as ox
         import onnxruntime  # noqa: F401
@@ -198,11 +249,12 @@ def write_onnx(cfg, model, path, output, dataset_meta):
     spec_path = path + '.json'
     ox.write_spec(spec_path, ox.input_spec(
         module, images.shape[2:], dataset_meta.get('classes')))
-    print(f'  onnx:       {path} (opset {ox.OPSET}, dynamic batch)\n'
-          f'  onnx input: {spec_path}\n'
-          f'  ONNX Runtime matches PyTorch on {source}: max |diff| '
-          f'{diff:.2e} (tolerance {ox.TOLERANCE:g} of the largest '
-          '|logit|, at least 1)')
+    CHECKS.append(
+        f'  onnx graph: opset {ox.OPSET}, dynamic batch; ONNX Runtime '
+        f'matches PyTorch on {source}: max |diff| {diff:.2e} (tolerance '
+        f'{ox.TOLERANCE:g} of the largest |logit|, at least 1)')
+    return [osp.basename(f) for f in ox.onnx_files(path, module)] + [
+        osp.basename(spec_path)]
 
 
 if __name__ == '__main__':

@@ -18,7 +18,7 @@ opset :data:`OPSET`.
 Used by ``tools/export.py --onnx``; needs ``requirements/deploy.txt``.
 """
 import json
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -100,6 +100,25 @@ def export_onnx(module: nn.Module, example: torch.Tensor,
             + f'{type(err).__name__}: {_first_line(err)}') from err
 
 
+#: protobuf's limit on one message: a graph whose weights exceed it keeps
+#: them in ``<path>.data`` beside it (ONNX's external data), with a margin
+#: for the graph itself.
+SELF_CONTAINED_BYTES = 2**31 - 2**27
+
+
+def onnx_files(path: str, module: nn.Module) -> List[str]:
+    """The files :func:`export_onnx` writes for ``module`` at ``path``:
+    the ``.onnx`` alone when its weights fit one protobuf message, else
+    with ``<path>.data`` (both must be copied together)."""
+    return [path] if _fits(module) else [path, path + '.data']
+
+
+def _fits(module: nn.Module) -> bool:
+    size = sum(t.numel() * t.element_size()
+               for t in list(module.parameters()) + list(module.buffers()))
+    return size < SELF_CONTAINED_BYTES
+
+
 def _export(module: nn.Module, args: Tuple, path: str) -> None:
     import warnings
     batch = torch.export.Dim('batch', min=1)
@@ -115,6 +134,7 @@ def _export(module: nn.Module, args: Tuple, path: str) -> None:
             dynamic_shapes=tuple({0: batch} for _ in args),
             opset_version=OPSET,
             dynamo=True,
+            external_data=not _fits(module),
             verbose=False)
 
 

@@ -91,3 +91,37 @@ class AtomicLocalBackend(LocalBackend):
     def put_text(self, obj: str, filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
         atomic_write(obj.encode(encoding), filepath)
+
+
+def replace_together(moves: List[tuple]) -> None:
+    """Move each ``(staged, destination)`` file into place, all or none: a
+    destination that exists is first moved aside (beside its staged file),
+    and if any move fails every destination is put back as it was.
+
+    The staged files must lie on the destinations' file system (a folder
+    beside them), so that each move is an atomic ``os.replace``.
+
+    Raises:
+        OSError: A move failed; the destinations are as before the call.
+    """
+    for _, destination in moves:
+        if osp.isdir(destination):
+            raise IsADirectoryError(
+                f'{destination} is a directory; remove it or choose another '
+                'name (--name) or folder (--out)')
+    done = []  # (staged, destination, the file it replaced or None)
+    try:
+        for staged, destination in moves:
+            aside = None
+            if osp.lexists(destination):
+                aside = staged + '.previous'
+                os.replace(destination, aside)
+            done.append((staged, destination, aside))
+            os.replace(staged, destination)
+    except OSError:
+        for staged, destination, aside in reversed(done):
+            if osp.lexists(destination) and not osp.lexists(staged):
+                os.replace(destination, staged)  # back where it was staged
+            if aside is not None and osp.lexists(aside):
+                os.replace(aside, destination)
+        raise

@@ -2,6 +2,7 @@
 """ONNX export of students and fused models: ONNX Runtime gives PyTorch's
 logits on raw images; a module without an ONNX mapping is named."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -82,9 +83,12 @@ def test_export_tool_writes_checked_onnx_of_a_student_and_the_fused_model(
         out = capsys.readouterr().out
         name = 'branch1' if which[0] == '--branch' else 'fused'
         path = tmp_path / f'ffl_resnet32x2_digits_{name}.onnx'
-        assert f'onnx:       {path} (opset 18, dynamic batch)' in out
-        assert 'ONNX Runtime matches PyTorch on 8 images of the test data ' \
-            'set (Digits): max |diff|' in out
+        assert f'onnx:       {path}\n' in out
+        assert 'onnx graph: opset 18, dynamic batch; ONNX Runtime matches ' \
+            'PyTorch on 8 images of the test data set (Digits): max |diff|' \
+            in out
+        # one self-contained graph: the weights fit protobuf's 2 GB
+        assert not list(tmp_path.glob('*.data')) and 'onnx data' not in out
         spec = json.loads((tmp_path / (path.name + '.json')).read_text())
         assert spec['input']['shape'] == ['batch', 3, 32, 32]
         assert spec['classes'] == [str(i) for i in range(10)]
@@ -106,9 +110,12 @@ def test_export_tool_writes_checked_onnx_of_a_student_and_the_fused_model(
                        r'than PyTorch \(max \|diff\| 1.00e-02 > 0.0001 x '
                        r'[\d.]+, the largest \|logit\|'):
         ox.check_onnx(str(path), images, expected + 1e-2)
-    # a graph that predicts otherwise: the tool stops with exit status and
-    # the file named (the export itself left out here)
-    monkeypatch.setattr(ox, 'export_onnx', lambda module, x, path: None)
+    # a re-export whose graph predicts otherwise: the tool stops with exit
+    # status and the file named, and the earlier export stays whole (every
+    # file is written and checked beside the destination first)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob('ffl_*')}
+    monkeypatch.setattr(ox, 'export_onnx', lambda module, x, path: open(
+        path, 'wb').write(b'another graph'))
     monkeypatch.setattr(ox, 'onnx_logits',
                         lambda path, images: np.zeros((len(images), 10)))
     with pytest.raises(SystemExit, match=r'export: .*_fused.onnx: ONNX '
@@ -116,6 +123,50 @@ def test_export_tool_writes_checked_onnx_of_a_student_and_the_fused_model(
         tool_module('export.py').main([
             DIGITS['ffl'], str(ckpt), '--fused', '--out', str(tmp_path),
             '--onnx', '--cfg-options', *TINY_DIGITS])
+    assert {p.name: p.read_bytes() for p in tmp_path.glob('ffl_*')} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]
+    # a checked export that cannot be put in place (a directory where the
+    # .onnx goes): nothing of the earlier export of that name changes
+    monkeypatch.setattr(ox, 'check_onnx', lambda path, images, want: 0.)
+    (tmp_path / 'blocked.onnx').mkdir()
+    (tmp_path / 'blocked.py').write_text('earlier')
+    with pytest.raises(SystemExit, match=r'export: cannot put the export '
+                       rf'into {tmp_path}: .*blocked.onnx is a directory'):
+        tool_module('export.py').main([
+            DIGITS['ffl'], str(ckpt), '--fused', '--out', str(tmp_path),
+            '--name', 'blocked', '--onnx', '--cfg-options', *TINY_DIGITS])
+    assert sorted(p.name for p in tmp_path.glob('blocked*')) == [
+        'blocked.onnx', 'blocked.py']
+    assert (tmp_path / 'blocked.py').read_text() == 'earlier'
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]
+
+
+def test_files_replace_together_or_not_at_all(tmp_path, monkeypatch):
+    """A move that fails half-way puts back every destination."""
+    from ffl_mm.engine import atomic_backend
+    stage = tmp_path / 'stage'
+    stage.mkdir()
+    for name in ('a', 'b'):
+        (stage / name).write_text(f'new {name}')
+        (tmp_path / name).write_text(f'old {name}')
+    real = os.replace
+
+    def failing(src, dst):
+        if str(src).endswith('stage/b'):
+            raise OSError(28, 'No space left on device')
+        real(src, dst)
+
+    monkeypatch.setattr(atomic_backend.os, 'replace', failing)
+    with pytest.raises(OSError, match='No space left'):
+        atomic_backend.replace_together(
+            [(str(stage / n), str(tmp_path / n)) for n in ('a', 'b')])
+    assert (tmp_path / 'a').read_text() == 'old a'
+    assert (tmp_path / 'b').read_text() == 'old b'
+    monkeypatch.setattr(atomic_backend.os, 'replace', real)
+    atomic_backend.replace_together(
+        [(str(stage / n), str(tmp_path / n)) for n in ('a', 'b')])
+    assert (tmp_path / 'a').read_text() == 'new a'
+    assert (tmp_path / 'b').read_text() == 'new b'
 
 
 class NoOnnxMapping(nn.Module):
