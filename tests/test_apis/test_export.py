@@ -209,6 +209,16 @@ def test_export_errors(tmp_path):
             [str(cfg_path), str(other), '--branch', '0', '--out',
              str(tmp_path)])
     assert not osp.exists(tmp_path / 'ffl_shared_trunk_branch0.py')
+    # a truncated checkpoint: what is wrong with the file, not a mismatch
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(SystemExit) as error:
+        tool_module('export.py').main(
+            [str(cfg_path), str(truncated), '--branch', '0', '--out',
+             str(tmp_path)])
+    assert str(error.value).startswith(
+        f"export: Cannot read checkpoint '{truncated}'")
+    assert 'does not match' not in str(error.value)
 
 
 def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):

@@ -93,3 +93,59 @@ def test_table_and_tool(tmp_path, run_in_process):
 def test_missing_logs_are_a_clear_error(tmp_path, run_in_process):
     with pytest.raises(SystemExit, match=r'no \*/vis_data/scalars.json'):
         run_in_process('analysis_tools/analyze_runs.py', tmp_path)
+
+
+def test_the_final_result_is_the_last_epoch_the_config_asks_for(
+        tmp_path, run_in_process):
+    """A log that lost its last validation record (the config asks for 3
+    epochs, the log ends at epoch 2) is not reported as the final result:
+    the error names the run, both epochs and what to do."""
+    records = _ffl_records(80.0)
+    run = _write_run(tmp_path, 'ffl', records)
+    (tmp_path / 'ffl' / 'ffl.py').write_text(
+        'train_cfg = dict(by_epoch=True, max_epochs=2)\n')
+    assert results.final_top1(run)['fused'] == 80.0
+    (tmp_path / 'ffl' / 'ffl.py').write_text(
+        'train_cfg = dict(by_epoch=True, max_epochs=3)\n')
+    with pytest.raises(results.ResultsError,
+                       match=rf"{run}: the log's last validation is of "
+                       r'epoch 2, but the run\'s config asks for '
+                       r'train_cfg.max_epochs=3; the run has not finished'):
+        results.final_top1(run)
+    (tmp_path / 'ffl' / 'epoch_3.pth').write_bytes(b'')
+    with pytest.raises(SystemExit, match=r'analyze_runs: .*epoch_3.pth '
+                       r'exists, so the log lost its final records'):
+        run_in_process('analysis_tools/analyze_runs.py', run)
+
+
+def test_a_damaged_log_line_is_named(tmp_path):
+    run = _write_run(tmp_path, 'ffl', _ffl_records(80.0))
+    path = tmp_path / 'ffl' / '20261123_000000' / 'vis_data' / 'scalars.json'
+    with open(path, 'a') as f:
+        f.write('{"accuracy/top1": 8\n')  # a write cut short
+    with pytest.raises(results.ResultsError,
+                       match=rf'{path}, line 6: Expecting .* the log is '
+                       'damaged'):
+        results.final_top1(run)
+    path.write_text(path.read_text().replace('{"accuracy/top1": 8\n',
+                                             '[1, 2]\n'))
+    with pytest.raises(results.ResultsError,
+                       match=r'line 6: not a JSON object'):
+        results.load_records(run)
+
+
+def test_runs_are_ordered_by_what_they_record_not_by_folder_name(
+        tmp_path):
+    """A clock set back: the resumed run's folder sorts before the first
+    run's, its records still come after and win."""
+    run = _write_run(tmp_path, 'ffl', _ffl_records(80.0),
+                     stamp='20261124_000000')
+    _write_run(tmp_path, 'ffl', [
+        dict(loss=0.5, epoch=2, iter=3, step=3),
+        {'accuracy/top1': 81.0, 'accuracy/fused_top1': 81.0,
+         'accuracy/ensemble_top1': 79.0, 'accuracy/branch0_top1': 76.0,
+         'accuracy/branch1_top1': 75.0, 'step': 2}
+    ], stamp='20261123_000000')
+    assert [p.split('/')[-3] for p in results.scalars_files(run)] == [
+        '20261124_000000', '20261123_000000']
+    assert results.final_top1(run)['fused'] == 81.0

@@ -31,9 +31,9 @@ sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 
 from demo import (BASELINE_CONFIG, METHOD_CONFIG,  # noqa: E402
                   METHOD_LABELS)
-from ffl_mm_analysis.results import (final_prediction_top1,  # noqa: E402
-                                     final_results, output_roles,
-                                     run_config, summarise)
+from ffl_mm_analysis.results import (ResultsError,  # noqa: E402
+                                     final_prediction_top1, final_results,
+                                     output_roles, run_config, summarise)
 from ffl_mm_analysis.runs import Run, train_all  # noqa: E402
 from ffl_mm.models.utils.output_names import (ENSEMBLE,  # noqa: E402
                                               branch_index)
@@ -112,14 +112,17 @@ def main(argv=None):
     train_all([Run(cfg, [], work_dir(m, s), s)
                for s in args.seeds for m, cfg in configs.items()], args.jobs)
     numbers = {}
-    for method in args.methods:
-        dirs = [work_dir(method, s) for s in args.seeds]
-        label = METHOD_LABELS.get(method, method.upper())
-        numbers[label] = method_row(dirs)
-    numbers['single ResNet-32'] = dict(
-        predicts='the network',
-        prediction=[final_prediction_top1(work_dir(SINGLE, s))
-                    for s in args.seeds])
+    try:
+        for method in args.methods:
+            dirs = [work_dir(method, s) for s in args.seeds]
+            label = METHOD_LABELS.get(method, method.upper())
+            numbers[label] = method_row(dirs)
+        numbers['single ResNet-32'] = dict(
+            predicts='the network',
+            prediction=[final_prediction_top1(work_dir(SINGLE, s))
+                        for s in args.seeds])
+    except ResultsError as error:
+        raise SystemExit(f'methods_table: {error}') from None
     table = make_table(numbers)
     print(table)
     with open(osp.join(root, 'results.md'), 'w') as f:

@@ -7,7 +7,10 @@ scalars.json``: one JSON object per line, training records (``loss``,
 ``loss_ce_branch0``, ..., ``epoch``, ``iter``) every logging interval and
 validation records (``accuracy/top1``, ``accuracy/branch0_top1``, ...,
 ``step`` = epoch) after every evaluation. A resumed run adds a timestamp
-folder; the folders are read in order and later records win.
+folder; the folders are read in the order of what they record (the epoch
+and iteration each starts at), not by name or clock, and later records
+win. A final result is read only from the validation record of the last
+epoch the run's config asks for.
 
 Used by ``tools/analysis_tools/analyze_runs.py`` and ``tools/demo.py``.
 """
@@ -26,27 +29,63 @@ class ResultsError(ValueError):
     """A work dir without the logs this module reads."""
 
 
+def _read_lines(path: str) -> List[dict]:
+    """The records of one ``scalars.json``; a line that is not a JSON
+    object is an error naming the file and line."""
+    records = []
+    with open(path, encoding='utf-8', errors='replace') as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                record, reason = None, error.msg
+            else:
+                reason = 'not a JSON object'
+            if not isinstance(record, dict):
+                raise ResultsError(
+                    f'{path}, line {number}: {reason} ({line[:60]!r}): the '
+                    'log is damaged (a run killed while writing it, or an '
+                    'edit). Remove or repair the line to read the run.')
+            records.append(record)
+    return records
+
+
+def _start(records: Sequence[dict]) -> Tuple[int, int]:
+    """Where a run's log starts: the epoch and iteration of its first
+    record (a validation record counts as the end of its epoch)."""
+    for record in records:
+        if 'iter' in record and 'epoch' in record:
+            return int(record['epoch']), int(record['iter'])
+        if 'step' in record:  # validation: after the epoch's training
+            return int(record['step']) + 1, -1
+    return -1, -1
+
+
 def scalars_files(work_dir: str) -> List[str]:
-    """Every ``scalars.json`` of a work dir, oldest run first."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')))
+    """Every ``scalars.json`` of a work dir, in the order of what they
+    record (:func:`_start`), the folder name breaking ties: a resumed run
+    starts where its checkpoint ended, whatever its timestamp says (a clock
+    set back gives a later run an earlier folder name)."""
+    return [path for path, _ in _runs(work_dir)]
+
+
+def _runs(work_dir: str) -> List[Tuple[str, List[dict]]]:
+    """``(path, records)`` of every ``scalars.json``, in run order."""
+    files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     if not files:
         raise ResultsError(
             f'{work_dir}: no */vis_data/scalars.json; is it the --work-dir '
             'of a tools/train.py run (MMEngine LocalVisBackend)?')
-    return files
+    runs = [(path, _read_lines(path)) for path in files]
+    return sorted(runs, key=lambda run: (_start(run[1]), run[0]))
 
 
 def load_records(work_dir: str) -> List[dict]:
     """The JSON records of every run in ``work_dir``, in order."""
-    records = []
-    for path in scalars_files(work_dir):
-        with open(path, encoding='utf-8') as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    records.append(json.loads(line))
-    return records
+    return [record for _, records in _runs(work_dir) for record in records]
 
 
 def split_records(records: Sequence[dict]):
@@ -112,16 +151,36 @@ def accuracy_curves(val: Sequence[dict]) -> Dict[str, Dict[int, float]]:
 
 
 def final_results(work_dir: str) -> Tuple[Dict[str, float], float]:
-    """``(outputs, prediction)`` at the last evaluated epoch, from one read
+    """``(outputs, prediction)`` at the last epoch the run's config asks for
+    (``train_cfg.max_epochs`` of the work dir's config copy), from one read
     of the logs: the top-1 of every output, and of the prediction
-    (``accuracy/top1``: the output ``test_cfg.predict`` selects)."""
+    (``accuracy/top1``: the output ``test_cfg.predict`` selects).
+
+    Raises:
+        ResultsError: The log has no validation record of that epoch (a
+            run that has not finished, or a log that lost its last
+            records), naming the run, the epoch found and the one asked for.
+    """
     _, val = split_records(load_records(work_dir))
     if not val:
         raise ResultsError(f'{work_dir}: the log has no validation '
                            'results (accuracy/top1).')
-    outputs = {name: list(curve.values())[-1]
-               for name, curve in accuracy_curves(val).items()}
     last = max(int(r.get('step', r.get('epoch', 0))) for r in val)
+    cfg = run_config(work_dir)
+    final = (cfg.get('train_cfg') or {}).get('max_epochs') \
+        if cfg is not None else None
+    if final is not None and last != int(final):
+        saved = osp.isfile(osp.join(work_dir, f'epoch_{final}.pth'))
+        raise ResultsError(
+            f'{work_dir}: the log\'s last validation is of epoch {last}, '
+            f'but the run\'s config asks for train_cfg.max_epochs={final}; '
+            + (f'epoch_{final}.pth exists, so the log lost its final '
+               'records: evaluate that checkpoint with tools/test.py.'
+               if saved else 'the run has not finished: resume it with '
+               '--resume.'))
+    outputs = {name: curve[last]
+               for name, curve in accuracy_curves(val).items()
+               if last in curve}
     prediction = [r for r in val
                   if int(r.get('step', r.get('epoch', 0))) == last][-1]
     return outputs, float(prediction[metric_key(None)])
@@ -201,7 +260,9 @@ def output_roles(config) -> Dict[str, str]:
     if config is None:
         return {}
     model = config.get('model') or {}
-    cls = MODELS.get(str(model.get('type', '')).split('.')[-1])
+    if not model.get('type'):
+        return {}
+    cls = MODELS.get(str(model['type']).split('.')[-1])
     if cls is None or not hasattr(cls, 'output_roles'):
         return {}
     backbone = model.get('backbone')
