@@ -98,7 +98,7 @@ def test_mmpretrain_browse_dataset_in_every_mode(config, tmp_path):
         assert len(os.listdir(out)) == 1, mode
 
 
-def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
+def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path, capsys):
     """MMPretrain's visualization/vis_tsne.py (and vis_cam.py) read
     ``model.backbone``: on a multi-branch model that stops with a message
     that says to export the branch first; ``hasattr`` stays False."""
@@ -111,8 +111,16 @@ def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path):
              head=dict(type='LinearClsHead', num_classes=3)))
     assert not hasattr(model, 'backbone')
     with pytest.raises(AttributeError, match='tools/export.py CONFIG '
-                       'CHECKPOINT --branch I'):
+                       'CHECKPOINT --branch I') as error:
         model.backbone
+    # printed as Python prints it: the message, no "Did you mean:
+    # 'backbones'?" after it
+    import sys
+    capsys.readouterr()
+    sys.__excepthook__(error.type, error.value, error.tb)
+    printed = capsys.readouterr().err
+    assert printed.rstrip().endswith("then run the tool on DIR's config "
+                                     'and checkpoint.'), printed[-200:]
     with pytest.raises(AttributeError, match='no attribute .nothing.'):
         model.nothing
     tool = mmpretrain_tool('visualization/vis_tsne')

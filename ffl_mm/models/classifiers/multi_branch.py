@@ -174,7 +174,9 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
 
     def __getattr__(self, name: str):
         if name == 'backbone':  # e.g. MMPretrain's vis_cam.py, vis_tsne.py
-            raise AttributeError(bc.NO_SINGLE_BACKBONE)
+            # obj=None: no "Did you mean: 'backbones'?" after the message,
+            # which Python would add from the attribute names
+            raise AttributeError(bc.NO_SINGLE_BACKBONE, name=name, obj=None)
         return super().__getattr__(name)
 
     @property
