@@ -474,3 +474,27 @@ def test_a_truncated_cifar_file_is_named_before_anything_is_built(tmp_path):
                        r'\(100 bytes\) cannot be read as a CIFAR file '
                        r'\(UnpicklingError: pickle data was truncated\)'):
         check_data_paths(cfg)
+
+
+def test_a_cifar_file_of_partial_images_is_named_under_any_tool(tmp_path):
+    """A CIFAR-format pickle whose values do not divide into 3x32x32 images:
+    MMPretrain's reader fails with ``cannot reshape array of size 1600``
+    naming no file; the runner's data loader build (SafeRunner, any tool)
+    names it."""
+    from mmpretrain.datasets import CIFAR10
+
+    from conftest import write_cifar
+    from ffl_mm.engine.runner import SafeRunner
+    name = write_cifar(str(tmp_path), CIFAR10, 10, n_per_file=16,
+                       row_values=100)
+    loader = dict(dataset=dict(type=name, data_root=str(tmp_path),
+                               split='train', pipeline=[]),
+                  batch_size=2, num_workers=0,
+                  sampler=dict(type='DefaultSampler', shuffle=False))
+    with pytest.raises(ValueError, match='cannot reshape array of size'):
+        DATASETS.build(loader['dataset'])
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('ffl_mm'), pytest.raises(
+            DatasetCheckError, match=r'data_batch_1 holds an array of shape '
+            r'\(16, 100\), not rows of 3x32x32'):
+        SafeRunner.build_dataloader(loader)

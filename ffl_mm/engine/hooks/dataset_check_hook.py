@@ -70,23 +70,30 @@ def check_cifar_files(dataset, where: str) -> None:
         DatasetCheckError: Naming the file, what it holds and what a CIFAR
             file holds.
     """
-    import pickle
-
     from mmpretrain.datasets import CIFAR10
     if not isinstance(dataset, CIFAR10):
         return
-    files = dataset.train_list if dataset.split == 'train' else \
-        dataset.test_list
+    check_cifar_split(type(dataset), dataset.data_prefix['root'],
+                      dataset.split, where)
+
+
+def check_cifar_split(cls, root: str, split: str, where: str) -> None:
+    """:func:`check_cifar_files` for a CIFAR data set class (``cls``), its
+    root folder and split, before or without building the data set (whose
+    reader fails on a file that does not divide into whole images with
+    ``cannot reshape array``, naming no file)."""
+    import pickle
+    files = cls.train_list if split == 'train' else cls.test_list
     for name, _ in files:
-        path = osp.join(dataset.data_prefix['root'], dataset.base_folder,
-                        name)
+        path = osp.join(root, cls.base_folder, name)
+        dataset_name = cls.__name__
         with open(path, 'rb') as f:
             entry = pickle.load(f, encoding='latin1')
         data = np.asarray(entry.get('data'))
         labels = entry.get('labels', entry.get('fine_labels'))
         if data.ndim != 2 or data.shape[1] != CIFAR_ROW:
             raise DatasetCheckError(
-                f'{where} ({type(dataset).__name__}): {path} holds an array '
+                f'{where} ({dataset_name}): {path} holds an array '
                 f'of shape {tuple(data.shape)}, not rows of 3x32x32 = '
                 f'{CIFAR_ROW} values (a CIFAR image each): MMPretrain would '
                 'reshape it into other images and pair them with the wrong '
@@ -95,7 +102,7 @@ def check_cifar_files(dataset, where: str) -> None:
         if labels is None or len(labels) != data.shape[0]:
             count = 'no' if labels is None else len(labels)
             raise DatasetCheckError(
-                f'{where} ({type(dataset).__name__}): {path} holds '
+                f'{where} ({dataset_name}): {path} holds '
                 f'{data.shape[0]} images and {count} labels; a CIFAR file '
                 'holds one label per image.')
 

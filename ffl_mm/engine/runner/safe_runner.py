@@ -25,6 +25,34 @@ def _rank(launcher: str) -> int:
 # Also in MMEngine's root node: MMPretrain's tools build the runner there,
 # without a scope, and the root does not find 'ffl_mm.SafeRunner' in its
 # grandchild.
+def _name_bad_cifar_file(dataloader) -> None:
+    """Raise ``DatasetCheckError`` naming the file when ``dataloader``'s
+    data set is a CIFAR class and one of its files is not CIFAR images;
+    return otherwise."""
+    import os.path as osp
+
+    from mmpretrain.datasets import CIFAR10
+
+    from ffl_mm.registry import DATASETS
+    from ..hooks.dataset_check_hook import check_cifar_split
+    ds = dataloader.get('dataset') if isinstance(dataloader, dict) else None
+    if not isinstance(ds, dict):
+        return
+    cls = ds.get('type')
+    cls = DATASETS.get(cls) if isinstance(cls, str) else cls
+    if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
+        return
+    prefix = ds.get('data_prefix') or ''
+    root = osp.join(ds.get('data_root') or '',
+                    prefix.get('root', '') if isinstance(prefix, dict)
+                    else prefix)
+    try:
+        check_cifar_split(cls, root, ds.get('split', 'train'),
+                          f'dataset {cls.__name__}(data_root={root!r})')
+    except OSError:  # missing files: MMPretrain's own error stands
+        return
+
+
 @MMENGINE_RUNNERS.register_module(name='SafeRunner')
 @RUNNERS.register_module()
 class SafeRunner(Runner):
@@ -69,6 +97,18 @@ class SafeRunner(Runner):
         if self._locked_dir is not None:
             release_work_dir(self._locked_dir)
             self._locked_dir = None
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """MMEngine's ``build_dataloader``; a CIFAR file that MMPretrain's
+        reader cannot split into images (``cannot reshape array``) is named
+        (:func:`~ffl_mm.engine.hooks.dataset_check_hook.
+        check_cifar_split`)."""
+        try:
+            return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+        except ValueError:
+            _name_bad_cifar_file(dataloader)
+            raise
 
     def build_train_loop(self, loop):
         if isinstance(loop, dict) and 'type' not in loop and \
