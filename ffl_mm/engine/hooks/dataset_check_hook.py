@@ -191,7 +191,7 @@ class DatasetCheckHook(Hook):
         warning naming what changed, an error when the classes did."""
         meta, self._loaded_meta = self._loaded_meta, None
         before = (meta or {}).get('ffl_mm_data')
-        if runner.iter == 0 or not isinstance(before, dict):
+        if not isinstance(before, dict) or runner.iter == 0:
             return
         now = self._train_fingerprint(runner)
         if now is None:
