@@ -52,7 +52,8 @@ import ffl_mm.engine.compat  # noqa: F401,E402  safe checkpoint reading
 from ffl_mm.apis import export  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
 from ffl_mm.engine.atomic_backend import replace_together  # noqa: E402
-from ffl_mm.engine.checkpoint_loader import CheckpointLoadError  # noqa: E402,E501
+from ffl_mm.engine.checkpoint_loader import (  # noqa: E402
+    CheckpointLoadError)
 from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
 from ffl_mm.models.utils.output_names import (  # noqa: E402
     FUSED, branch_index, branch_name)
@@ -152,8 +153,8 @@ def main(argv=None):
     stage = tempfile.mkdtemp(prefix=f'.{name}.', suffix='.export',
                              dir=args.out)
     try:
-        files = write_export(args, cfg, model, meta, out_cfg, state, output,
-                             stage, name)
+        files, checks = write_export(args, cfg, model, meta, out_cfg, state,
+                                     output, stage, name)
         try:
             replace_together([(osp.join(stage, f), osp.join(args.out, f))
                               for f in files])
@@ -182,31 +183,27 @@ def main(argv=None):
               'it (custom_imports).')
     else:
         print('  plain MMPretrain: loads without ffl_mm.')
-    for line in CHECKS:
+    for line in checks:
         print(line)
-    CHECKS.clear()
     return cfg_path, ckpt_path
 
 
 #: What each file of an export is, by the suffix after its name.
 ROLES = {'.py': 'config:', '.pth': 'checkpoint:', '.onnx': 'onnx:',
          '.onnx.data': 'onnx data:', '.onnx.json': 'onnx input:'}
-#: Lines of the checks of the export being written, printed after it is
-#: in place.
-CHECKS = []
 
 
 def write_export(args, cfg, model, meta, out_cfg, state, output, stage,
                  name):
     """Write and check every file of the export in ``stage``; return their
-    names."""
+    names and the lines that report the checks."""
     cfg_path = osp.join(stage, name + '.py')
     ckpt_path = osp.join(stage, name + '.pth')
     Config(out_cfg).dump(cfg_path)
     torch.save(
         export.exported_checkpoint(state, meta, output, args.checkpoint),
         ckpt_path)
-    files = [name + '.py', name + '.pth']
+    files, checks = [name + '.py', name + '.pth'], []
     if not args.no_verify:
         exported_model = MODELS.build(Config.fromfile(cfg_path).model)
         load_state_dict(exported_model, state, strict=True)
@@ -215,20 +212,22 @@ def write_export(args, cfg, model, meta, out_cfg, state, output, stage,
             raise SystemExit(f'export: the exported model predicts '
                              f'differently (max |diff| {diff:.2e} > '
                              f'{TOLERANCE:g}).')
-        CHECKS.append(f'  predictions match the multi-branch model: max '
+        checks.append(f'  predictions match the multi-branch model: max '
                       f'|diff| {diff:.2e}')
     if args.onnx:
         exported_model = MODELS.build(Config.fromfile(cfg_path).model)
         load_state_dict(exported_model, state, strict=True)
-        files += write_onnx(cfg, exported_model.eval(),
-                            osp.join(stage, name + '.onnx'), output,
-                            meta.get('dataset_meta') or {})
-    return files
+        onnx_files, onnx_check = write_onnx(
+            cfg, exported_model.eval(), osp.join(stage, name + '.onnx'),
+            output, meta.get('dataset_meta') or {})
+        files += onnx_files
+        checks.append(onnx_check)
+    return files, checks
 
 
 def write_onnx(cfg, model, path, output, dataset_meta):
     """``--onnx``: write, describe and check the graph; return the names of
-    the files written."""
+    the files written and the line that reports the check."""
     try:
         from ffl_mm.apis import onnx_export as ox
         import onnxruntime  # noqa: F401
@@ -249,12 +248,11 @@ def write_onnx(cfg, model, path, output, dataset_meta):
     spec_path = path + '.json'
     ox.write_spec(spec_path, ox.input_spec(
         module, images.shape[2:], dataset_meta.get('classes')))
-    CHECKS.append(
-        f'  onnx graph: opset {ox.OPSET}, dynamic batch; ONNX Runtime '
-        f'matches PyTorch on {source}: max |diff| {diff:.2e} (tolerance '
-        f'{ox.TOLERANCE:g} of the largest |logit|, at least 1)')
+    check = (f'  onnx graph: opset {ox.OPSET}, dynamic batch; ONNX Runtime '
+             f'matches PyTorch on {source}: max |diff| {diff:.2e} (tolerance '
+             f'{ox.TOLERANCE:g} of the largest |logit|, at least 1)')
     return [osp.basename(f) for f in ox.onnx_files(path, module)] + [
-        osp.basename(spec_path)]
+        osp.basename(spec_path)], check
 
 
 if __name__ == '__main__':

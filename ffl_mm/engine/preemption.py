@@ -89,22 +89,16 @@ def signal_name(signum: int) -> str:
 def exit_by_signal(signum: int, received: bool) -> None:
     """End the process as the signal would have ended it, so that torchrun,
     SLURM and the shell report it truly (``Signal 15 (SIGTERM)``, exit status
-    143): log handlers are flushed, the work-dir locks released and the
+    143): the work-dir locks are released, the log handlers flushed and
+    closed (``logging.shutdown``, which Python's own exit would run) and the
     default action of ``signum`` taken. A rank that stops only because
     another rank received the signal exits with status ``128 + signum``
     (``SystemExit``) instead.
     """
     from .work_dir import unlock_work_dirs
-    for handler in logging.getLogger().handlers + [
-            h for name in list(logging.root.manager.loggerDict)
-            for h in getattr(logging.getLogger(name), 'handlers', [])]:
-        try:
-            handler.flush()
-        except Exception:  # a closed stream: nothing to flush
-            pass
     unlock_work_dirs()
-    if not received:
-        raise SystemExit(128 + signum)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    if received:
+        logging.shutdown()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # delivered before kill() returns
+    raise SystemExit(128 + signum)

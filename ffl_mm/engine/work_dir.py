@@ -18,13 +18,20 @@ _WORK_DIR_LOCKS = {}
 LOCK_NAME = '.ffl_mm.lock'
 
 
+def process_rank() -> int:
+    """This process's rank before the process group exists: ``RANK``
+    (torchrun, MMEngine's pytorch launcher), else ``SLURM_PROCID`` (one
+    ``srun`` task per process, MMEngine's slurm launcher), else 0."""
+    return int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0)))
+
+
 def lock_work_dir(work_dir: str) -> Optional[str]:
     """Hold an exclusive lock on ``work_dir`` until as many
     :func:`release_work_dir` calls, :func:`unlock_work_dirs` or the end of
     this process, so that a second run there stops at once instead of
     mixing its log and checkpoints with this one's. Only rank 0 of a
-    distributed run locks (``RANK``); taking a lock this process holds
-    already counts one more holder.
+    distributed run locks (:func:`process_rank`); taking a lock this
+    process holds already counts one more holder.
 
     The lock is ``flock`` on ``<work_dir>/.ffl_mm.lock``, which the system
     releases when the holder exits however it ends: a lock file left by a
@@ -37,7 +44,7 @@ def lock_work_dir(work_dir: str) -> Optional[str]:
     Returns:
         str | None: A message when a dead process's lock was taken over.
     """
-    if int(os.environ.get('RANK', '0')) != 0:
+    if process_rank() != 0:
         return None
     try:
         import fcntl

@@ -84,9 +84,9 @@ def check_cifar_split(cls, root: str, split: str, where: str) -> None:
     ``cannot reshape array``, naming no file)."""
     import pickle
     files = cls.train_list if split == 'train' else cls.test_list
+    dataset_name = cls.__name__
     for name, _ in files:
         path = osp.join(root, cls.base_folder, name)
-        dataset_name = cls.__name__
         with open(path, 'rb') as f:
             entry = pickle.load(f, encoding='latin1')
         data = np.asarray(entry.get('data'))

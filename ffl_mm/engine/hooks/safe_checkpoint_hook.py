@@ -116,9 +116,7 @@ class SafeCheckpointHook(CheckpointHook):
         self._last_batch = None
         self._own_last = self._stop_file = self._loaded_meta = None
         self.run_id = uuid.uuid4().hex
-        if self._signals is not None:
-            self._signals.restore()
-        self._signals = None
+        self._restore_signals()
 
     def after_load_checkpoint(self, runner, checkpoint) -> None:
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) \
@@ -150,6 +148,7 @@ class SafeCheckpointHook(CheckpointHook):
     def _restore_signals(self) -> None:
         if self._signals is not None:
             self._signals.restore()
+            self._signals = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['meta']['ffl_mm_run'] = dict(id=self.run_id)

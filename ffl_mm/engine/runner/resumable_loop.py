@@ -1,11 +1,14 @@
 # Copyright (c) ffl_mm contributors.
 """MMEngine's epoch-based training loop, able to continue in the middle of
 an epoch."""
+import logging
 import random
 from typing import List, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
+from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 
 from ffl_mm.registry import LOOPS
@@ -98,7 +101,6 @@ def gather_rank_states(model) -> List[dict]:
     statistics: MMEngine's DDP does not broadcast buffers, so they differ
     between ranks until ``SyncBuffersHook`` averages them at the epoch's
     end). A collective: every rank calls it."""
-    from mmengine.dist import all_gather_object, get_world_size
     module = getattr(model, 'module', model)
     state = dict(rng=rng_state(), buffers={
         name: buffer.detach().cpu().clone()
@@ -118,10 +120,6 @@ def continue_mid_epoch(runner, state: Optional[dict]) -> bool:
     Returns:
         bool: Whether ``state`` described a mid-epoch stop.
     """
-    import logging
-
-    from mmengine.dist import get_rank, get_world_size
-    from mmengine.logging import print_log
     if not isinstance(state, dict) or not state.get('batches_done'):
         return False
     batches, ranks = int(state['batches_done']), state.get('ranks') or []

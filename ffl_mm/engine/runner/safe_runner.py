@@ -1,7 +1,6 @@
 # Copyright (c) ffl_mm contributors.
 """MMEngine's ``Runner`` that owns its work dir and resumes mid-epoch."""
 import copy
-import os
 
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import Runner
@@ -11,20 +10,6 @@ from ..preemption import restore_stop_signals
 from ..work_dir import lock_work_dir, release_work_dir
 
 
-def _rank(launcher: str) -> int:
-    """This process's rank before the process group exists: ``RANK``
-    (torchrun, MMEngine's pytorch launcher), ``SLURM_PROCID`` (``srun``
-    with MMEngine's slurm launcher), else 0."""
-    if 'RANK' in os.environ:
-        return int(os.environ['RANK'])
-    if launcher == 'slurm' and 'SLURM_PROCID' in os.environ:
-        return int(os.environ['SLURM_PROCID'])
-    return 0
-
-
-# Also in MMEngine's root node: MMPretrain's tools build the runner there,
-# without a scope, and the root does not find 'ffl_mm.SafeRunner' in its
-# grandchild.
 def _name_bad_cifar_file(dataloader) -> None:
     """Raise ``DatasetCheckError`` naming the file when ``dataloader``'s
     data set is a CIFAR class and one of its files is not CIFAR images;
@@ -59,8 +44,9 @@ class SafeRunner(Runner):
     """``Runner`` (same arguments) that:
 
     * takes the work dir's lock (:func:`~ffl_mm.engine.work_dir.
-      lock_work_dir`) before it writes anything: a second run, training or
-      testing, in the work dir of a live one stops with ``SystemExit``
+      lock_work_dir`, rank 0 only) before it writes anything: a second
+      run, training or testing, in the work dir of a live one stops with
+      ``SystemExit``
       naming the process that holds it, before MMEngine makes its log
       folder or rewrites the config copy. The lock is released when
       :meth:`train`, :meth:`val` or :meth:`test` returns or fails, and by
@@ -79,10 +65,9 @@ class SafeRunner(Runner):
 
     def __init__(self, *args, **kwargs):
         work_dir = kwargs.get('work_dir', args[1] if len(args) > 1 else None)
-        launcher = kwargs.get('launcher', 'none')
         self._locked_dir = None
         taken_over = None
-        if work_dir is not None and _rank(launcher) == 0:
+        if work_dir is not None:  # rank 0 only (lock_work_dir)
             taken_over = lock_work_dir(str(work_dir))
             self._locked_dir = str(work_dir)
         try:
