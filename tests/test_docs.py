@@ -111,6 +111,24 @@ def test_links_point_at_files_in_the_repository(path):
         assert osp.exists(resolved), (path, target)
 
 
+#: A file of this repository named in prose: under ffl_mm/, configs/ or
+#: tests/, with an extension (``tools/...`` paths may be MMPretrain's).
+OUR_FILE = re.compile(
+    r'(?<![\w/.-])((?:ffl_mm|configs|tests)/[\w./-]*\.(?:py|md|json|yml|pt))'
+    r'(?![\w*])')
+
+
+@pytest.mark.parametrize('path', DOCS,
+                         ids=[osp.relpath(p, REPO) for p in DOCS])
+def test_files_the_docs_name_exist(path):
+    """A doc describes the code of its commit: every file of ours it names
+    exists (history lives in the changelog, which names no removed file)."""
+    text = open(path, encoding='utf-8').read()
+    missing = sorted({f for f in OUR_FILE.findall(text)
+                      if not osp.exists(osp.join(REPO, f))})
+    assert not missing, missing
+
+
 def test_get_started_says_how_large_the_environment_is():
     """`make` builds a .venv of several GB (the registry's torch brings the
     CUDA libraries): a user about to run it reads the size first."""
