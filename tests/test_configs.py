@@ -22,7 +22,7 @@ from mmengine.config import Config
 
 import ffl_mm  # noqa: F401  (the ffl_mm:: config scope)
 from conftest import REPO, point_at_standins, shipped_config
-from test_docs import SNIPPETS
+from helpers.doc_snippets import SNIPPETS
 
 CONFIGS = sorted(
     osp.relpath(p, REPO)

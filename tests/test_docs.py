@@ -7,7 +7,6 @@ may inherit ffl_mm's configs through ``ffl_mm::``); one preceded by
 registers a classifier and defines a ``model`` of it. Each is built and
 trains one step. Links between the documents point at files that exist,
 and nothing points outside the repository."""
-import glob
 import os.path as osp
 import re
 
@@ -20,27 +19,8 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401  (the ffl_mm:: config scope)
 from conftest import REPO
+from helpers.doc_snippets import DOCS, SNIPPETS
 from ffl_mm.registry import MODELS
-
-DOCS = sorted([osp.join(REPO, 'README.md'),
-               *glob.glob(osp.join(REPO, 'docs', '**', '*.md'),
-                          recursive=True),
-               *glob.glob(osp.join(REPO, 'configs', '*', 'README.md'))])
-SNIPPET = re.compile(r'<!-- snippet: (\w+) -->\n```python\n(.*?)```', re.S)
-
-
-def _snippets():
-    found = []
-    for path in DOCS:
-        text = open(path, encoding='utf-8').read()
-        for i, (kind, code) in enumerate(SNIPPET.findall(text)):
-            found.append(pytest.param(
-                kind, code, id=f'{osp.relpath(path, REPO)}#{i}-{kind}'))
-    return found
-
-
-SNIPPETS = _snippets()
-
 
 def test_the_docs_mark_their_snippets():
     assert len(SNIPPETS) >= 5

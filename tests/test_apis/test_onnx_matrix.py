@@ -15,7 +15,7 @@ from conftest import REPO
 from ffl_mm.apis import export
 from ffl_mm.apis.model_cfg import runner_model_cfg
 from ffl_mm.registry import MODELS
-from test_models.test_any_backbone import BACKBONES, ffl_on
+from helpers.backbone_cases import BACKBONES, ffl_on
 
 ox = pytest.importorskip('ffl_mm.apis.onnx_export')
 pytest.importorskip('onnxruntime')

@@ -23,12 +23,9 @@ from mmpretrain.structures import DataSample
 
 from conftest import REPO
 from ffl_mm.registry import MODELS
-from test_models.test_dml_one_equivalence import (assert_close,
-                                                  assert_grads_equal,
-                                                  assert_steps_equal,
-                                                  build_their_method)
+from helpers.reference_steps import (DATA, assert_close, assert_grads_equal,
+                                    assert_steps_equal, build_their_method)
 
-DATA = osp.join(REPO, 'tests', 'data')
 MODEL = 'configs/_base_/models/clilr_cifar-resnet32x3.py'
 
 #: Their module names -> ffl_mm's (first match wins).

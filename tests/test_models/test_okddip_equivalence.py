@@ -24,12 +24,9 @@ from mmengine.registry import DefaultScope
 
 from conftest import REPO
 from ffl_mm.registry import MODELS
-from test_models.test_dml_one_equivalence import (assert_close,
-                                                  assert_grads_equal,
-                                                  assert_steps_equal,
-                                                  build_their_method)
+from helpers.reference_steps import (DATA, assert_close, assert_grads_equal,
+                                    assert_steps_equal, build_their_method)
 
-DATA = osp.join(REPO, 'tests', 'data')
 MODEL = 'configs/_base_/models/okddip_cifar-resnet32x4.py'
 LEADER = 3
 
