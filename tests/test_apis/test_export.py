@@ -237,9 +237,10 @@ def test_demo_student_needs_ffl_mm_and_says_so(tmp_path):
     assert out['model']['_scope_'] == 'ffl_mm'
     assert out['test_evaluator']['type'] == 'Accuracy'
     assert out['model']['head']['in_channels'] == 64
-    ce_only = MODELS.build(
-        dict(cfg.model, type='MultiBranchClassifier', fusion_neck=None,
-             fusion_head=None, distill_loss=None, test_cfg=None))
+    ce_only = {k: v for k, v in cfg.model.items()
+               if k not in ('fusion_neck', 'fusion_head', 'distill_loss',
+                            'test_cfg')}
+    ce_only = MODELS.build(dict(ce_only, type='MultiBranchClassifier'))
     with pytest.raises(export.ExportError, match='no fusion neck'):
         export.export_fused(cfg, ce_only)
 

@@ -241,6 +241,8 @@ def test_mfef_configuration_errors():
     with pytest.raises(ValueError, match='fusion_neck and fusion_head are '
                        'both required'):
         MODELS.build(cfg)
+    for key in ('fusion_neck', 'fusion_head', 'distill_loss'):
+        del cfg[key]
     cfg['type'] = 'MultiBranchClassifier'
     with pytest.raises(TypeError, match='fusion_pre_neck belongs to '
                        'FFLClassifier'):

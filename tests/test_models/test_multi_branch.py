@@ -151,11 +151,15 @@ def test_each_head_term_is_named_after_its_loss():
 
 
 def test_cross_entropy_only_variant():
-    """The base class alone: the branches with cross-entropy (a config that
-    nulls what it inherited from a method's base builds too)."""
-    cfg = ffl_cfg(type='MultiBranchClassifier')
-    for key in ('fusion_neck', 'fusion_head', 'distill_loss'):
-        cfg[key] = None
+    """The base class alone: the branches with cross-entropy. A method's
+    argument is refused on it even as None (a config that inherits one
+    drops it with ``_delete_=True``), naming the class that takes it."""
+    cfg = ffl_cfg(type='MultiBranchClassifier', distill_loss=None,
+                  fusion_neck=None)
+    with pytest.raises(TypeError, match=r'got fusion_neck=None: fusion_neck '
+                       r'belongs to FFLClassifier.*_delete_=True'):
+        MODELS.build(cfg)
+    del cfg['fusion_neck'], cfg['fusion_head']
     model = MODELS.build(cfg)
     assert not hasattr(model, 'fusion_neck')
     assert model.predict_mode == 'ensemble'
@@ -211,7 +215,8 @@ def test_fusion_weight_decay_through_paramwise_cfg():
     (dict(fusion_head=None), ValueError, 'fusion_neck and fusion_head are '
      'both required'),
     (dict(type='MultiBranchClassifier', fusion_neck=None, fusion_head=None),
-     ValueError, 'teaches the branches from a teacher output'),
+     TypeError, 'MultiBranchClassifier got fusion_neck=None: fusion_neck '
+     'belongs to FFLClassifier'),
     (dict(head=None), ValueError, 'head` config is required'),
     # a method's argument on another method's class, or on the base
     (dict(type='MultiBranchClassifier'), TypeError,

@@ -140,7 +140,10 @@ def test_the_leader_predicts_and_bad_setups_are_named():
         with pytest.raises(ValueError, match=r"the peers' features differ "
                            r'in size \(\[64, 128, 64\]'):
             MODELS.build(mixed)
-        with pytest.raises(ValueError, match='does not take the peers'):
+        with pytest.raises(ValueError, match=r"PeerKDLoss takes the "
+                           r"training targets \[\], and OKDDipClassifier "
+                           r"gives \['peer_targets'\]. Use a loss that takes "
+                           r"\['peer_targets'\] \(DiversePeerKDLoss\)"):
             MODELS.build(dict(model_cfg, distill_loss=dict(
                 type='PeerKDLoss')))
         with pytest.raises(TypeError, match='peer_attention belongs to '

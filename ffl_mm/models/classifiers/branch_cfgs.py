@@ -1,7 +1,8 @@
 # Copyright (c) ffl_mm contributors.
 """Checking and splitting a multi-branch classifier's configs per branch."""
 import copy
-from typing import List, Optional, Sequence, Union
+import inspect
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 
@@ -19,46 +20,73 @@ NO_SINGLE_BACKBONE = (
     'tool on DIR\'s config and checkpoint.')
 
 
-#: Arguments of a method's classifier, and the class that takes them.
-METHOD_ARGS = {
-    'fusion_neck': 'FFLClassifier',
-    'fusion_head': 'FFLClassifier',
-    'fusion_pre_neck': 'FFLClassifier',
-    'fusion_pre_neck_with_cp': 'FFLClassifier',
-    'heads_on_enhanced': 'FFLClassifier',
-    'ensemble_head': 'ONEClassifier',
-    'branch_update': 'DMLClassifier',
-    'grad_rescale': 'CLILRClassifier',
-    'peer_attention': 'OKDDipClassifier',
-}
+def own_args(cls: type) -> Tuple[str, ...]:
+    """The constructor arguments that class ``cls`` itself declares: the
+    named parameters of its own ``__init__`` (none if it defines none)."""
+    init = cls.__dict__.get('__init__')
+    if init is None:
+        return ()
+    return tuple(
+        name for name, p in inspect.signature(init).parameters.items()
+        if name != 'self' and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                         p.KEYWORD_ONLY))
 
 
-def refuse_method_args(name: str, method_args: dict) -> None:
-    """A ``TypeError`` for arguments that class ``name`` does not take,
-    naming the class that does; None for a method's argument is ignored (a
-    config that nulls what it inherited)."""
-    wrong = {k: v for k, v in method_args.items()
-             if not (k in METHOD_ARGS and v is None)}
-    for key in wrong:
-        if key in METHOD_ARGS:
+def subclasses(cls: type) -> List[type]:
+    """Every subclass of ``cls``, at any depth, each once."""
+    found = []
+    for sub in cls.__subclasses__():
+        for c in [sub, *subclasses(sub)]:
+            if c not in found:
+                found.append(c)
+    return found
+
+
+def method_args(base: type, cls: Optional[type] = None) -> Dict[str, List[str]]:
+    """Every argument that a subclass of ``base`` declares (its own
+    ``__init__``), with the names of the classes declaring it; with
+    ``cls``, only those of ``cls`` and the classes between it and
+    ``base``."""
+    classes = subclasses(base) if cls is None else [
+        c for c in cls.__mro__ if c is not base and issubclass(c, base)]
+    args: Dict[str, List[str]] = {}
+    for sub in classes:
+        for name in own_args(sub):
+            args.setdefault(name, []).append(sub.__name__)
+    return args
+
+
+def refuse_method_args(base: type, cls: type, method_args_: dict) -> None:
+    """A ``TypeError`` for the arguments that ``cls`` was given and does
+    not take (the base passes its unknown keyword arguments here), naming
+    the registered classes that declare them (:func:`method_args`). None
+    is refused like any other value: drop the key instead."""
+    if not method_args_:
+        return
+    declared = method_args(base)
+    name = cls.__name__
+    for key, value in method_args_.items():
+        owners = declared.get(key)
+        if owners:
+            use = ' or '.join(f"type='{o}'" for o in owners)
             raise TypeError(
-                f'{name} got {key}={wrong[key]!r}: {key} belongs to '
-                f"{METHOD_ARGS[key]}; use type='{METHOD_ARGS[key]}' (or drop "
-                f'{key}).')
-    if wrong:
-        raise TypeError(f'{name} got unexpected argument(s) '
-                        f'{sorted(wrong)}.')
+                f'{name} got {key}={value!r}: {key} belongs to '
+                f'{" and ".join(owners)}; use {use}, or drop {key} (in a '
+                'config that inherits it: model=dict(_delete_=True, ...) '
+                'without it).')
+    raise TypeError(f'{name} got unexpected argument(s) '
+                    f'{sorted(method_args_)}.')
 
 
 def per_branch(cfg: Union[None, dict, Sequence[dict]], num_branches: int,
-               name: str) -> List[Optional[dict]]:
+               name: str, owner: str) -> List[Optional[dict]]:
     """One config for each branch: a single config is deep-copied."""
     if cfg is None or isinstance(cfg, dict):
         return [copy.deepcopy(cfg) for _ in range(num_branches)]
     cfg = list(cfg)
     if len(cfg) != num_branches:
         raise ValueError(
-            f'MultiBranchClassifier: {name} is a list of {len(cfg)} '
+            f'{owner}: {name} is a list of {len(cfg)} '
             f'configs but there are {num_branches} branches; give one '
             'config (shared) or one per branch.')
     return [copy.deepcopy(c) for c in cfg]
@@ -71,9 +99,9 @@ def build(cfg: Optional[ConfigType]) -> Optional[nn.Module]:
     return MODELS.build(cfg)
 
 
-def check_args(backbone, num_branches, head) -> int:
-    """The number of branches of a multi-branch classifier with these
-    arguments.
+def check_args(owner: str, backbone, num_branches, head) -> int:
+    """The number of branches of a multi-branch classifier (class name
+    ``owner``, for the messages) with these arguments.
 
     Raises:
         ValueError: Fewer than 2 branches, a list of backbones that does not
@@ -82,42 +110,42 @@ def check_args(backbone, num_branches, head) -> int:
     if isinstance(backbone, (list, tuple)):
         if num_branches is not None and num_branches != len(backbone):
             raise ValueError(
-                f'MultiBranchClassifier: num_branches={num_branches} '
+                f'{owner}: num_branches={num_branches} '
                 f'but {len(backbone)} backbone configs; give one config '
                 'per branch or drop num_branches.')
         num_branches = len(backbone)
     elif num_branches is None:
         raise ValueError(
-            'MultiBranchClassifier: set num_branches (>= 2) or give a '
+            f'{owner}: set num_branches (>= 2) or give a '
             'list of backbone configs.')
     if isinstance(num_branches, bool) or not isinstance(num_branches, int):
         raise TypeError(
-            f'MultiBranchClassifier: num_branches={num_branches!r} '
+            f'{owner}: num_branches={num_branches!r} '
             f'({type(num_branches).__name__}); give a whole number >= 2, '
             'e.g. model.num_branches=2.')
     if num_branches < 2:
         raise ValueError(
-            f'MultiBranchClassifier: num_branches={num_branches!r}; '
+            f'{owner}: num_branches={num_branches!r}; '
             'mutual learning needs at least 2 branches.')
     if head is None:
-        raise ValueError('MultiBranchClassifier: a branch `head` config '
+        raise ValueError(f'{owner}: a branch `head` config '
                          'is required (e.g. LinearClsHead).')
     heads = list(head) if isinstance(head, (list, tuple)) else [head]
     for cfg in heads:
-        check_loss_weight(cfg, 'head')
+        check_loss_weight(cfg, 'head', owner)
     return num_branches
 
 
-def check_loss_weight(cfg, where: str) -> None:
+def check_loss_weight(cfg, where: str, owner: str) -> None:
     """A head config's ``loss.loss_weight`` must be >= 0: a negative weight
     trains against the labels, silently."""
     loss = cfg.get('loss') if isinstance(cfg, dict) else None
     if isinstance(loss, dict) and 'loss_weight' in loss:
-        real_number(f'MultiBranchClassifier {where}.loss', 'loss_weight',
+        real_number(f'{owner} {where}.loss', 'loss_weight',
                     loss['loss_weight'], 0)
 
 
-def check_num_classes(head_cfgs: Sequence[Optional[dict]],
+def check_num_classes(owner: str, head_cfgs: Sequence[Optional[dict]],
                       fusion_head: Optional[dict] = None) -> None:
     """Every head must predict the same classes."""
     named = [(f'head of branch {i}', cfg.get('num_classes'))
@@ -127,14 +155,14 @@ def check_num_classes(head_cfgs: Sequence[Optional[dict]],
     named = [(name, n) for name, n in named if n is not None]
     if len({n for _, n in named}) > 1:
         raise ValueError(
-            'MultiBranchClassifier: every head must predict the same '
+            f'{owner}: every head must predict the same '
             'classes, got ' +
             ', '.join(f'{name}: num_classes={n}' for name, n in named) +
             '; set one num_classes.')
 
 
-def predict_mode(test_cfg: Optional[dict], outputs: Sequence[str],
-                 default: str) -> dict:
+def predict_mode(owner: str, test_cfg: Optional[dict],
+                 outputs: Sequence[str], default: str) -> dict:
     """``test_cfg`` with ``predict`` set (``default`` when absent).
 
     Raises:
@@ -145,12 +173,12 @@ def predict_mode(test_cfg: Optional[dict], outputs: Sequence[str],
     unknown = set(test_cfg) - {'predict'}
     if unknown:
         raise ValueError(
-            f'MultiBranchClassifier: unknown test_cfg key(s) '
+            f'{owner}: unknown test_cfg key(s) '
             f'{sorted(unknown)}; the only key is predict='
             f"'fused'|'ensemble'|'branch<i>'.")
     test_cfg.setdefault('predict', default)
     if test_cfg['predict'] not in outputs:
         raise ValueError(
-            f'MultiBranchClassifier: unknown test_cfg predict='
+            f'{owner}: unknown test_cfg predict='
             f"{test_cfg['predict']!r}; choose one of {list(outputs)}.")
     return test_cfg

@@ -86,10 +86,11 @@ class FFLClassifier(MultiBranchClassifier):
                 'is nothing to recompute).')
         if fusion_pre_neck_with_cp is None:
             fusion_pre_neck_with_cp = True
-        bc.check_loss_weight(fusion_head, 'fusion_head')
+        bc.check_loss_weight(fusion_head, 'fusion_head', type(self).__name__)
         super().__init__(**kwargs)
         # the fused head predicts the branches' classes
-        bc.check_num_classes([c['head'] for c in self._branch_cfgs],
+        bc.check_num_classes(type(self).__name__,
+                             [c['head'] for c in self._branch_cfgs],
                              fusion_head)
         probe = self.probe_branches(need_maps=True)
         sources = probe.error or '; '.join(

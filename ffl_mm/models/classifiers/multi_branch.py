@@ -15,6 +15,7 @@ from ..utils import output_names as names
 from . import branch_cfgs as bc
 from . import channel_probe
 from .branch_features import BranchFeatures
+from .distill_contract import check_distill_contract
 from .head_loss import named_head_loss
 from .student_export import StudentExportMixin
 from .trunk_split import TrunkSplit
@@ -80,9 +81,17 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
         init_cfg (dict, optional): Initialisation config.
     """
 
-    #: The output that teaches the branches (``distill_loss``'s teacher);
-    #: None: the branches teach one another.
+    #: The name of the teacher that ``distill_loss`` takes besides the
+    #: branch logits: one of :attr:`output_names` (FFL's ``'fused'``,
+    #: ONE's ``'ensemble'``), or a training-only teacher made by
+    #: :meth:`distill_teacher` (KDCL's). None: the branches teach one
+    #: another. Which head trains it is :meth:`teacher_head` (None: an
+    #: untrained teacher, no loss of its own).
     teacher_output: Optional[str] = None
+    #: The keys of :meth:`forward_targets`'s dict, which ``distill_loss``
+    #: must declare it takes (its ``target_keys``): OKDDip's
+    #: ``('peer_targets', )``.
+    target_keys: Tuple[str, ...] = ()
     #: The methods that ``compile`` compiles (ffl_mm.engine.compile):
     #: together they run every module of training and testing.
     compile_targets: Tuple[str, ...] = ('_forward_all', )
@@ -108,7 +117,8 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  **method_args):
-        bc.refuse_method_args(type(self).__name__, method_args)
+        name = type(self).__name__
+        bc.refuse_method_args(MultiBranchClassifier, type(self), method_args)
         data_preprocessor = data_preprocessor or {}
         if isinstance(data_preprocessor, dict):
             data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
@@ -117,21 +127,22 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
         super().__init__(
             init_cfg=init_cfg, data_preprocessor=data_preprocessor)
         self.num_branches = num_branches = bc.check_args(
-            backbone, num_branches, head)
+            name, backbone, num_branches, head)
         self.shared_stages = shared_stages
         self.fusion_in_index = fusion_in_index
 
-        backbone_cfgs = bc.per_branch(backbone, num_branches, 'backbone')
+        backbone_cfgs = bc.per_branch(backbone, num_branches, 'backbone',
+                                     name)
         self.backbones = ModuleList([bc.build(cfg) for cfg in backbone_cfgs])
         self.trunk = None
         if shared_stages:
             self.trunk = TrunkSplit(self.backbones, shared_stages)
-        neck_cfgs = bc.per_branch(neck, num_branches, 'neck')
+        neck_cfgs = bc.per_branch(neck, num_branches, 'neck', name)
         self.necks = ModuleList(
             [bc.build(cfg) or nn.Identity() for cfg in neck_cfgs])
 
-        head_cfgs = bc.per_branch(head, num_branches, 'head')
-        bc.check_num_classes(head_cfgs)
+        head_cfgs = bc.per_branch(head, num_branches, 'head', name)
+        bc.check_num_classes(name, head_cfgs)
         probe = self.probe_branches(need_maps=self.with_fusion)
         head_cfgs = [
             channel_probe.with_in_channels(cfg, probe.head_in(i), 'head',
@@ -146,15 +157,9 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             for b, n, h in zip(backbone_cfgs, neck_cfgs, head_cfgs)
         ]
         self.distill_loss = bc.build(distill_loss)
-        if getattr(self.distill_loss, 'needs_teacher', False) and \
-                self.teacher_output is None:
-            raise ValueError(
-                f'{type(self).__name__}: distill_loss '
-                f'{type(self.distill_loss).__name__} teaches the branches '
-                "from a teacher output; use type='FFLClassifier' (a fused "
-                "classifier) or type='ONEClassifier' (a gated ensemble), "
-                'or PeerKDLoss (DML).')
-        self.test_cfg = bc.predict_mode(test_cfg, self.output_names,
+        if self.distill_loss is not None:
+            check_distill_contract(type(self), self.distill_loss)
+        self.test_cfg = bc.predict_mode(name, test_cfg, self.output_names,
                                         self.default_predict)
         self.predict_mode = self.test_cfg['predict']
 
@@ -214,7 +219,9 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
         return {names.ENSEMBLE: torch.stack(branch_logits).mean(dim=0)}
 
     def teacher_head(self) -> Optional[nn.Module]:
-        """The head whose loss trains :attr:`teacher_output`, or None."""
+        """The head whose loss (an MMPretrain ``ClsHead``'s) trains the
+        teacher, logged as ``loss_ce_<teacher_output>``; None (here): the
+        teacher has no loss of its own (the mean ensemble, KDCL's)."""
         return None
 
     def forward_targets(self, pooled: List, branch_logits: List[torch.Tensor]
@@ -313,22 +320,47 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             losses.update(
                 named_head_loss(head, logits, data_samples,
                                 names.branch_name(i)))
-        teacher = None
-        if self.teacher_output is not None:
-            teacher = others[self.teacher_output]
+        teacher = self.distill_teacher(branch_logits, others, data_samples)
+        head = self.teacher_head()
+        if head is not None and teacher is not None:
             losses.update(
-                named_head_loss(self.teacher_head(), teacher, data_samples,
+                named_head_loss(head, teacher, data_samples,
                                 self.teacher_output))
         if self.distill_loss is not None:
             losses.update(self.distill(branch_logits, teacher, targets))
         return losses
 
+    def distill_teacher(self, branch_logits: List[torch.Tensor],
+                        others: Dict[str, torch.Tensor],
+                        data_samples: List[DataSample]
+                        ) -> Optional[torch.Tensor]:
+        """The teacher's logits ``(B, C)`` in training: here the output
+        :attr:`teacher_output` (None without a teacher). A method whose
+        teacher is not an output (KDCL's, made with the labels) makes it
+        here from the branch logits, the other outputs
+        (:meth:`forward_teacher`) and ``data_samples``."""
+        if self.teacher_output is None:
+            return None
+        return others[self.teacher_output]
+
     def distill(self, branch_logits: List[torch.Tensor],
                 teacher: Optional[torch.Tensor],
                 targets: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """The distillation terms: ``distill_loss`` on the branch logits
-        ``(B, C)`` and the teacher's (:attr:`teacher_output`, or None);
-        ``targets`` from :meth:`forward_targets`, unused here."""
+        """The distillation terms.
+
+        Args:
+            branch_logits (list[Tensor]): N logits ``(B, C)``.
+            teacher (Tensor, optional): :meth:`distill_teacher`'s logits
+                ``(B, C)``; None when :attr:`teacher_output` is None.
+            targets (dict[str, Tensor]): :meth:`forward_targets`'s, keyed
+                by :attr:`target_keys`; unused here.
+
+        Returns:
+            dict[str, Tensor]: Terms whose key contains ``'loss'`` are
+            summed into the training loss by ``parse_losses`` (name them
+            ``loss_kd_<output>``); other keys (``kd_weight``) are only
+            logged.
+        """
         return self.distill_loss(branch_logits, teacher)
 
     def predict(self,

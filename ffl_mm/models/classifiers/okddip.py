@@ -39,6 +39,9 @@ class OKDDipClassifier(MultiBranchClassifier):
             peers and the leader), every peer's head input of one size.
     """
 
+    #: what :meth:`forward_targets` gives ``distill_loss``
+    target_keys = ('peer_targets', )
+
     def __init__(self,
                  peer_attention: Union[dict, nn.Module] = dict(
                      type='PeerAttention'),
@@ -49,12 +52,6 @@ class OKDDipClassifier(MultiBranchClassifier):
                 f'OKDDipClassifier: num_branches={self.num_branches}; it '
                 'needs at least 2 peers and the group leader (the last '
                 'branch): num_branches >= 3.')
-        if self.distill_loss is not None and \
-                not hasattr(self.distill_loss, 'detach_targets'):
-            raise ValueError(
-                'OKDDipClassifier: distill_loss '
-                f'{type(self.distill_loss).__name__} does not take the '
-                "peers' targets; use dict(type='DiversePeerKDLoss').")
         self.peer_attention = self._build_attention(peer_attention)
 
     @classmethod

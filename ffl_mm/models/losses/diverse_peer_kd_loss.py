@@ -33,7 +33,10 @@ class DiversePeerKDLoss(RampedKDLoss):
             gets no gradient). Defaults to False (the authors' code).
     """
 
+    #: no teacher output; the peers' targets from the classifier's
+    #: ``forward_targets`` (``OKDDipClassifier``'s attention)
     needs_teacher = False
+    target_keys = ('peer_targets', )
 
     def __init__(self,
                  temperature: float = 3.0,

@@ -39,6 +39,10 @@ class MutualKDLoss(RampedKDLoss):
             learns from the labels only.
     """
 
+    #: ``forward(branch_logits, teacher_logits)``: the teacher is needed
+    needs_teacher = True
+    target_keys = ()
+
     def __init__(self,
                  temperature: float = 3.0,
                  loss_weight: float = 1.0,

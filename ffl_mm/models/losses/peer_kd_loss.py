@@ -40,7 +40,9 @@ class PeerKDLoss(RampedKDLoss):
             OKDDip's code do.
     """
 
+    #: the branches teach one another: no teacher, no training targets
     needs_teacher = False
+    target_keys = ()
 
     def __init__(self,
                  temperature: float = 1.0,

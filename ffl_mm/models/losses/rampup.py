@@ -49,9 +49,9 @@ class RampedKDLoss(nn.Module):
         by_epoch (bool): Ramp by epoch or by iteration.
     """
 
-    #: Whether ``forward`` needs a teacher output (the fused classifier or
-    #: a gated ensemble) besides the branch logits.
-    needs_teacher = True
+    # Each subclass declares ``needs_teacher`` (and ``target_keys`` where
+    # it takes training targets): the contract a classifier checks at
+    # build time (models/classifiers/distill_contract.py).
 
     def __init__(self, temperature: float, loss_weight: float,
                  rampup: Optional[float], by_epoch: bool):

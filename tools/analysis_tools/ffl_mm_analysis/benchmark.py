@@ -59,8 +59,11 @@ def variant_model_cfg(model_cfg: ConfigDict, variant: str) -> ConfigDict:
         return cfg
     if variant == 'ce_only':
         # the branches alone: the base class, without a method's parts
-        from ffl_mm.models.classifiers.branch_cfgs import METHOD_ARGS
-        for key in ('distill_loss', *METHOD_ARGS):
+        from ffl_mm.models.classifiers import MultiBranchClassifier
+        from ffl_mm.models.classifiers.branch_cfgs import method_args
+        method = MODELS.get(cfg['type'])
+        for key in ('distill_loss',
+                    *method_args(MultiBranchClassifier, method)):
             cfg.pop(key, None)
         cfg['type'] = 'MultiBranchClassifier'
         cfg['test_cfg'] = dict(predict='ensemble')
