@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 GPU_CHECK_DIR ?= work_dirs/gpu_check
 GPU_ROUNDS ?= 20
 
-.PHONY: venv extras deploy-extras demo test test-fast test-extras test-gpu gpu-check bench clean
+.PHONY: venv extras deploy-extras demo test test-fast test-extras test-gpu gpu-check bench clean state-dict-record
 
 venv: $(STAMP)
 
@@ -40,8 +40,8 @@ extras: $(STAMP)
 deploy-extras: $(STAMP)
 	$(PIP_INSTALL) -c requirements/constraints.txt -r requirements/deploy.txt
 
-# FFL ResNet-32x2 (METHOD=mfef, dml, one, clilr, okddip: MFEF, DML, ONE,
-# CL-ILR, OKDDip) and a single ResNet-32 on the embedded digits data, then
+# FFL ResNet-32x2 (METHOD=mfef, dml, one, clilr, okddip, kdcl: any method
+# folder of model-index.yml) and a single ResNet-32 on the embedded digits data, then
 # the table of branches / ensemble / fused (OKDDip: leader) / baseline.
 # SEEDS="0 1 2" for mean and std over three seeds.
 demo: $(STAMP)
@@ -85,6 +85,12 @@ test-gpu: $(STAMP)
 # ($(GPU_CHECK_DIR)/report.md, with the JSON files). Without CUDA it says so.
 gpu-check: $(STAMP)
 	$(BIN)/python tools/analysis_tools/gpu_check.py --out $(GPU_CHECK_DIR) --rounds $(GPU_ROUNDS)
+
+# Record the state-dict keys and shapes of configs not recorded yet (a new
+# config) in tests/data/state_dict_shapes.json; recorded ones stay as they
+# are (tools/misc/state_dict_record.py --update CONFIG rewrites one).
+state-dict-record: $(STAMP)
+	$(BIN)/python tools/misc/state_dict_record.py
 
 clean:
 	rm -rf $(VENV) work_dirs ffl_mm/.mim *.egg-info

@@ -1,10 +1,11 @@
 # Copyright (c) ffl_mm contributors.
-"""The `make demo` job: FFL (or MFEF, DML, ONE) against its single-network
-baseline.
+"""The `make demo` job: FFL (or any method of the model zoo) against its
+single-network baseline.
 
 For every seed it trains, through ``tools/train.py``, the model of
-``--method`` (``ffl``, default; ``mfef``; ``dml``; ``one``) and the baseline
-with the same data, schedule and budget, evaluates both through
+``--method`` (``ffl``, default, or the folder of any method of
+``model-index.yml``: ``mfef``, ``dml``, ``one``, ``clilr``, ``okddip``,
+``kdcl``) and the baseline with the same data, schedule and budget, evaluates both through
 ``tools/test.py`` and prints one table: each branch, the ensemble (ONE: the
 gated one), the fused classifier (FFL, MFEF) and the baseline (top-1 %,
 mean ± std over the seeds). The table is also written to
@@ -30,6 +31,7 @@ REPO = osp.dirname(TOOLS)
 sys.path.insert(0, REPO)
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))  # ffl_mm_analysis
 
+from ffl_mm_analysis.methods import shipped_methods  # noqa: E402
 from ffl_mm_analysis.results import (markdown_table,  # noqa: E402
                                      output_label, output_roles,
                                      output_top1, write_report)
@@ -37,16 +39,11 @@ from ffl_mm.models.utils.output_names import (branch_index,  # noqa: E402
                                               metric_key)
 from ffl_mm.engine.mmpretrain_tools import python_command  # noqa: E402
 
-METHOD_CONFIG = {
-    'ffl': 'configs/ffl/ffl_resnet32x2_digits.py',
-    'mfef': 'configs/mfef/mfef_resnet32x2_digits.py',
-    'dml': 'configs/dml/dml_resnet32x2_digits.py',
-    'one': 'configs/one/one_resnet32x2_digits.py',
-    'clilr': 'configs/clilr/clilr_resnet32x3_digits.py',
-    'okddip': 'configs/okddip/okddip_resnet32x4_digits.py',
-}
-#: the methods' names in tables (others: the key in capitals)
-METHOD_LABELS = {'clilr': 'CL-ILR', 'okddip': 'OKDDip'}
+#: every method of the model zoo (model-index.yml): its digits config and
+#: its name in tables (the metafile's collection)
+METHODS = shipped_methods(REPO)
+METHOD_CONFIG = {name: m.demo_config for name, m in METHODS.items()}
+METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
 BASELINE_CONFIG = 'configs/baselines/resnet32_digits.py'
 BASELINE_NAME = 'baseline (single ResNet-32)'
 
@@ -104,7 +101,7 @@ def analyze(work_root, method, seeds):
         [osp.join(work_root, f'{method}_seed{s}') for s in seeds],
         osp.join(work_root, 'analysis'),
         [osp.join(work_root, f'baseline_seed{s}') for s in seeds],
-        method=METHOD_LABELS.get(method, method.upper()),
+        method=METHOD_LABELS[method],
         baseline=BASELINE_NAME,
         columns=[f'seed {s}' for s in seeds])
     return [report['table'], *report['plots']]
@@ -126,9 +123,7 @@ def main(argv=None):
                               seed, args.cfg_options)
         for name, top1 in output_top1(method).items():
             rows.setdefault(
-                output_label(name, METHOD_LABELS.get(args.method,
-                                                     args.method.upper()),
-                             roles),
+                output_label(name, METHOD_LABELS[args.method], roles),
                 []).append(top1)
         rows.setdefault(BASELINE_NAME, []).append(base[metric_key(None)])
     table = make_table(rows, args.seeds)

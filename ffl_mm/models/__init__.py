@@ -1,3 +1,3 @@
 # Copyright (c) ffl_mm contributors.
-from . import (backbones, classifiers, heads, losses, necks, tta,  # noqa: F401
-               utils)
+from . import (backbones, classifiers, data_preprocessors,  # noqa: F401
+               heads, losses, necks, tta, utils)

@@ -38,8 +38,8 @@ from ffl_mm_analysis.runs import Run, train_all  # noqa: E402
 from ffl_mm.models.utils.output_names import (ENSEMBLE,  # noqa: E402
                                               branch_index)
 
-#: the methods in the table's order
-METHODS = ('ffl', 'mfef', 'dml', 'one', 'clilr', 'okddip')
+#: the methods in the table's order (model-index.yml's)
+METHODS = tuple(METHOD_CONFIG)
 SINGLE = 'single'
 
 
@@ -115,7 +115,7 @@ def main(argv=None):
     try:
         for method in args.methods:
             dirs = [work_dir(method, s) for s in args.seeds]
-            label = METHOD_LABELS.get(method, method.upper())
+            label = METHOD_LABELS[method]
             numbers[label] = method_row(dirs)
         numbers['single ResNet-32'] = dict(
             predicts='the network',

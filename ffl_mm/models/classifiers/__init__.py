@@ -3,11 +3,13 @@ from .branch_features import BranchFeatures
 from .clilr import CLILRClassifier
 from .dml import DMLClassifier
 from .ffl import FFLClassifier
+from .kdcl import KDCLClassifier
 from .multi_branch import MultiBranchClassifier
 from .okddip import OKDDipClassifier
 from .one import ONEClassifier
 
 __all__ = [
     'BranchFeatures', 'CLILRClassifier', 'DMLClassifier', 'FFLClassifier',
-    'MultiBranchClassifier', 'OKDDipClassifier', 'ONEClassifier'
+    'KDCLClassifier', 'MultiBranchClassifier', 'OKDDipClassifier',
+    'ONEClassifier'
 ]

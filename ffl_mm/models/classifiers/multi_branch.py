@@ -159,6 +159,13 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
         self.distill_loss = bc.build(distill_loss)
         if self.distill_loss is not None:
             check_distill_contract(type(self), self.distill_loss)
+        if self.teacher_output not in (None, *self.output_names) and \
+                type(self).distill_teacher is \
+                MultiBranchClassifier.distill_teacher:
+            raise TypeError(
+                f'{name}: teacher_output={self.teacher_output!r} is not one '
+                f'of its outputs {self.output_names}; a training-only '
+                'teacher is made by overriding distill_teacher().')
         self.test_cfg = bc.predict_mode(name, test_cfg, self.output_names,
                                         self.default_predict)
         self.predict_mode = self.test_cfg['predict']
