@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 GPU_CHECK_DIR ?= work_dirs/gpu_check
 GPU_ROUNDS ?= 20
 
-.PHONY: venv extras deploy-extras demo test test-fast test-extras test-gpu gpu-check bench clean state-dict-record
+.PHONY: venv extras deploy-extras demo test test-fast test-slow test-extras test-gpu gpu-check bench clean state-dict-record
 
 venv: $(STAMP)
 
@@ -64,11 +64,17 @@ bench: $(STAMP)
 # TEST_WORKERS processes (pytest-xdist), one torch thread each: most tests
 # are Python-bound, and two workers on two cores halve the wall time.
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not extras" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not extras and not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The rows too long for `make test` (the conformance suite's ONNX Runtime,
+# compile, two-rank and resume rows for every method); .ci/run runs them
+# after `make test`.
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "slow and not extras" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The unit tests only: no end-to-end run in a fresh process.
 test-fast: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not e2e and not extras" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not e2e and not extras and not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The tests of what `make extras` adds (mim train / mim test).
 test-extras: extras

@@ -22,7 +22,7 @@ from ..models.classifiers import MultiBranchClassifier
 from ..models.utils.output_names import FUSED
 from ..registry import (DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS,
                         WEIGHT_INITIALIZERS)
-from .model_cfg import data_preprocessor_cfg, runner_model_cfg
+from .model_cfg import runner_model_cfg, single_view_preprocessor_cfg
 
 #: Keys copied from the training config so that MMPretrain's
 #: ``tools/test.py`` and ``ImageClassificationInferencer`` work.
@@ -195,7 +195,7 @@ def export_branch(cfg: Config, model: MultiBranchClassifier,
         backbone=parts['backbone'],
         neck=parts['neck'],
         head=parts['head'],
-        data_preprocessor=data_preprocessor_cfg(cfg)))
+        data_preprocessor=single_view_preprocessor_cfg(cfg)))
     _drop_ffl_mm_init(model_cfg)
     out = _set_scope(_runtime(cfg, model_cfg, plain_evaluator=True))
     return _to_plain(out), model.branch_state_dict(branch)

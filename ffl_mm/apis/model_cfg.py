@@ -17,6 +17,24 @@ def data_preprocessor_cfg(cfg: Config) -> dict:
     return pre
 
 
+def single_view_preprocessor_cfg(cfg: Config) -> dict:
+    """:func:`data_preprocessor_cfg` for a model that takes one image: a
+    multi-view preprocessor (ffl_mm's ``MultiViewClsDataPreprocessor``,
+    which gives one view exactly as MMPretrain's ``ClsDataPreprocessor``)
+    becomes MMPretrain's, so that an exported student needs only
+    MMPretrain."""
+    from ffl_mm.models.data_preprocessors import \
+        MultiViewClsDataPreprocessor
+    from ffl_mm.registry import MODELS
+    pre = data_preprocessor_cfg(cfg)
+    cls = MODELS.get(pre['type'])
+    if isinstance(cls, type) and \
+            issubclass(cls, MultiViewClsDataPreprocessor):
+        pre.pop('_scope_', None)
+        pre['type'] = 'ClsDataPreprocessor'
+    return pre
+
+
 def runner_model_cfg(cfg: Config) -> ConfigDict:
     """A copy of ``cfg.model`` with :func:`data_preprocessor_cfg` in it, so
     that a model built outside the Runner normalises its inputs as one

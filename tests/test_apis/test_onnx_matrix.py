@@ -1,19 +1,16 @@
 # Copyright (c) ffl_mm contributors.
-"""ONNX export of the students of every method and of FFL on MMPretrain's
-backbone families, checked with ONNX Runtime (``make test-extras``: about
-three seconds an export, too long for ``make test``; the tool's own test
-in test_onnx_export.py runs there)."""
+"""ONNX export of FFL's students and fused models on MMPretrain's backbone
+families, checked with ONNX Runtime (``make test-extras``: about three
+seconds an export, too long for ``make test``; the tool's own test in
+test_onnx_export.py runs there, every method's in the conformance suite's
+slow rows)."""
 import copy
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import ffl_mm  # noqa: F401
-from conftest import REPO
-from ffl_mm.apis import export
-from ffl_mm.apis.model_cfg import runner_model_cfg
 from ffl_mm.registry import MODELS
 from helpers.backbone_cases import BACKBONES, ffl_on
 
@@ -43,19 +40,6 @@ def _settle(model, size=32):
     with torch.no_grad():
         model(torch.randn(4, 3, size, size), mode='tensor')
     return model.eval()
-
-
-@pytest.mark.parametrize('method', ['ffl', 'mfef', 'dml', 'one'])
-def test_every_methods_student_exports(method, tmp_path):
-    cfg = Config.fromfile(
-        f'{REPO}/configs/{method}/{method}_resnet32x2_digits.py')
-    with DefaultScope.overwrite_default_scope('ffl_mm'):
-        torch.manual_seed(0)
-        model = _settle(MODELS.build(runner_model_cfg(cfg)))
-        out_cfg, state = export.export_branch(cfg, model, 1)
-        student = MODELS.build(out_cfg['model'])
-    student.load_state_dict(state)
-    assert _check(ox.ImagesToLogits(student.eval()), tmp_path) <= 1e-4
 
 
 @pytest.mark.parametrize('name', list(BACKBONES))

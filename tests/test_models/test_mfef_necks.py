@@ -295,3 +295,17 @@ def test_fusion_pre_necks_module():
     with pytest.raises(ValueError, match=r'in_channels=\[32, 64\] is for 2 '
                        r'branches, not 3'):
         FusionPreNecks(dict(type='DualAttentionNeck'), [32, 64], 3)
+
+
+def test_dual_attention_keeps_the_batch_axis_dynamic_under_export():
+    """torch.export (the ONNX exporter's front end) keeps the batch axis
+    free: chunking the stacked statistics by a dynamic batch made it fix
+    the batch to the example's, so an exported MFEF model took one batch
+    size only."""
+    neck = MODELS.build(dict(type='DualAttentionNeck', in_channels=16,
+                             reduction=4)).eval()
+    batch = torch.export.Dim('batch', min=1)
+    program = torch.export.export(neck, (torch.randn(3, 16, 8, 8), ),
+                                  dynamic_shapes=({0: batch}, ))
+    x = torch.randn(5, 16, 8, 8)
+    torch.testing.assert_close(program.module()(x), neck(x))

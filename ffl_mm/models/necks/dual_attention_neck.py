@@ -34,7 +34,9 @@ class ChannelGate(nn.Module):
         stats = torch.cat(
             [F.adaptive_avg_pool2d(x, 1),
              F.adaptive_max_pool2d(x, 1)])
-        avg, peak = self.mlp(stats).chunk(2)
+        # unflatten, not chunk(2): chunking a batch of 2B by a dynamic B
+        # makes torch.export fix B (the ONNX export's batch axis)
+        avg, peak = self.mlp(stats).unflatten(0, (2, -1)).unbind(0)
         return torch.sigmoid(avg + peak)
 
 
