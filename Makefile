@@ -47,18 +47,17 @@ deploy-extras: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --method $(METHOD) --seeds $(SEEDS) --work-dir $(WORK_DIR)/$(METHOD)
 
-# Training-step cost of FFL, MFEF, DML, ONE (ResNet-32x2), CL-ILR (x3) and
-# OKDDip (x4) (CIFAR-100 shapes, batch 128) against cross-entropy-only
-# branches and separate networks, on the CPU:
-# BENCH_ROUNDS interleaved rounds after 3 warm-up rounds (docs/benchmarks.md).
+# Training-step cost of every method of model-index.yml (its first
+# CIFAR ResNet-32 config: CIFAR-100 shapes, batch 128) against
+# cross-entropy-only branches and separate networks, on the CPU:
+# BENCH_ROUNDS interleaved rounds after 3 warm-up rounds, one JSON per
+# config in BENCH_DIR (docs/benchmarks.md).
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/ffl/ffl_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/ffl_resnet32x2.json
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/mfef/mfef_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/mfef_resnet32x2.json
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/dml/dml_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/dml_resnet32x2.json
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/one/one_resnet32x2_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/one_resnet32x2.json
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/clilr/clilr_resnet32x3_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/clilr_resnet32x3.json
-	$(BIN)/python tools/analysis_tools/benchmark.py configs/okddip/okddip_resnet32x4_cifar100.py --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/okddip_resnet32x4.json
+	for folder in $$(sed -n 's|^  - \(configs/.*\)/metafile.yml|\1|p' model-index.yml); do \
+	  config=$$(ls $$folder/*_resnet32x*_cifar100.py | head -n 1); \
+	  $(BIN)/python tools/analysis_tools/benchmark.py $$config --iters $(BENCH_ROUNDS) --warmup 3 --json $(BENCH_DIR)/$$(basename $$config .py).json || exit 1; \
+	done
 
 # The suite CI runs (.ci/run): everything the project's own files install.
 # TEST_WORKERS processes (pytest-xdist), one torch thread each: most tests
@@ -86,7 +85,7 @@ test-extras: extras
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest tests -m cuda -rs $(PYTEST_ARGS)
 
-# On a CUDA machine: test-gpu, then the benchmark of FFL, MFEF, DML and ONE
+# On a CUDA machine: test-gpu, then the benchmark of every method
 # on the device with and without --amp, in one report
 # ($(GPU_CHECK_DIR)/report.md, with the JSON files). Without CUDA it says so.
 gpu-check: $(STAMP)

@@ -2,6 +2,7 @@
 """The benchmark tool runs and reports every field (not a timing test)."""
 import copy
 import json
+import os.path as osp
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from conftest import REPO, shipped_config
 from ffl_mm_analysis import benchmark as bench
 from ffl_mm.apis.model_cfg import input_size
 from ffl_mm.registry import MODELS
+from helpers.conformance import method_configs
 
 FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 
@@ -335,21 +337,24 @@ def test_cpu_allocator_tuning(monkeypatch):
     assert cpu_allocator.tune_cpu_allocator() is False
 
 
-@pytest.mark.parametrize('config,options', [
-    ('configs/ffl/ffl_resnet32x2_digits.py', {}),
-    # MFEF: its chains recomputed (the default), selectively
-    ('configs/mfef/mfef_resnet32x2_digits.py', {}),
+#: every method's demo config (found, as the conformance suite finds them),
+#: and the variants whose step the reference writes out differently
+REFERENCE_ROWS = [(path, {}) for path in method_configs().values()] + [
+    # MFEF's chains recomputed selectively
     ('configs/mfef/mfef_resnet32x2_digits.py',
      dict(fusion_pre_neck_with_cp='selective')),
-    ('configs/dml/dml_resnet32x2_digits.py', {}),
+    # DML's one-by-one update (its Algorithm 1) as a loop
     ('configs/dml/dml_resnet32x2_digits.py',
      dict(branch_update='one_by_one')),
-    ('configs/one/one_resnet32x2_digits.py', {}),
-    # CL-ILR with its targets detached (digits) and kept (the public code)
-    ('configs/clilr/clilr_resnet32x3_digits.py', {}),
+    # CL-ILR with its targets kept (the public code; digits detaches them)
     ('configs/clilr/clilr_resnet32x3_cifar100.py', {}),
-    ('configs/okddip/okddip_resnet32x4_digits.py', {}),
-])
+]
+
+
+@pytest.mark.parametrize(
+    'config,options', REFERENCE_ROWS,
+    ids=[f'{osp.basename(c)}{"-" + "-".join(o) if o else ""}'
+         for c, o in REFERENCE_ROWS])
 def test_reference_step_trains_like_train_step(config, options):
     """The hand-written step (pre-normalised batch, direct module calls,
     the loss written out, torch.optim with merged groups; DML's
@@ -424,6 +429,18 @@ def test_reference_step_names_what_it_does_not_cover():
     dml.model.distill_loss = dict(type='_BranchesOnlyLoss')
     assert 'distillation by _BranchesOnlyLoss' == reference_unsupported(
         bench.build_variant(dml, 'model'))
+    # a method with no hand-written loss in the lab is named
+    from ffl_mm.models.classifiers import MultiBranchClassifier
+    MODELS.register_module('_UnwrittenClassifier', force=True,
+                           module=type('_UnwrittenClassifier',
+                                       (MultiBranchClassifier, ), {}))
+    unwritten = copy.deepcopy(dml)
+    unwritten.model.type = '_UnwrittenClassifier'
+    unwritten.model.pop('branch_update')
+    unwritten.model.distill_loss = dict(type='PeerKDLoss')
+    assert reference_unsupported(bench.build_variant(unwritten, 'model')) \
+        == ('a _UnwrittenClassifier (no hand-written loss in '
+            'ffl_mm_analysis/reference_losses/)')
     # ONE's and DML's floors and single networks are covered
     assert reference_unsupported(bench.build_variant(one, 'ce_only')) is None
     assert reference_unsupported(bench.build_variant(dml, 'single')) is None

@@ -4,8 +4,8 @@
 Runs the tests marked ``cuda`` (mixed precision of every method, the
 recomputation switch and ``compile=True`` against eager, channels-last, a
 two-process NCCL run where there are two GPUs), then the training-step
-benchmark of FFL, MFEF, DML and ONE ResNet-32x2 (CIFAR-100 shapes, batch
-128) on the device, with and without ``--amp``, and writes one Markdown
+benchmark of every method of model-index.yml (its CIFAR ResNet-32
+config: CIFAR-100 shapes, batch 128) on the device, with and without ``--amp``, and writes one Markdown
 report (device, versions, test summary, figures) ready to paste into
 docs/benchmarks.md, with the JSON of every run beside it.
 
@@ -28,10 +28,11 @@ from typing import Dict, List, Optional
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 BENCH = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py')
-CONFIGS = ('configs/ffl/ffl_resnet32x2_cifar100.py',
-           'configs/mfef/mfef_resnet32x2_cifar100.py',
-           'configs/dml/dml_resnet32x2_cifar100.py',
-           'configs/one/one_resnet32x2_cifar100.py')
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+from ffl_mm_analysis.methods import shipped_methods  # noqa: E402
+
+#: every method's CIFAR ResNet-32 config (model-index.yml's methods)
+CONFIGS = tuple(m.bench_config for m in shipped_methods(REPO).values())
 NO_CUDA = ('no CUDA device: nothing to check (make test-gpu skips every '
            'test marked cuda, saying so).')
 

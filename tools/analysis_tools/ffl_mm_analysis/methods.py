@@ -14,9 +14,12 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
 
 class Method(NamedTuple):
     """A shipped method: its label in tables (the metafile's collection
-    name) and its demo config (the folder's ``*_digits.py``)."""
+    name), its demo config (the folder's ``*_digits.py``) and the config
+    the benchmarks time (its first CIFAR ResNet-32 config), relative to
+    the repository."""
     label: str
     demo_config: str
+    bench_config: str
 
 
 def shipped_methods(repo: str = REPO) -> Dict[str, Method]:
@@ -34,10 +37,15 @@ def shipped_methods(repo: str = REPO) -> Dict[str, Method]:
         with open(osp.join(repo, metafile)) as f:
             label = yaml.safe_load(f)['Collections'][0]['Name']
         demos = sorted(glob.glob(osp.join(repo, folder, '*_digits.py')))
-        if len(demos) != 1:
+        benches = sorted(glob.glob(
+            osp.join(repo, folder, '*_resnet32x*_cifar100.py')))
+        if len(demos) != 1 or not benches:
             raise ValueError(
                 f'{folder}: a method folder needs one *_digits.py config '
-                f'(its demo), found {len(demos)}.')
+                f'(its demo, found {len(demos)}) and a '
+                f'*_resnet32x*_cifar100.py (the benchmarks\', found '
+                f'{len(benches)}).')
         methods[osp.basename(folder)] = Method(
-            label, osp.relpath(demos[0], repo).replace(osp.sep, '/'))
+            label, *(osp.relpath(p, repo).replace(osp.sep, '/')
+                     for p in (demos[0], benches[0])))
     return methods
