@@ -147,7 +147,7 @@ def test_one_gate_learns_from_the_ensemble_cross_entropy_only(num_branches):
     (dict(distill_loss=dict(type='MutualKDLoss')),
      'MutualKDLoss teaches the branches from a teacher, and '
      r'MultiBranchClassifier has none .*\(FFLClassifier, .*ONEClassifier.*\) or a loss between '
-     r'the branches \(PeerKDLoss\)'),
+     r'the branches \(PeerKDLoss[,)]'),
 ])
 def test_dml_arguments_that_do_not_go_together(change, match):
     with pytest.raises(ValueError, match=match):

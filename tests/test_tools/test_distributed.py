@@ -62,6 +62,7 @@ def test_dist_scripts_usage():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # make test-slow (.ci/run): the longest run of the suite
 def test_two_cpu_ranks_train_and_test_consistently(tmp_path):
     if torch.cuda.is_available():
         pytest.skip('the gloo path is for machines without CUDA')
