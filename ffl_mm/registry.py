@@ -22,6 +22,8 @@ from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.registry import Registry
 from mmpretrain import registry as mmpretrain_registry
 
+from .utils.private_api import registry_locations
+
 __all__ = [
     'RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS', 'LOG_PROCESSORS',
     'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
@@ -49,7 +51,7 @@ def _child(name: str, location: str) -> Registry:
         parent.name,
         parent=parent,
         scope=SCOPE,
-        locations=[location, *parent._locations])
+        locations=[location, *registry_locations(parent)])
 
 
 RUNNERS = _child('RUNNERS', 'ffl_mm.engine')

@@ -175,7 +175,7 @@ def mmpretrain_main(capsys):
     what it printed."""
     from mmengine.logging import MMLogger
 
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+    from ffl_mm.tools_support.mmpretrain_tools import mmpretrain_tool, tool_argv
 
     def call(name, argv):
         distinct_second()

@@ -133,7 +133,7 @@ def test_no_shipped_config_puts_an_ffl_mm_type_in_another_scope():
     """The static check that tools/train.py and tools/test.py run before
     anything is built agrees with the builds above on every shipped
     config."""
-    from ffl_mm.engine.config_scopes import misplaced_types
+    from ffl_mm.tools_support.config_scopes import misplaced_types
     assert {c: misplaced_types(shipped_config(c)) for c in CONFIGS} == \
         {c: [] for c in CONFIGS}
 
@@ -167,7 +167,7 @@ def test_user_config_over_mmpretrain_bases_gets_an_error_naming_the_scope(
     the Runner would fail at the first validation with MMEngine's KeyError;
     the check names the key, the inherited scope and both fixes, and each
     fix builds."""
-    from ffl_mm.engine.config_scopes import (ConfigScopeError,
+    from ffl_mm.tools_support.config_scopes import (ConfigScopeError,
                                              check_config_scopes)
     cfg = _user_config(tmp_path)
     assert cfg.val_evaluator._scope_ == 'mmpretrain'  # the hidden tag

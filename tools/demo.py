@@ -35,9 +35,9 @@ from ffl_mm_analysis.methods import shipped_methods  # noqa: E402
 from ffl_mm_analysis.results import (markdown_table,  # noqa: E402
                                      output_label, output_roles,
                                      output_top1, write_report)
-from ffl_mm.models.utils.output_names import (branch_index,  # noqa: E402
+from ffl_mm.utils.output_names import (branch_index,  # noqa: E402
                                               metric_key)
-from ffl_mm.engine.mmpretrain_tools import python_command  # noqa: E402
+from ffl_mm.tools_support.mmpretrain_tools import python_command  # noqa: E402
 
 #: every method of the model zoo (model-index.yml): its digits config and
 #: its name in tables (the metafile's collection)

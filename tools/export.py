@@ -54,8 +54,8 @@ from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
 from ffl_mm.engine.atomic_backend import replace_together  # noqa: E402
 from ffl_mm.engine.checkpoint_loader import (  # noqa: E402
     CheckpointLoadError)
-from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
-from ffl_mm.models.utils.output_names import (  # noqa: E402
+from ffl_mm.tools_support.mmpretrain_tools import quiet_logger  # noqa: E402
+from ffl_mm.utils.output_names import (  # noqa: E402
     FUSED, branch_index, branch_name)
 
 TOLERANCE = 1e-5

@@ -40,12 +40,12 @@ from ffl_mm.registry import RUNNERS  # noqa: E402
 import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
-from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
-from ffl_mm.engine.config_values import check_config_values  # noqa: E402
-from ffl_mm.engine.data_checks import check_data_paths  # noqa: E402
-from ffl_mm.engine.distributed import (close_distributed,  # noqa: E402
+from ffl_mm.tools_support.config_scopes import check_config_scopes  # noqa: E402
+from ffl_mm.tools_support.config_values import check_config_values  # noqa: E402
+from ffl_mm.tools_support.data_checks import check_data_paths  # noqa: E402
+from ffl_mm.tools_support.distributed import (close_distributed,  # noqa: E402
                                        setup_launcher)
-from ffl_mm.engine.mmpretrain_tools import (mmpretrain_tool,  # noqa: E402
+from ffl_mm.tools_support.mmpretrain_tools import (mmpretrain_tool,  # noqa: E402
                                             parse_tool_args,
                                             sanitize_dataloaders)
 

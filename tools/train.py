@@ -46,13 +46,13 @@ import ffl_mm  # noqa: F401,E402
 import ffl_mm.engine.compat  # noqa: F401,E402
 from ffl_mm.engine import resolve_auto_resume  # noqa: E402
 from ffl_mm.engine.compile import take_over_compile  # noqa: E402
-from ffl_mm.engine.config_scopes import check_config_scopes  # noqa: E402
-from ffl_mm.engine.config_values import check_config_values  # noqa: E402
-from ffl_mm.engine.cpu_allocator import tune_cpu_allocator  # noqa: E402
-from ffl_mm.engine.data_checks import check_data_paths  # noqa: E402
-from ffl_mm.engine.distributed import (close_distributed,  # noqa: E402
+from ffl_mm.tools_support.config_scopes import check_config_scopes  # noqa: E402
+from ffl_mm.tools_support.config_values import check_config_values  # noqa: E402
+from ffl_mm.tools_support.cpu_allocator import tune_cpu_allocator  # noqa: E402
+from ffl_mm.tools_support.data_checks import check_data_paths  # noqa: E402
+from ffl_mm.tools_support.distributed import (close_distributed,  # noqa: E402
                                        setup_launcher)
-from ffl_mm.engine.mmpretrain_tools import (mmpretrain_tool,  # noqa: E402
+from ffl_mm.tools_support.mmpretrain_tools import (mmpretrain_tool,  # noqa: E402
                                             parse_tool_args,
                                             sanitize_dataloaders)
 from ffl_mm.engine.work_dir import (config_copy_kept_on_failure,  # noqa: E402
@@ -89,7 +89,7 @@ def main(argv=None):
         setup_launcher(cfg, args.launcher)
         if not torch.cuda.is_available() and tune_cpu_allocator():
             print_log('CPU training: glibc keeps freed memory in the '
-                      'process (ffl_mm.engine.cpu_allocator; '
+                      'process (ffl_mm.tools_support.cpu_allocator; '
                       'FFL_MM_NO_MALLOC_TUNING=1 turns it off).',
                       logger='current')
         with config_copy_kept_on_failure(cfg):

@@ -15,8 +15,7 @@ model = dict(
     shared_stages=0,
     teacher='min_logit',
     distill_loss=dict(
-        type='MutualKDLoss', temperature=3.0, loss_weight=1.0, rampup=None,
-        distill_fused=False),
+        type='TeacherKDLoss', temperature=3.0, loss_weight=1.0, rampup=None),
     test_cfg=dict(predict='ensemble'),
 )
 data_preprocessor = dict(type='MultiViewClsDataPreprocessor')

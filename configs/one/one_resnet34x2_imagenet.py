@@ -16,6 +16,6 @@ model = dict(
     ensemble_head=dict(type='GatedEnsembleHead', gate_input='trunk'),
     # FFL's ramp (the CIFAR 80 of 300 epochs scaled to 100 epochs)
     distill_loss=dict(
-        type='MutualKDLoss', temperature=3.0, rampup=27, distill_fused=False),
+        type='TeacherKDLoss', temperature=3.0, rampup=27),
     test_cfg=dict(predict='ensemble'),
 )

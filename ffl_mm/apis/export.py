@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from ..models.classifiers import MultiBranchClassifier
-from ..models.utils.output_names import FUSED
+from ..utils.output_names import FUSED
 from ..registry import (DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS,
                         WEIGHT_INITIALIZERS)
 from .model_cfg import runner_model_cfg, single_view_preprocessor_cfg

@@ -23,6 +23,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+from mmpretrain.models.utils import ClsDataPreprocessor
+
+from ..utils.private_api import normalizes
 
 #: the ONNX opset written (the lowest the dynamo exporter writes)
 OPSET = 18
@@ -56,7 +59,7 @@ class ImagesToLogits(nn.Module):
         # the model sees BGR input converted when to_rgb is set: RGB in,
         # so the graph flips only for a model trained on BGR
         self.flip = not getattr(pre, 'to_rgb', False)
-        normalize = getattr(pre, '_enable_normalize', False)
+        normalize = isinstance(pre, ClsDataPreprocessor) and normalizes(pre)
         mean = pre.mean if normalize else torch.zeros(3, 1, 1)
         std = pre.std if normalize else torch.ones(3, 1, 1)
         self.register_buffer('mean', mean.detach().clone().view(1, -1, 1, 1))

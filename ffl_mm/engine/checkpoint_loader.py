@@ -51,6 +51,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from ..utils.private_api import history_buffer_statistics, numpy_reconstruct
+
 #: Statistics methods of ``HistoryBuffer`` that MMEngine itself registers.
 _HISTORY_BUFFER_METHODS = frozenset({'min', 'max', 'mean', 'current'})
 
@@ -89,11 +91,11 @@ def _history_buffer_getattr(allowed: frozenset) -> Callable:
 def _numpy_reconstruct_paths() -> List[Tuple[Any, str]]:
     """numpy's array/scalar rebuild functions under their numpy 1 and 2
     module paths, so checkpoints written with either numpy load."""
-    from numpy._core import multiarray
+    reconstruct, scalar = numpy_reconstruct()
     items = []
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        items.append((multiarray._reconstruct, f'{module}._reconstruct'))
-        items.append((multiarray.scalar, f'{module}.scalar'))
+        items.append((reconstruct, f'{module}._reconstruct'))
+        items.append((scalar, f'{module}.scalar'))
     return items
 
 
@@ -150,7 +152,7 @@ def load_from_safe_local(filename: str,
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
     _check_archive(filename)
-    table = HistoryBuffer._statistics_methods
+    table = history_buffer_statistics()
     # what the table holds once any HistoryBuffer exists: MMEngine's four,
     # then whatever the code registered (a fresh process may have none yet)
     expected = {name: getattr(HistoryBuffer, name)

@@ -9,6 +9,7 @@ from typing import List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
+from ..utils.branch_keys import branches_in
 from .checkpoint_loader import CheckpointLoadError, load_from_safe_local
 
 _NUMBER = re.compile(r'(?:epoch_(\d+)(?:_iter_(\d+))?|iter_(\d+))\.pth$')
@@ -269,9 +270,8 @@ def state_dict_differences(model_state: dict, checkpoint_state: dict,
         return ', '.join(keys[:limit]) + (', ...' if len(keys) > limit else '')
 
     found = []
-    from ..models.classifiers import MultiBranchClassifier
-    ours, theirs = (MultiBranchClassifier.branches_in(model_state),
-                    MultiBranchClassifier.branches_in(checkpoint_state))
+    ours, theirs = (branches_in(model_state),
+                    branches_in(checkpoint_state))
     if ours != theirs and ours and theirs:
         found.append(f'the checkpoint has {theirs} branches, the config '
                      f'{ours}')

@@ -311,7 +311,7 @@ def test_cpu_allocator_tuning(monkeypatch):
     change this process for the tests after it)."""
     import ctypes
 
-    from ffl_mm.engine import cpu_allocator
+    from ffl_mm.tools_support import cpu_allocator
     calls = []
 
     class FakeLibc:

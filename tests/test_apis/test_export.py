@@ -296,7 +296,7 @@ def test_exports_of_a_shipped_cifar_config_evaluate_under_mmpretrains_test(
     from mmengine.logging import MMLogger
 
     from conftest import distinct_second
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+    from ffl_mm.tools_support.mmpretrain_tools import mmpretrain_tool, tool_argv
     config = f'{REPO}/configs/ffl/ffl_resnet32x2_cifar100.py'
     cfg = shipped_config(config)
     torch.manual_seed(0)

@@ -106,6 +106,7 @@ def test_nothing_left_to_train_compares_epochs(monkeypatch):
     monkeypatch.setattr(module, 'print_log', lambda msg, **kw: said.append(
         msg))
     runner = SimpleNamespace(iter=8, max_iters=6, epoch=2, max_epochs=3,
+                             _resume=False,
                              train_loop=SimpleNamespace(max_epochs=3))
     module.ResumeCheckHook().before_train(runner)
     assert said == []

@@ -164,7 +164,7 @@ def test_configs_bound_how_long_ranks_wait_for_each_other(monkeypatch):
     from mmengine.config import ConfigDict
 
     from conftest import REPO, shipped_config
-    from ffl_mm.engine import distributed
+    from ffl_mm.tools_support import distributed
     configs = [p for p in glob.glob(f'{REPO}/configs/*/*.py')
                if 'baselines/resnet34_imagenet' not in p]
     for path in configs:

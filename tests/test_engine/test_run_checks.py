@@ -54,7 +54,7 @@ def test_an_empty_data_set_is_named(tmp_path):
         check_dataset(empty, 10, 'train_dataloader.dataset')
     from mmengine.config import Config
 
-    from ffl_mm.engine.data_checks import check_data_paths
+    from ffl_mm.tools_support.data_checks import check_data_paths
     (tmp_path / 'train.txt').write_text('\n  \n')
     cfg = Config(dict(train_dataloader=dict(dataset=dict(
         type='CustomDataset', data_root=str(tmp_path),
@@ -332,7 +332,8 @@ def test_a_run_with_nothing_left_to_train_says_so(capsys):
     from ffl_mm.engine.hooks import ResumeCheckHook
     MMLogger.get_instance('ffl_mm_test_resume_check')
     by_iter = types.SimpleNamespace(train_loop=types.SimpleNamespace(),
-                                    iter=99, max_iters=100, epoch=0)
+                                    iter=99, max_iters=100, epoch=0,
+                                    _resume=False)
     ResumeCheckHook().before_train(by_iter)  # one iteration left
     assert 'Nothing left' not in capsys.readouterr().out
     by_iter.iter = 100
@@ -357,7 +358,7 @@ def test_config_values_are_named_before_anything_is_built(option, value,
     the model and data are built, a scheduler error, numpy's casting error,
     "need at least one array to concatenate")."""
     from conftest import shipped_config
-    from ffl_mm.engine.config_values import check_config_values
+    from ffl_mm.tools_support.config_values import check_config_values
     cfg = shipped_config('configs/ffl/ffl_resnet32x2_digits.py')
     check_config_values(cfg)  # as shipped
     cfg.merge_from_dict({option: value})
@@ -456,7 +457,7 @@ def test_a_truncated_cifar_file_is_named_before_anything_is_built(tmp_path):
     from mmpretrain.datasets import CIFAR10
 
     from conftest import write_cifar
-    from ffl_mm.engine.data_checks import check_data_paths
+    from ffl_mm.tools_support.data_checks import check_data_paths
     name = write_cifar(str(tmp_path), CIFAR10, 10)
     cls = DATASETS.get(name)
     path = tmp_path / CIFAR10.base_folder / 'data_batch_2'

@@ -72,8 +72,7 @@ def one_on(backbone, num_branches=2, **kwargs):
         num_branches=num_branches,
         head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
         ensemble_head=dict(type='GatedEnsembleHead', gate_input='input'),
-        distill_loss=dict(type='MutualKDLoss', rampup=0,
-                          distill_fused=False))
+        distill_loss=dict(type='TeacherKDLoss', rampup=0))
     cfg.update(kwargs)
     return cfg
 

@@ -114,8 +114,7 @@ custom_imports = dict(imports=['ffl_mm', 'ffl_mm.engine.compat',
                                'toy_method'], allow_failed_imports=False)
 model = dict(
     type='ToyMaxClassifier', head=dict(num_classes=10),
-    distill_loss=dict(type='MutualKDLoss', rampup=None,
-                      distill_fused=False))
+    distill_loss=dict(type='TeacherKDLoss', rampup=None))
 '''
 
 
@@ -138,3 +137,21 @@ def test_toy_method_passes_the_suite(tier, tmp_path):
                                'test_conformance.py')],
                      env=env, timeout=900)
     assert '4 passed' in out, out
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_the_branches_are_probed_once_per_build(name, monkeypatch):
+    """One run of the branches on the probe fills in every inferred
+    channel count (the heads', a fusion neck's, a gate's, an
+    attention's)."""
+    from ffl_mm.models.classifiers import channel_probe
+    calls = []
+    probe = channel_probe.probe_branches
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get('need_maps'))
+        return probe(*args, **kwargs)
+
+    monkeypatch.setattr(channel_probe, 'probe_branches', counted)
+    c.build(_cfg(name))
+    assert len(calls) == 1, calls

@@ -22,11 +22,10 @@ def make_batch(n, num_classes):
 
 
 def _dml(num_branches=2, **kwargs):
-    """DML; with ``branch_update`` its own class, else the base class (DML
-    with the networks updated together)."""
+    """DML (the networks updated together unless ``branch_update`` says
+    otherwise)."""
     cfg = dict(
-        type='DMLClassifier' if 'branch_update' in kwargs else
-        'MultiBranchClassifier', num_branches=num_branches,
+        type='DMLClassifier', num_branches=num_branches,
         backbone=dict(type='CIFARResNet', depth=8),
         head=dict(type='LinearClsHead', num_classes=10, in_channels=64),
         distill_loss=dict(type='PeerKDLoss', temperature=3.0),
@@ -41,8 +40,7 @@ def _one(num_branches=2, **kwargs):
         shared_stages=2, backbone=dict(type='CIFARResNet', depth=8),
         head=dict(type='LinearClsHead', num_classes=10, in_channels=64),
         ensemble_head=dict(type='GatedEnsembleHead'),
-        distill_loss=dict(type='MutualKDLoss', rampup=None,
-                          distill_fused=False),
+        distill_loss=dict(type='TeacherKDLoss', rampup=None),
         data_preprocessor=dict(num_classes=10))
     cfg.update(kwargs)
     return cfg
@@ -146,7 +144,7 @@ def test_one_gate_learns_from_the_ensemble_cross_entropy_only(num_branches):
      "'one_by_one' updates independent networks in turn"),
     (dict(distill_loss=dict(type='MutualKDLoss')),
      'MutualKDLoss teaches the branches from a teacher, and '
-     r'MultiBranchClassifier has none .*\(FFLClassifier, .*ONEClassifier.*\) or a loss between '
+     r'DMLClassifier has none .*\(FFLClassifier, .*ONEClassifier.*\) or a loss between '
      r'the branches \(PeerKDLoss[,)]'),
 ])
 def test_dml_arguments_that_do_not_go_together(change, match):

@@ -25,9 +25,8 @@ def _kdcl(num_branches=3, **kwargs):
         type='KDCLClassifier', num_branches=num_branches,
         backbone=dict(type='CIFARResNet', depth=8),
         head=dict(type='LinearClsHead', num_classes=5),
-        distill_loss=dict(type='MutualKDLoss', temperature=T,
-                          loss_weight=WEIGHT, rampup=None,
-                          distill_fused=False),
+        distill_loss=dict(type='TeacherKDLoss', temperature=T,
+                          loss_weight=WEIGHT, rampup=None),
         data_preprocessor=dict(type='MultiViewClsDataPreprocessor',
                                num_classes=5))
     cfg.update(kwargs)

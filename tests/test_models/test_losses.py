@@ -8,7 +8,7 @@ from ffl_mm.registry import MODELS
 
 import ffl_mm  # noqa: F401
 from ffl_mm.models.losses import (KDLoss, MutualKDLoss, PeerKDLoss,
-                                  kd_kl_div, sigmoid_rampup)
+                                  TeacherKDLoss, kd_kl_div, sigmoid_rampup)
 
 
 def _softmax(row):
@@ -271,15 +271,18 @@ def test_peer_kd_defaults_are_the_papers_and_ramp_is_an_option():
         math.exp(-5) * _hand_kd(PEERS[0], PEERS[1], 1.0), rel=1e-5)
 
 
-def test_mutual_kd_without_the_fused_term_is_one():
-    """ONE: each branch learns from the (gated) ensemble; the ensemble
-    learns from the labels only."""
+def test_teacher_kd_is_each_branch_from_the_teacher():
+    """ONE and KDCL: each branch learns from the teacher, which learns
+    nothing from the branches; MutualKDLoss without its fused term is an
+    error naming TeacherKDLoss."""
     branches = [torch.tensor(r) for r in PEERS[:2]]
     teacher = torch.tensor(PEERS[2])
-    losses = MutualKDLoss(rampup=None, distill_fused=False)(branches,
-                                                            teacher)
+    losses = TeacherKDLoss(rampup=None)(branches, teacher)
     assert set(losses) == {'loss_kd_branch0', 'loss_kd_branch1',
                            'kd_weight'}
     for i in range(2):
         assert losses[f'loss_kd_branch{i}'].item() == pytest.approx(
             _hand_kd(PEERS[i], PEERS[2], 3.0), rel=1e-5)
+    with pytest.raises(ValueError, match="distill_fused=False; the branches' "
+                       "terms without the fused one are type='TeacherKDLoss'"):
+        MutualKDLoss(distill_fused=False)

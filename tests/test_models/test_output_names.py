@@ -8,7 +8,7 @@ from ffl_mm.registry import METRICS, MODELS
 import ffl_mm  # noqa: F401
 from conftest import REPO
 from ffl_mm_analysis.results import output_label, output_roles
-from ffl_mm.models.utils import output_names as names
+from ffl_mm.utils import output_names as names
 
 
 def test_names_and_order():

@@ -128,7 +128,7 @@ def test_a_damaged_cifar_file_is_named_before_any_download(tmp_path):
     from mmpretrain.datasets import CIFAR10
 
     from conftest import shipped_config, write_cifar
-    from ffl_mm.engine.data_checks import check_data_paths
+    from ffl_mm.tools_support.data_checks import check_data_paths
     root = tmp_path / 'cifar'
     name = write_cifar(str(root), CIFAR10, 10)
     cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar10.py')

@@ -165,7 +165,7 @@ FROZEN_RANK = '''
 import sys, time
 import torch.distributed as dist
 from mmengine.config import ConfigDict
-from ffl_mm.engine.distributed import setup_launcher
+from ffl_mm.tools_support.distributed import setup_launcher
 cfg = ConfigDict(env_cfg=dict(dist_cfg=dict(backend='gloo', timeout=1)))
 setup_launcher(cfg, 'pytorch')
 if dist.get_rank() == 1:

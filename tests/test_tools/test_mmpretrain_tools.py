@@ -78,7 +78,7 @@ def test_mmpretrain_browse_dataset_in_every_mode(config, tmp_path):
     pinned matplotlib works with MMEngine's visualiser). The CIFAR config
     reads tiny CIFAR-format files the test writes (MMPretrain's own parsing
     and md5 check)."""
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+    from ffl_mm.tools_support.mmpretrain_tools import mmpretrain_tool, tool_argv
     tool = mmpretrain_tool('visualization/browse_dataset')
     options = []
     if 'cifar' in config:
@@ -104,7 +104,7 @@ def test_mmpretrain_vis_tsne_says_to_export_a_branch(tmp_path, capsys):
     that says to export the branch first; ``hasattr`` stays False."""
     from ffl_mm.registry import MODELS
 
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+    from ffl_mm.tools_support.mmpretrain_tools import mmpretrain_tool, tool_argv
     model = MODELS.build(
         dict(type='MultiBranchClassifier', num_branches=2,
              backbone=dict(type='CIFARResNet', depth=8),
@@ -143,7 +143,7 @@ def test_mmpretrain_vis_scheduler_draws_our_schedules(
     optimizer and schedule around a one-convolution stand-in model and a
     mock data set: ffl_mm's checks (custom keys, data sets) leave it alone,
     and the curve is the config's MultiStepLR, epoch by epoch."""
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+    from ffl_mm.tools_support.mmpretrain_tools import mmpretrain_tool, tool_argv
     cfg = shipped_config(config)
     tool = mmpretrain_tool('visualization/vis_scheduler')
     drawn = {}
@@ -179,7 +179,7 @@ def test_mmpretrain_vis_cam_on_a_digits_config_and_its_student(
     from PIL import Image
 
     from conftest import tool_module
-    from ffl_mm.engine.mmpretrain_tools import mmpretrain_tool, tool_argv
+    from ffl_mm.tools_support.mmpretrain_tools import mmpretrain_tool, tool_argv
     from ffl_mm.registry import MODELS
     config = osp.join(REPO, 'configs/ffl/ffl_resnet32x2_digits.py')
     torch.manual_seed(0)

@@ -50,8 +50,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import ffl_mm  # noqa: F401,E402
-from ffl_mm.engine.cpu_allocator import tune_cpu_allocator  # noqa: E402
-from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
+from ffl_mm.tools_support.cpu_allocator import tune_cpu_allocator  # noqa: E402
+from ffl_mm.tools_support.mmpretrain_tools import quiet_logger  # noqa: E402
 from ffl_mm_analysis import benchmark as bench  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402,E501
 from ffl_mm_analysis.loop_overhead import runner_vs_bare_loop  # noqa: E402
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     parser.add_argument('--default-malloc', action='store_true',
                         help="CPU: keep glibc's default allocator settings "
                         '(as tools/train.py does not; see '
-                        'ffl_mm.engine.cpu_allocator)')
+                        'ffl_mm.tools_support.cpu_allocator)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     # internal: measure one variant's memory in this (fresh) process
     parser.add_argument('--memory-variant', help=argparse.SUPPRESS)

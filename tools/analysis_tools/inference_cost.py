@@ -42,8 +42,8 @@ import ffl_mm  # noqa: F401,E402
 from ffl_mm.apis import export  # noqa: E402
 from ffl_mm.apis import onnx_export as ox  # noqa: E402
 from ffl_mm.apis.model_cfg import input_size, runner_model_cfg  # noqa: E402
-from ffl_mm.engine.mmpretrain_tools import quiet_logger  # noqa: E402
-from ffl_mm.models.utils.output_names import FUSED  # noqa: E402
+from ffl_mm.tools_support.mmpretrain_tools import quiet_logger  # noqa: E402
+from ffl_mm.utils.output_names import FUSED  # noqa: E402
 from ffl_mm.registry import MODELS  # noqa: E402
 
 

@@ -35,7 +35,7 @@ from ffl_mm_analysis.results import (ResultsError,  # noqa: E402
                                      final_prediction_top1, final_results,
                                      output_roles, run_config, summarise)
 from ffl_mm_analysis.runs import Run, train_all  # noqa: E402
-from ffl_mm.models.utils.output_names import (ENSEMBLE,  # noqa: E402
+from ffl_mm.utils.output_names import (ENSEMBLE,  # noqa: E402
                                               branch_index)
 
 #: the methods in the table's order (model-index.yml's)

@@ -15,8 +15,7 @@ model = dict(
         type='GatedEnsembleHead', gate_input='trunk',
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
     distill_loss=dict(
-        type='MutualKDLoss', temperature=3.0, loss_weight=1.0, rampup=80,
-        distill_fused=False),
+        type='TeacherKDLoss', temperature=3.0, loss_weight=1.0, rampup=80),
     # the gated ensemble
     test_cfg=dict(predict='ensemble'),
 )

@@ -82,28 +82,25 @@ def check_cifar_split(cls, root: str, split: str, where: str) -> None:
     root folder and split, before or without building the data set (whose
     reader fails on a file that does not divide into whole images with
     ``cannot reshape array``, naming no file)."""
-    import pickle
+    from ...datasets.cifar_files import read_cifar_file
     files = cls.train_list if split == 'train' else cls.test_list
     dataset_name = cls.__name__
     for name, _ in files:
         path = osp.join(root, cls.base_folder, name)
-        with open(path, 'rb') as f:
-            entry = pickle.load(f, encoding='latin1')
-        data = np.asarray(entry.get('data'))
-        labels = entry.get('labels', entry.get('fine_labels'))
-        if data.ndim != 2 or data.shape[1] != CIFAR_ROW:
+        shape, num_labels = read_cifar_file(path)
+        if len(shape) != 2 or shape[1] != CIFAR_ROW:
             raise DatasetCheckError(
                 f'{where} ({dataset_name}): {path} holds an array '
-                f'of shape {tuple(data.shape)}, not rows of 3x32x32 = '
+                f'of shape {shape}, not rows of 3x32x32 = '
                 f'{CIFAR_ROW} values (a CIFAR image each): MMPretrain would '
                 'reshape it into other images and pair them with the wrong '
                 'labels. Convert the data to 32x32 colour images, or use a '
                 'data set class for its format.')
-        if labels is None or len(labels) != data.shape[0]:
-            count = 'no' if labels is None else len(labels)
+        if num_labels is None or num_labels != shape[0]:
+            count = 'no' if num_labels is None else num_labels
             raise DatasetCheckError(
                 f'{where} ({dataset_name}): {path} holds '
-                f'{data.shape[0]} images and {count} labels; a CIFAR file '
+                f'{shape[0]} images and {count} labels; a CIFAR file '
                 'holds one label per image.')
 
 

@@ -8,6 +8,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ffl_mm.registry import HOOKS
+from ...utils.private_api import (runner_has_loaded, runner_load_from,
+                                  runner_resume, set_runner_load_from)
 
 #: Scheduler config keys that describe the run, not the scheduler's class.
 _NOT_SETTINGS = ('type', '_scope_', 'by_epoch', 'convert_to_iter_based',
@@ -83,18 +85,17 @@ class ResumeCheckHook(Hook):
     priority = 'VERY_LOW'  # after the other before_train hooks
 
     def before_run(self, runner) -> None:
-        if not getattr(runner, '_resume', False) or \
-                getattr(runner, '_has_loaded', False):
+        if not runner_resume(runner) or runner_has_loaded(runner):
             return
         from ..resume import (ResumeError, resume_fit_message,
                               select_resume_checkpoint,
                               state_dict_differences)
-        given = runner._load_from
+        given = runner_load_from(runner)
         path, checkpoint = select_resume_checkpoint(
             runner.work_dir, given, where='resume')
         if path is None:
             return
-        runner._load_from = path
+        set_runner_load_from(runner, path)
         model = getattr(runner.model, 'module', runner.model)  # DDP
         differences = state_dict_differences(model.state_dict(),
                                              checkpoint['state_dict'])
@@ -103,7 +104,7 @@ class ResumeCheckHook(Hook):
                 path, differences, type(model).__name__, where='resume'))
 
     def before_train(self, runner) -> None:
-        if getattr(runner, '_resume', False) and runner.iter > 0:
+        if runner_resume(runner) and runner.iter > 0:
             changes = resumed_setting_changes(runner)
             if changes:
                 print_log(

@@ -13,7 +13,7 @@ from mmengine.registry import \
 from mmpretrain.models import BaseClassifier
 
 from ffl_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
-from ...models.utils.arg_checks import real_number
+from ...utils.arg_checks import real_number
 from .merged_groups_constructor import MergedGroupsOptimWrapperConstructor
 
 

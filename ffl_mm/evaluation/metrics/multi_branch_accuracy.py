@@ -7,7 +7,7 @@ from mmengine.evaluator import BaseMetric
 from mmpretrain.evaluation import Accuracy
 
 from ffl_mm.registry import METRICS
-from ...models.utils import output_names as names
+from ...utils import output_names as names
 
 
 @METRICS.register_module()

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch.nn as nn
 
 from ffl_mm.registry import MODELS
-from ..utils.arg_checks import real_number
+from ...utils.arg_checks import real_number
 
 ConfigType = Union[dict, nn.Module]
 

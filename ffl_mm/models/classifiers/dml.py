@@ -8,7 +8,8 @@ import torch
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from ..utils import output_names as names
+from ...utils.private_api import accumulative_counts
+from ...utils import output_names as names
 from .head_loss import named_head_loss
 from .multi_branch import MultiBranchClassifier
 
@@ -22,14 +23,14 @@ class DMLClassifier(MultiBranchClassifier):
     (``distill_loss=dict(type='PeerKDLoss')``); the ensemble is the mean of
     their logits.
 
-    With ``branch_update='together'`` it is :class:`MultiBranchClassifier`
-    (one backward and one optimizer step for the summed loss, as OKDDip's
-    and MCL-OKD's code). ``'one_by_one'`` is the paper's Algorithm 1:
+    With ``branch_update='together'`` (the default, the shipped recipe) one
+    backward and one optimizer step serve the summed loss, as in OKDDip's
+    and MCL-OKD's code. ``'one_by_one'`` is the paper's Algorithm 1:
     within an iteration each network in turn is updated from its own
     terms, against its peers' current predictions (:meth:`train_step`).
 
     Args:
-        branch_update (str): ``'one_by_one'`` (default) or ``'together'``.
+        branch_update (str): ``'together'`` (default) or ``'one_by_one'``.
             ``'one_by_one'`` needs independent branches
             (``shared_stages=0``), a single process (MMEngine's DDP wrapper
             does not call this model's ``train_step``) and no gradient
@@ -40,7 +41,7 @@ class DMLClassifier(MultiBranchClassifier):
     #: ``'one_by_one'`` computes each network's logits on their own
     compile_targets = ('_forward_all', '_branch_logits')
 
-    def __init__(self, branch_update: str = 'one_by_one', **kwargs):
+    def __init__(self, branch_update: str = 'together', **kwargs):
         if branch_update not in BRANCH_UPDATES:
             raise ValueError(
                 f'DMLClassifier: branch_update={branch_update!r}; choose one '
@@ -91,7 +92,7 @@ class DMLClassifier(MultiBranchClassifier):
         """
         if self.branch_update == 'together':
             return super().train_step(data, optim_wrapper)
-        counts = getattr(optim_wrapper, '_accumulative_counts', 1)
+        counts = accumulative_counts(optim_wrapper)
         if counts != 1:
             raise ValueError(
                 "DMLClassifier: branch_update='one_by_one' steps each network "

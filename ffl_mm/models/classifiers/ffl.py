@@ -7,7 +7,7 @@ import torch
 
 from ffl_mm.registry import MODELS
 from ..necks.fusion_pre_necks import FusionPreNecks
-from ..utils import output_names as names
+from ...utils import output_names as names
 from . import branch_cfgs as bc
 from . import channel_probe
 from .branch_features import BranchFeatures
@@ -73,8 +73,8 @@ class FFLClassifier(MultiBranchClassifier):
         if fusion_neck is None or fusion_head is None:
             raise ValueError(
                 'FFLClassifier: fusion_neck and fusion_head are both '
-                "required; without them use type='MultiBranchClassifier' "
-                '(cross-entropy only, or DML with PeerKDLoss).')
+                "required; without them use type='DMLClassifier' (DML) or "
+                "type='MultiBranchClassifier' (cross-entropy only).")
         if fusion_pre_neck is None and heads_on_enhanced:
             raise ValueError('FFLClassifier: heads_on_enhanced=True needs '
                              'fusion_pre_neck.')

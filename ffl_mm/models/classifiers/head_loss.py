@@ -8,6 +8,8 @@ from mmpretrain.models.losses import (CrossEntropyLoss, FocalLoss,
                                       LabelSmoothLoss)
 from mmpretrain.structures import DataSample
 
+from ...utils.private_api import head_loss
+
 #: The log prefix of a head's loss term by its loss class, subclasses
 #: included (others: 'loss'); a loss module may set ``log_prefix`` itself.
 PREFIXES = ((LabelSmoothLoss, 'loss_ls'), (FocalLoss, 'loss_focal'),
@@ -38,7 +40,7 @@ def named_head_loss(head: nn.Module, logits: torch.Tensor,
     ...; see :func:`loss_prefix`)."""
     prefix = loss_prefix(head.loss_module)
     named = {}
-    for key, value in head._get_loss(logits, data_samples).items():
+    for key, value in head_loss(head, logits, data_samples).items():
         key = prefix if key == 'loss' else key
         named[f'{key}_{name}'] = value
     return named

@@ -25,7 +25,7 @@ class KDCLClassifier(MultiBranchClassifier):
           | z_k, k = argmin_i CE(z_i, y) per image   (teacher='naive')
         loss = Σ_i CE(z_i) + distill_loss(z_1 .. z_N, t)
 
-    ``distill_loss`` is typically ``MutualKDLoss(distill_fused=False)``:
+    ``distill_loss`` is typically ``TeacherKDLoss``:
     ``λ T² KL(softmax(t/T) ‖ softmax(z_i/T))`` per student, ``t``
     detached. The views come from MMPretrain's ``MultiView`` transform
     (``num_views`` = N) through :class:`MultiViewClsDataPreprocessor`; one

@@ -11,7 +11,7 @@ from mmpretrain.models.classifiers import BaseClassifier
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from ..utils import output_names as names
+from ...utils import output_names as names
 from . import branch_cfgs as bc
 from . import channel_probe
 from .branch_features import BranchFeatures
@@ -25,8 +25,8 @@ from .trunk_split import TrunkSplit
 class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
     """N branches trained together, each with its own cross-entropy, and an
     optional distillation loss between them; the ensemble is the mean of
-    the branch logits. With ``PeerKDLoss`` this is DML with the branches
-    updated together (one backward, one step).
+    the branch logits. Alone it is the methods' cross-entropy floor; each
+    method is a subclass.
 
     ::
 
@@ -36,7 +36,10 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
 
     A method adds its teacher in a subclass (:class:`FFLClassifier`: a
     fused classifier; :class:`ONEClassifier`: a gated ensemble;
-    :class:`DMLClassifier`: DML's one-by-one update) through its hooks:
+    :class:`DMLClassifier`: peers; :class:`CLILRClassifier`: peers on a
+    rescaled trunk; :class:`OKDDipClassifier`: peers' attention and a
+    leader; :class:`KDCLClassifier`: a teacher made from the students)
+    through its hooks:
     :meth:`forward_features` (what the backbones give),
     :meth:`forward_teacher` (the outputs besides the branches, by name),
     :meth:`teacher_head` and the class attributes (docs/architecture.md).
@@ -64,8 +67,8 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
         head (dict | list[dict]): Per-branch head, an MMPretrain
             ``ClsHead`` (e.g. ``LinearClsHead`` with ``CrossEntropyLoss``).
         distill_loss (dict, optional): Distillation between the branches
-            (``PeerKDLoss``) or from the method's teacher (``MutualKDLoss``
-            in the subclasses). None: cross-entropy only.
+            (``PeerKDLoss``) or from the method's teacher (``MutualKDLoss``,
+            ``TeacherKDLoss`` in the subclasses). None: cross-entropy only.
         train_cfg (dict, optional): As ``ImageClassifier``'s: batch
             augmentations such as Mixup go in ``augments``.
         test_cfg (dict, optional): ``predict`` selects the output behind
@@ -173,10 +176,19 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
     def probe_branches(self, need_maps: bool = False
                        ) -> channel_probe.BranchProbe:
         """What every branch gives on the probe (:mod:`.channel_probe`);
-        ``need_maps``: the outputs at ``fusion_in_index`` must be maps."""
-        return channel_probe.probe_branches(
+        ``need_maps``: the outputs at ``fusion_in_index`` must be maps.
+
+        The branches run once per build: the base class probes them, and a
+        subclass's call while it builds its teacher (fusion neck, gate,
+        attention) gets the same result. Call it only while building."""
+        cached = self.__dict__.get('_build_probe')
+        if cached is not None and (cached[0] or not need_maps):
+            return cached[1]
+        probe = channel_probe.probe_branches(
             self._backbone_features, self.backbones, self.necks,
             self.fusion_in_index, need_maps=need_maps)
+        self.__dict__['_build_probe'] = (need_maps, probe)
+        return probe
 
     @classmethod
     def output_roles(cls, num_branches: int) -> Dict[str, str]:

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from ffl_mm.registry import MODELS
-from ..utils import output_names as names
+from ...utils import output_names as names
 from . import branch_cfgs as bc
 from .multi_branch import MultiBranchClassifier
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from ffl_mm.registry import MODELS
-from ..utils import output_names as names
+from ...utils import output_names as names
 from . import branch_cfgs as bc
 from .branch_features import BranchFeatures
 from .multi_branch import MultiBranchClassifier
@@ -30,8 +30,8 @@ class ONEClassifier(MultiBranchClassifier):
             (the channels of the shared trunk's output, from the probe run,
             or 3 for ``gate_input='input'``).
         **kwargs: :class:`MultiBranchClassifier`'s arguments; its
-            ``distill_loss`` is typically ``MutualKDLoss`` with
-            ``distill_fused=False``. The branches must be identical.
+            ``distill_loss`` is typically ``TeacherKDLoss``. The branches
+            must be identical.
     """
 
     teacher_output = names.ENSEMBLE
@@ -43,9 +43,8 @@ class ONEClassifier(MultiBranchClassifier):
             raise ValueError(
                 'ONEClassifier: the gated ensemble weighs the logits of '
                 'identical branches; got different backbone configs. Use '
-                'one backbone config with num_branches, or DML '
-                "(type='MultiBranchClassifier' with PeerKDLoss) for "
-                'different branches.')
+                "one backbone config with num_branches, or type="
+                "'DMLClassifier' for different branches.")
         super().__init__(**kwargs)
         self.ensemble_head = self._build_ensemble_head(ensemble_head)
 

@@ -8,6 +8,8 @@ from typing import Dict, Optional, Union
 import torch
 import torch.nn as nn
 
+from ...utils import branch_keys
+
 ConfigType = Union[dict, nn.Module]
 
 
@@ -21,9 +23,7 @@ class StudentExportMixin:
     def branches_in(state_dict: dict) -> Optional[int]:
         """The number of branches of a state dict of this layout (its
         ``heads.{i}.*`` keys); None where it has none."""
-        found = {int(k.split('.')[1]) for k in state_dict
-                 if k.startswith('heads.') and k.split('.')[1].isdigit()}
-        return max(found) + 1 if found else None
+        return branch_keys.branches_in(state_dict)
 
     def branch_cfg(self, branch: int) -> Dict[str, Optional[ConfigType]]:
         """``backbone``, ``neck`` and ``head`` of branch ``branch`` as a

@@ -77,7 +77,7 @@ class TrunkSplit:
         self.out_indices = out_indices
         for backbone in backbones[1:]:
             keep = set(self.stage_names[shared_stages:])
-            for name in list(backbone._modules):
+            for name, _ in list(backbone.named_children()):
                 if name not in keep:
                     delattr(backbone, name)
 

@@ -3,9 +3,10 @@ from .diverse_peer_kd_loss import DiversePeerKDLoss
 from .kd_loss import KDLoss, kd_kl_div
 from .mutual_kd_loss import MutualKDLoss
 from .peer_kd_loss import PeerKDLoss
+from .teacher_kd_loss import TeacherKDLoss
 from .rampup import RampedKDLoss, sigmoid_rampup
 
 __all__ = [
     'DiversePeerKDLoss', 'KDLoss', 'MutualKDLoss', 'PeerKDLoss',
-    'RampedKDLoss', 'kd_kl_div', 'sigmoid_rampup'
+    'RampedKDLoss', 'TeacherKDLoss', 'kd_kl_div', 'sigmoid_rampup'
 ]

@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ffl_mm.registry import MODELS
-from ..utils.arg_checks import real_number
+from ...utils.arg_checks import real_number
 
 
 def kd_kl_div(student_logits: torch.Tensor,

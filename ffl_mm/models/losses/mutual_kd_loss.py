@@ -1,6 +1,6 @@
 # Copyright (c) ffl_mm contributors.
 """FFL's mutual distillation between the branches and the fused
-classifier (ONE's, from its gated ensemble, without the fused term)."""
+classifier."""
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -12,14 +12,13 @@ from .rampup import RampedKDLoss
 
 @MODELS.register_module()
 class MutualKDLoss(RampedKDLoss):
-    """The distillation terms of FFL, and of ONE.
+    """The distillation terms of FFL.
 
-    Each branch learns from the teacher output (FFL: the fused classifier;
-    ONE: the gated ensemble), and (FFL) the fused classifier learns from
-    the ensemble (the mean of the branch logits)::
+    Each branch learns from the fused classifier, and the fused classifier
+    learns from the ensemble (the mean of the branch logits)::
 
-        loss_kd_branch{i} = w(e) · λ · KD(z_i ← z_t)
-        loss_kd_fused     = w(e) · λ · KD(z_f ← mean_i z_i)   (FFL only)
+        loss_kd_branch{i} = w(e) · λ · KD(z_i ← z_f)
+        loss_kd_fused     = w(e) · λ · KD(z_f ← mean_i z_i)
 
     with ``KD(s ← t) = T² · KL(softmax(t/T) ‖ softmax(s/T))`` (teachers
     detached, the terms summed over the branches) and the ramp-up
@@ -33,10 +32,9 @@ class MutualKDLoss(RampedKDLoss):
         rampup (float, optional): R, in epochs (or iterations). Defaults
             to 80, the paper's value. 0 or None turns the ramp off (w = 1).
         by_epoch (bool): Ramp by epoch (default) or by iteration.
-        distill_fused (bool): Whether the teacher also learns from the
-            mean of the branches (``loss_kd_fused``). True (default) for
-            FFL's fused classifier; False for ONE, whose gated ensemble
-            learns from the labels only.
+        distill_fused (bool): Must be True (FFL's fused term). False,
+            the branches' terms alone, is ``TeacherKDLoss``: an error
+            says so.
     """
 
     #: ``forward(branch_logits, teacher_logits)``: the teacher is needed
@@ -49,8 +47,13 @@ class MutualKDLoss(RampedKDLoss):
                  rampup: Optional[float] = 80,
                  by_epoch: bool = True,
                  distill_fused: bool = True):
+        if distill_fused is not True:
+            raise ValueError(
+                f'MutualKDLoss: distill_fused={distill_fused!r}; the '
+                "branches' terms without the fused one are "
+                "type='TeacherKDLoss' (same temperature, loss_weight, "
+                'rampup, by_epoch).')
         super().__init__(temperature, loss_weight, rampup, by_epoch)
-        self.distill_fused = distill_fused
 
     def forward(self,
                 branch_logits: Sequence[torch.Tensor],
@@ -66,7 +69,7 @@ class MutualKDLoss(RampedKDLoss):
 
         Returns:
             dict[str, Tensor]: ``loss_kd_branch{i}`` for each branch,
-            ``loss_kd_fused`` (with ``distill_fused``) and ``kd_weight``
+            ``loss_kd_fused`` and ``kd_weight``
             (logged, not a loss).
         """
         weight = self.current_weight(progress) * self.loss_weight
@@ -75,13 +78,9 @@ class MutualKDLoss(RampedKDLoss):
         for i, logits in enumerate(branch_logits):
             losses[f'loss_kd_branch{i}'] = weight * kd_kl_div(
                 logits, teacher_logits, T)
-        if self.distill_fused:
-            ensemble = torch.stack(tuple(branch_logits)).mean(dim=0)
-            losses['loss_kd_fused'] = weight * kd_kl_div(
-                teacher_logits, ensemble, T)
+        ensemble = torch.stack(tuple(branch_logits)).mean(dim=0)
+        losses['loss_kd_fused'] = weight * kd_kl_div(
+            teacher_logits, ensemble, T)
         losses['kd_weight'] = teacher_logits.new_tensor(
             weight, dtype=torch.float32)
         return losses
-
-    def extra_repr(self) -> str:
-        return f'{super().extra_repr()}, distill_fused={self.distill_fused}'

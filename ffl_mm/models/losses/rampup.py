@@ -6,7 +6,7 @@ from typing import Optional
 import torch.nn as nn
 from mmengine.logging import MessageHub
 
-from ..utils.arg_checks import real_number
+from ...utils.arg_checks import real_number
 
 
 def sigmoid_rampup(current: float, length: Optional[float]) -> float:

@@ -8,7 +8,7 @@ from mmpretrain.models.tta import AverageClsScoreTTA
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from ..utils.output_names import (BRANCH_SCORES_FIELD, ENSEMBLE_SCORE_FIELD,
+from ...utils.output_names import (BRANCH_SCORES_FIELD, ENSEMBLE_SCORE_FIELD,
                                   FUSED_SCORE_FIELD)
 
 

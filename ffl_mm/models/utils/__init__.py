@@ -1,7 +1,8 @@
 # Copyright (c) ffl_mm contributors.
-"""Small helpers shared by ffl_mm's models: output names, argument checks,
-PyTorch's default initialisation as an MMEngine initialiser."""
-from . import output_names
+"""Small helpers of ffl_mm's models: PyTorch's default initialisation as
+an MMEngine initialiser, the memory switch (``recompute``) and KDCL's
+teachers. Helpers of every layer (output names, argument checks) are in
+:mod:`ffl_mm.utils`."""
 from .torch_default_init import TorchDefaultInit
 
-__all__ = ['TorchDefaultInit', 'output_names']
+__all__ = ['TorchDefaultInit']

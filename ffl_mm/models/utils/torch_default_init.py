@@ -4,8 +4,8 @@ import torch.nn as nn
 from mmengine.model.weight_init import BaseInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_INITIALIZERS
 
-
 from ffl_mm.registry import WEIGHT_INITIALIZERS
+from ...utils.private_api import records_init_info
 
 
 # Also in MMEngine's root node, the one exception to "everything in ffl_mm's
@@ -57,7 +57,7 @@ class TorchDefaultInit(BaseInit):
                 m.reset_parameters()
 
         module.apply(init)
-        if hasattr(module, '_params_init_info'):
+        if records_init_info(module):
             update_init_info(module, init_info=self._get_init_info())
 
     def _get_init_info(self) -> str:

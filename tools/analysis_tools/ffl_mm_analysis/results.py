@@ -21,7 +21,7 @@ import statistics
 from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ffl_mm.models.utils.output_names import (branch_index, metric_key,
+from ffl_mm.utils.output_names import (branch_index, metric_key,
                                               output_order, parse_metric_key)
 
 

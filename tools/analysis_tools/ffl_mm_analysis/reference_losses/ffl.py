@@ -34,8 +34,7 @@ def unsupported(model):
     if getattr(model.fusion_neck, 'with_cp', False):
         return 'a recomputed fusion neck'
     loss = model.distill_loss
-    if loss is not None and not (isinstance(loss, MutualKDLoss)
-                                 and loss.distill_fused):
+    if loss is not None and not isinstance(loss, MutualKDLoss):
         return f'distillation by {type(loss).__name__}'
     return head_unsupported(model.fusion_head, 'the fused head')
 

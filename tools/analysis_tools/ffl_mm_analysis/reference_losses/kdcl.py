@@ -4,15 +4,14 @@ written out, each student towards it."""
 import torch
 import torch.nn.functional as F
 
-from ffl_mm.models.losses import MutualKDLoss
+from ffl_mm.models.losses import TeacherKDLoss
 from ..reference_step import ce, kd, kd_scale, linear, network_maps
 from . import register
 
 
 def unsupported(model):
     loss = model.distill_loss
-    if loss is not None and not (isinstance(loss, MutualKDLoss)
-                                 and not loss.distill_fused):
+    if loss is not None and not isinstance(loss, TeacherKDLoss):
         return f'distillation by {type(loss).__name__}'
     return None
 

@@ -3,7 +3,7 @@
 cross-entropy, teaches the branches."""
 import torch
 
-from ffl_mm.models.losses import MutualKDLoss
+from ffl_mm.models.losses import TeacherKDLoss
 from ..reference_step import (branch_outputs, ce, head_unsupported, kd,
                               kd_scale)
 from . import register
@@ -15,8 +15,7 @@ def unsupported(model):
             head.gate_input != 'trunk':
         return f'an ensemble head ({type(head).__name__})'
     loss = model.distill_loss
-    if loss is not None and not (isinstance(loss, MutualKDLoss)
-                                 and not loss.distill_fused):
+    if loss is not None and not isinstance(loss, TeacherKDLoss):
         return f'distillation by {type(loss).__name__}'
     return head_unsupported(head, 'the ensemble head', linear=False)
 

@@ -123,13 +123,10 @@ def _check_pickle(where: str, path: str) -> None:
     """A CIFAR file that passed its md5 check but cannot be unpickled (a
     data set class whose md5 table lists a damaged file): an error naming
     it, where MMPretrain says only ``pickle data was truncated``."""
-    import pickle
+    from ..datasets.cifar_files import CifarFileError, read_cifar_file
     try:
-        with open(path, 'rb') as f:
-            pickle.load(f, encoding='latin1')
-    except Exception as err:  # UnpicklingError, EOFError, ValueError, ...
+        read_cifar_file(path)
+    except CifarFileError as err:
         raise ValueError(
-            f'{where}: {path} ({os.path.getsize(path)} bytes) cannot be read '
-            f'as a CIFAR file ({type(err).__name__}: {err}). Replace it '
-            'with a complete copy; the md5 table of the data set class '
-            'lists this damaged file.') from err
+            f'{where}: {err} Replace it with a complete copy; the md5 '
+            'table of the data set class lists this damaged file.') from err
