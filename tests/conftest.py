@@ -19,9 +19,6 @@ from mmpretrain.structures import DataSample
 import ffl_mm.engine.compat  # noqa: E402,F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# the analysis tools' lab (tools/analysis_tools/ffl_mm_analysis), as the
-# tools import it
-sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 
 
 def _read_metafiles_once():

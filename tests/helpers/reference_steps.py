@@ -5,6 +5,7 @@ built from it with the same weights, compared tensor by tensor."""
 import os.path as osp
 import re
 
+import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
@@ -103,3 +104,76 @@ def assert_steps_equal(ref, model, optim_wrapper, samples, renames):
     for theirs, want in ref['after_steps'].items():
         assert_close(f'after steps {theirs}', state[ours(theirs, renames)],
                      want)
+
+
+def _dml_one_model(case, renames):
+    """DML's or ONE's model of ``case`` (``(name, reference, config)``),
+    built from the reference's weights with the reference's depth,
+    branches, classes and temperature, w = 1."""
+    name, ref, config = case
+    cfg = Config.fromfile(osp.join(REPO, config))
+    model_cfg = cfg.model
+    model_cfg.backbone.depth = ref['depth']
+    model_cfg.num_branches = ref['nets'] if 'nets' in ref else \
+        ref['branches']
+    if ref['classes'] != model_cfg.head.num_classes:
+        model_cfg.head.num_classes = ref['classes']
+    model_cfg.distill_loss.temperature = ref['temperature']
+    model_cfg.distill_loss.rampup = None  # the references use w = 1
+    if name.startswith('dml'):
+        # OKDDip updates the networks together from one summed loss
+        model_cfg.branch_update = 'together'
+    return (*build_from_reference(ref, model_cfg, cfg.optim_wrapper,
+                                  renames), renames)
+
+
+def head_outputs(model):
+    """Forward hooks that keep each head's (and the gate's) output."""
+    seen = {}
+    for i, head in enumerate(model.heads):
+        head.register_forward_hook(
+            lambda m, i_, out, i=i: seen.__setitem__(f'branch{i}', out))
+        head.register_forward_hook(
+            lambda m, i_, out, i=i: seen.__setitem__(f'net{i}', out))
+    if getattr(model, 'ensemble_head', None) is not None:
+        model.ensemble_head.register_forward_hook(
+            lambda m, i_, out: seen.__setitem__('ensemble', out))
+        model.ensemble_head.register_forward_pre_hook(
+            lambda m, args: seen.__setitem__('gate_input', args[0]))
+        model.ensemble_head.bn.register_forward_hook(
+            lambda m, i_, out: seen.__setitem__('gate_bn_out', out))
+    return seen
+
+
+def check_reference_step(case, renames):
+    """Every loss term, the logits (and ONE's gate), the total and every
+    gradient of one step equal the reference's."""
+    name, ref, _ = case
+    model, optim_wrapper, samples, renames = _dml_one_model(case, renames)
+    seen = head_outputs(model)
+    losses = model(ref['x'], samples, mode='loss')
+    step1 = ref['step1']
+    for term, want in step1['terms'].items():
+        key = 'loss_' + re.sub(r'net(\d)', lambda m: f'branch{m[1]}', term)
+        assert losses[key].dtype == torch.float64, key
+        assert_close(term, losses[key], want)
+    assert sorted(k for k in losses if k.startswith('loss')) == sorted(
+        'loss_' + re.sub(r'net(\d)', lambda m: f'branch{m[1]}', t)
+        for t in step1['terms'])
+    loss, _ = model.parse_losses(losses)
+    assert_close('total', loss, step1['loss'])
+    for out, want in step1['logits'].items():
+        assert_close(f'logits {out}', seen[out], want)
+    if 'gate' in step1:
+        with torch.no_grad():  # the same batch: the same batch statistics
+            gate = model.ensemble_head.gate(seen['gate_input'])
+        assert_close('gate', gate, step1['gate'])
+        assert_close('gate_bn_out', seen['gate_bn_out'], step1['gate_bn_out'])
+    assert_grads_equal(ref, model, loss, optim_wrapper, renames,
+                       set(ref.get('grads_zero_up_to_roundoff') or []))
+
+
+def check_reference_steps(case, renames):
+    """Every parameter and buffer after three SGD steps equals the
+    reference's."""
+    assert_steps_equal(case[1], *_dml_one_model(case, renames))

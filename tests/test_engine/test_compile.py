@@ -33,7 +33,7 @@ def test_compile_options():
 def test_compiled_training_matches_eager():
     """Two MFEF training steps (its pre-neck chains recomputed in
     backward) compiled with aot_eager give the eager losses and weights;
-    every method's: tests/test_models/test_conformance.py (slow)."""
+    every method's: tests/test_models/test_classifiers/test_conformance.py (slow)."""
     check_compiled_matches_eager(shipped_config(MFEF))
 
 

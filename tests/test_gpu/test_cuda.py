@@ -20,7 +20,9 @@ import ffl_mm  # noqa: F401
 from conftest import REPO, TINY_DIGITS, free_port, run_cmd, shipped_config
 from ffl_mm.apis.model_cfg import runner_model_cfg
 from ffl_mm.registry import MODELS
-from ffl_mm_analysis.benchmark import synthetic_batch
+from helpers.lab import lab
+
+synthetic_batch = lab('benchmark').synthetic_batch
 
 pytestmark = [
     pytest.mark.cuda,

@@ -10,8 +10,9 @@ from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
 from conftest import REPO, ffl_cfg, mixed_layout_ops, shipped_config
-from ffl_mm_analysis import benchmark as bench
+from helpers.lab import lab
 
+bench = lab('benchmark')
 MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
 
 

@@ -7,8 +7,11 @@ from ffl_mm.registry import METRICS, MODELS
 
 import ffl_mm  # noqa: F401
 from conftest import REPO
-from ffl_mm_analysis.results import output_label, output_roles
 from ffl_mm.utils import output_names as names
+from helpers.lab import lab
+
+output_label = lab('results').output_label
+output_roles = lab('results').output_roles
 
 
 def test_names_and_order():
@@ -85,7 +88,7 @@ def test_model_and_metric_use_the_same_names():
 def test_output_top1_of_a_test_run():
     """The demo's table rows: top-1 of each named output once, in order
     (top-5 and the selected output's key left out)."""
-    from ffl_mm_analysis.results import output_top1
+    output_top1 = lab('results').output_top1
     metrics = {
         'accuracy/top1': 90.0, 'accuracy/top5': 99.0,
         'accuracy/fused_top1': 91.0, 'accuracy/fused_top5': 99.5,

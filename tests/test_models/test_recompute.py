@@ -18,7 +18,9 @@ from ffl_mm.models.utils.recompute import (check_with_cp,
                                            out_of_place_activations,
                                            recompute_in_backward)
 from ffl_mm.registry import MODELS
-from ffl_mm_analysis.benchmark import allocated_bytes
+from helpers.lab import lab
+
+allocated_bytes = lab('benchmark').allocated_bytes
 
 MFEF = [dict(type='MultiScaleNeck'), dict(type='DualAttentionNeck')]
 

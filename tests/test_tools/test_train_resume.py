@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_DIGITS, run_tool
+from helpers.lab import lab
 
 FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 
@@ -63,7 +64,7 @@ def one_thread():
 
 
 def _per_epoch(work_dir, key):
-    from ffl_mm_analysis import results
+    results = lab('results')
     train, _ = results.split_records(results.load_records(work_dir))
     out = {}
     for record in train:

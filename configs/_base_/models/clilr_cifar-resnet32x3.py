@@ -7,7 +7,7 @@
 # target's graph kept (PeerKDLoss peer_target='mean_logits',
 # detach_peers=False), the KD weight ramped up over 80 epochs (as in their
 # code and the ONE configs); no cross-entropy on the ensemble. Tested
-# against that code step by step: tests/test_models/test_clilr_equivalence.py.
+# against that code step by step: tests/test_models/test_classifiers/test_clilr.py.
 _base_ = ['./cifar-resnet32x2.py']
 model = dict(
     type='CLILRClassifier',

@@ -5,7 +5,7 @@
 # Recipe: the public code of OKDDip's repository (train_DML.py, --type
 # mode): T = 3, the networks updated together from one summed loss, no
 # ramp-up; tested against it step by step
-# (tests/test_models/test_dml_one_equivalence.py). Deviations: the peer is
+# (tests/test_models/test_classifiers/test_dml.py). Deviations: the peer is
 # detached (their KL_Loss keeps its graph; the paper and MCL-OKD's code fix
 # it) and FFL's schedule (weight decay 1e-4 where train_DML.py has 5e-4).
 # The paper's own settings, T = 1 and the networks updated one after the

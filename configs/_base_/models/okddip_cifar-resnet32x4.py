@@ -8,7 +8,7 @@
 # the leader learns from the peers' mean; T = 3; the targets keep their
 # graph (the attention learns only through them); the KD weight ramped up
 # over 80 epochs, as in their code and the ONE configs. Tested against
-# that code step by step: tests/test_models/test_okddip_equivalence.py.
+# that code step by step: tests/test_models/test_classifiers/test_okddip.py.
 _base_ = ['./cifar-resnet32x2.py']
 model = dict(
     type='OKDDipClassifier',

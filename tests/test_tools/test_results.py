@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from ffl_mm_analysis import results
+from helpers.lab import lab
 
-
+results = lab('results')
 def _write_run(root, name, records, stamp='20261123_000000'):
     vis = root / name / stamp / 'vis_data'
     vis.mkdir(parents=True)

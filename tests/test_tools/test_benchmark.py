@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from conftest import REPO, shipped_config
-from ffl_mm_analysis import benchmark as bench
 from ffl_mm.apis.model_cfg import input_size
 from ffl_mm.registry import MODELS
 from helpers.conformance import method_configs
+from helpers.lab import lab
+
+bench = lab('benchmark')
 
 FFL = f'{REPO}/configs/ffl/ffl_resnet32x2_digits.py'
 
@@ -270,7 +272,7 @@ def test_bare_step_does_the_work_of_train_step():
     from mmengine.optim import build_optim_wrapper
     from ffl_mm.registry import MODELS
 
-    from ffl_mm_analysis.loop_overhead import bare_train_step
+    bare_train_step = lab('loop_overhead').bare_train_step
     cfg = shipped_config(FFL)
     data = bench.synthetic_batch(4, 32, 10)
     models = []
@@ -293,7 +295,7 @@ def test_bare_step_does_the_work_of_train_step():
 
 
 def test_interleaved_bare_loop_hook_timing():
-    from ffl_mm_analysis.loop_overhead import InterleavedBareLoopHook
+    InterleavedBareLoopHook = lab('loop_overhead').InterleavedBareLoopHook
     ticks = iter(range(0, 1000, 1))
     calls = []
     hook = InterleavedBareLoopHook(calls.append, warmup=1,
@@ -365,7 +367,7 @@ def test_reference_step_trains_like_train_step(config, options):
     import torch
     from mmengine.optim import build_optim_wrapper
 
-    from ffl_mm_analysis.reference_step import ReferenceStep
+    ReferenceStep = lab('reference_step').ReferenceStep
     from mmengine.logging import MessageHub
     cfg = shipped_config(config)
     cfg.model.update(options)
@@ -409,8 +411,8 @@ def test_reference_step_trains_like_train_step(config, options):
 
 
 def test_reference_step_names_what_it_does_not_cover():
-    from ffl_mm_analysis.reference_step import (ReferenceStep,
-                                                reference_unsupported)
+    ReferenceStep = lab('reference_step').ReferenceStep
+    reference_unsupported = lab('reference_step').reference_unsupported
     one = shipped_config('configs/one/one_resnet32x2_digits.py')
     dml = shipped_config('configs/dml/dml_resnet32x2_digits.py')
     ffl = shipped_config(FFL)

@@ -1,5 +1,7 @@
 # Copyright (c) ffl_mm contributors.
-"""ffl_mm's FFL step equals the FFL authors' step (float64 round-off).
+"""FFLClassifier: its step equals the FFL authors' step (float64
+round-off); its parameter counts match theirs; the fusion module's weight
+decay and branch count follow the config.
 
 ``tests/data/ffl_reference_r8x2_c100_f64.pt`` holds one training step of
 the authors' public code (ResNet-8x2, 100 classes, float64; see
@@ -22,7 +24,7 @@ from ffl_mm.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import ffl_mm  # noqa: F401
-from conftest import REPO
+from conftest import REPO, count_params, ffl_cfg, shipped_config
 
 REFERENCE = osp.join(REPO, 'tests', 'data', 'ffl_reference_r8x2_c100_f64.pt')
 CONFIG = osp.join(REPO, 'configs', 'ffl', 'ffl_resnet32x2_cifar100.py')
@@ -134,3 +136,46 @@ def test_three_sgd_steps_equal_the_authors(reference, setup):
     assert len(reference['after_steps']) == len(state)
     for name, want in reference['after_steps'].items():
         assert_close(f'after steps {name}', state[ours(name)], want)
+
+
+@pytest.mark.parametrize('depth, num_classes, total, fusion', [
+    (32, 100, 849148, 16228),
+    (32, 10, 831598, None),
+    (110, 100, 3074748, None),
+])
+def test_parameter_counts_match_the_authors(depth, num_classes, total,
+                                            fusion):
+    model = MODELS.build(ffl_cfg(depth=depth, num_classes=num_classes))
+    assert count_params(model) == total
+    if fusion is not None:
+        assert count_params(model.fusion_neck) + \
+            count_params(model.fusion_head) == fusion
+        # shared trunk + two stage-3 copies with classifiers: 832,920
+        assert total - fusion == 832920
+
+
+def test_fusion_weight_decay_through_paramwise_cfg():
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar100.py')
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[names[id(p)]] = group['weight_decay']
+    assert decay['fusion_neck.depthwise.conv.weight'] == pytest.approx(1e-5)
+    assert decay['fusion_head.fc.weight'] == pytest.approx(1e-5)
+    assert decay['backbones.1.layer3.0.conv1.weight'] == pytest.approx(1e-4)
+    assert decay['heads.0.fc.weight'] == pytest.approx(1e-4)
+    assert wrapper.optimizer.defaults['nesterov'] is True
+
+
+def test_num_branches_from_the_command_line():
+    """``--cfg-options model.num_branches=3`` on a shipped config: the
+    fusion neck's branch count and channels follow (nothing hard-coded)."""
+    cfg = shipped_config('configs/ffl/ffl_resnet32x2_cifar100.py')
+    cfg.merge_from_dict({'model.num_branches': 3})
+    model = MODELS.build(cfg.model)
+    assert len(model.heads) == 3
+    assert model.fusion_neck.in_channels == [64, 64, 64]
+    assert model.output_names[:3] == ['branch0', 'branch1', 'branch2']

@@ -7,8 +7,10 @@ import os.path as osp
 
 import pytest
 
-from conftest import REPO
-import methods_table
+from conftest import REPO, tool_module
+from helpers.lab import lab
+
+methods_table = tool_module('analysis_tools/methods_table.py')
 
 
 def _finished_run(root, name, finals, config=None):
@@ -65,7 +67,7 @@ def test_table_from_finished_runs(tmp_path):
 def test_unfinished_run_is_trained(tmp_path, monkeypatch):
     """A run without its done mark goes to tools/train.py (here a stand-in
     that records the command)."""
-    import ffl_mm_analysis.runs as runs
+    runs = lab('runs')
     calls = []
 
     def fake_run(cmd, **kwargs):
