@@ -91,11 +91,12 @@ def test_links_point_at_files_in_the_repository(path):
         assert osp.exists(resolved), (path, target)
 
 
-#: A file of this repository named in prose: under ffl_mm/, configs/ or
-#: tests/, with an extension (``tools/...`` paths may be MMPretrain's).
+#: A file of this repository named in prose: under ffl_mm/, configs/,
+#: tests/ or records/, with an extension (``tools/...`` paths may be
+#: MMPretrain's).
 OUR_FILE = re.compile(
-    r'(?<![\w/.-])((?:ffl_mm|configs|tests)/[\w./-]*\.(?:py|md|json|yml|pt))'
-    r'(?![\w*])')
+    r'(?<![\w/.-])((?:ffl_mm|configs|tests|records)/[\w./-]*'
+    r'\.(?:py|md|json|yml|pt))(?![\w*])')
 
 
 @pytest.mark.parametrize('path', DOCS,
