@@ -177,3 +177,11 @@ def check_reference_steps(case, renames):
     """Every parameter and buffer after three SGD steps equals the
     reference's."""
     assert_steps_equal(case[1], *_dml_one_model(case, renames))
+
+
+def load_case(name, cases):
+    """``(name, reference, config)`` of ``cases[name]`` (a reference file
+    of tests/data and the config it is checked with)."""
+    import torch
+    file, config = cases[name]
+    return name, torch.load(osp.join(DATA, file), weights_only=True), config

@@ -53,7 +53,7 @@ def test_ffl_x2_on_mmpretrain_backbones(name):
 def dml_on(backbone, num_branches=2, **kwargs):
     """DML: independent branches, peer distillation, no fusion."""
     cfg = dict(
-        type='MultiBranchClassifier',
+        type='DMLClassifier',
         backbone=backbone,
         head=dict(type='LinearClsHead', num_classes=NUM_CLASSES),
         distill_loss=dict(type='PeerKDLoss', temperature=3.0))

@@ -66,9 +66,10 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             ``GlobalAveragePooling``.
         head (dict | list[dict]): Per-branch head, an MMPretrain
             ``ClsHead`` (e.g. ``LinearClsHead`` with ``CrossEntropyLoss``).
-        distill_loss (dict, optional): Distillation between the branches
-            (``PeerKDLoss``) or from the method's teacher (``MutualKDLoss``,
-            ``TeacherKDLoss`` in the subclasses). None: cross-entropy only.
+        distill_loss (dict, optional): A method's distillation (a
+            subclass's: ``PeerKDLoss`` between the branches, ``MutualKDLoss``
+            or ``TeacherKDLoss`` from a teacher). The base class itself
+            takes none: cross-entropy only.
         train_cfg (dict, optional): As ``ImageClassifier``'s: batch
             augmentations such as Mixup go in ``augments``.
         test_cfg (dict, optional): ``predict`` selects the output behind
@@ -159,6 +160,13 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             dict(backbone=b, neck=n, head=h)
             for b, n, h in zip(backbone_cfgs, neck_cfgs, head_cfgs)
         ]
+        if distill_loss is not None and type(self) is MultiBranchClassifier:
+            raise TypeError(
+                f'MultiBranchClassifier got distill_loss={distill_loss!r}: it '
+                'trains the branches with cross-entropy only (the methods\' '
+                "floor). Distillation is a method's class: type="
+                "'DMLClassifier' for PeerKDLoss between the branches (DML), "
+                "or the class of the method you want.")
         self.distill_loss = bc.build(distill_loss)
         if self.distill_loss is not None:
             check_distill_contract(type(self), self.distill_loss)

@@ -8,6 +8,7 @@ import torch
 from ffl_mm.registry import MODELS
 from .kd_loss import kd_kl_div
 from .rampup import RampedKDLoss
+from .teacher_kd_loss import teacher_terms
 
 
 @MODELS.register_module()
@@ -62,25 +63,20 @@ class MutualKDLoss(RampedKDLoss):
         """
         Args:
             branch_logits (Sequence[Tensor]): N tensors ``(B, C)``.
-            teacher_logits (Tensor): ``(B, C)``, the fused classifier's (or
-                the gated ensemble's) logits.
+            teacher_logits (Tensor): ``(B, C)``, the fused classifier's
+                logits.
             progress (float, optional): Epoch (or iteration) for the ramp;
                 read from the MessageHub when None.
 
         Returns:
             dict[str, Tensor]: ``loss_kd_branch{i}`` for each branch,
-            ``loss_kd_fused`` and ``kd_weight``
-            (logged, not a loss).
+            ``loss_kd_fused`` and ``kd_weight`` (logged, not a loss).
         """
         weight = self.current_weight(progress) * self.loss_weight
-        T = self.temperature
-        losses = {}
-        for i, logits in enumerate(branch_logits):
-            losses[f'loss_kd_branch{i}'] = weight * kd_kl_div(
-                logits, teacher_logits, T)
+        losses = teacher_terms(branch_logits, teacher_logits,
+                               self.temperature, weight)
         ensemble = torch.stack(tuple(branch_logits)).mean(dim=0)
         losses['loss_kd_fused'] = weight * kd_kl_div(
-            teacher_logits, ensemble, T)
-        losses['kd_weight'] = teacher_logits.new_tensor(
-            weight, dtype=torch.float32)
+            teacher_logits, ensemble, self.temperature)
+        losses['kd_weight'] = losses.pop('kd_weight')  # logged last
         return losses

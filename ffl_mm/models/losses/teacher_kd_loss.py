@@ -10,6 +10,22 @@ from .kd_loss import kd_kl_div
 from .rampup import RampedKDLoss
 
 
+def teacher_terms(branch_logits: Sequence[torch.Tensor],
+                  teacher_logits: torch.Tensor, temperature: float,
+                  weight: float) -> Dict[str, torch.Tensor]:
+    """``loss_kd_branch{i} = weight · T² KL(softmax(t/T) ‖ softmax(z_i/T))``
+    for each branch (the teacher detached) and ``kd_weight``, the weight
+    as a float32 scalar for the log."""
+    losses = {
+        f'loss_kd_branch{i}': weight * kd_kl_div(z, teacher_logits,
+                                                 temperature)
+        for i, z in enumerate(branch_logits)
+    }
+    losses['kd_weight'] = teacher_logits.new_tensor(
+        weight, dtype=torch.float32)
+    return losses
+
+
 @MODELS.register_module()
 class TeacherKDLoss(RampedKDLoss):
     """Each branch learns from the teacher, the teacher detached::
@@ -56,12 +72,5 @@ class TeacherKDLoss(RampedKDLoss):
             dict[str, Tensor]: ``loss_kd_branch{i}`` for each branch and
             ``kd_weight`` (logged, not a loss).
         """
-        weight = self.current_weight(progress) * self.loss_weight
-        losses = {
-            f'loss_kd_branch{i}': weight * kd_kl_div(z, teacher_logits,
-                                                     self.temperature)
-            for i, z in enumerate(branch_logits)
-        }
-        losses['kd_weight'] = teacher_logits.new_tensor(
-            weight, dtype=torch.float32)
-        return losses
+        return teacher_terms(branch_logits, teacher_logits, self.temperature,
+                             self.current_weight(progress) * self.loss_weight)

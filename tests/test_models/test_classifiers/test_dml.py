@@ -4,16 +4,14 @@ detached; float64, 2 and 3 networks: tests/data/README.md), the paper's
 one-by-one update, gradient accumulation and DDP refused with it, and the
 arguments that do not go together."""
 import copy
-import os.path as osp
-
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from helpers.reference_steps import (DATA, check_reference_step,
-                                     check_reference_steps)
+from helpers.reference_steps import (check_reference_step,
+                                     check_reference_steps, load_case)
 
 CASES = {
     'dml_r8x2_c100': ('dml_reference_r8x2_c100_f64.pt',
@@ -31,9 +29,7 @@ DML_RENAMES = [
 
 @pytest.fixture(scope='module', params=sorted(CASES))
 def case(request):
-    name = request.param
-    file, config = CASES[name]
-    return name, torch.load(osp.join(DATA, file), weights_only=True), config
+    return load_case(request.param, CASES)
 
 
 def test_one_step_equals_the_reference(case):

@@ -2,15 +2,13 @@
 """ONEClassifier: its step equals the ONE authors' code (float64, 2 and 3
 branches: tests/data/README.md), the gate learning from the ensemble's
 cross-entropy only, and the arguments that do not go together."""
-import os.path as osp
-
 import pytest
 import torch
 from mmpretrain.structures import DataSample
 
 from ffl_mm.registry import MODELS
-from helpers.reference_steps import (DATA, check_reference_step,
-                                     check_reference_steps)
+from helpers.reference_steps import (check_reference_step,
+                                     check_reference_steps, load_case)
 
 CASES = {
     'one_r8x2_c100': ('one_reference_r8x2_c100_f64.pt',
@@ -32,9 +30,7 @@ ONE_RENAMES = [
 
 @pytest.fixture(scope='module', params=sorted(CASES))
 def case(request):
-    name = request.param
-    file, config = CASES[name]
-    return name, torch.load(osp.join(DATA, file), weights_only=True), config
+    return load_case(request.param, CASES)
 
 
 def test_one_step_equals_the_reference(case):
