@@ -14,6 +14,7 @@ import copy
 import glob
 import os
 import os.path as osp
+import random
 import uuid
 from typing import Dict, List
 
@@ -82,9 +83,29 @@ def loader_batch(cfg, split='train', size=4, seed=0):
     loader.update(batch_size=size, num_workers=0, persistent_workers=False)
     loader.dataset.indices = size
     loader.sampler = dict(type='DefaultSampler', shuffle=False)
+    import numpy as np
     with DefaultScope.overwrite_default_scope('ffl_mm'):
+        # the transforms draw from numpy's and Python's global generators
         torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
         return next(iter(Runner.build_dataloader(loader, seed=seed)))
+
+
+def noise_images(batch, seed=0):
+    """``batch`` with every image replaced by uniform random pixels of the
+    same shape and dtype (views kept as views): no ties (the digits'
+    black background) for a compiled kernel's other summation order to
+    break differently from eager PyTorch's."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def noise(x):
+        if isinstance(x, torch.Tensor):
+            return torch.randint(0, 256, x.shape, dtype=x.dtype,
+                                 generator=gen)
+        return type(x)(noise(v) for v in x)
+
+    return dict(batch, inputs=noise(batch['inputs']))
 
 
 def settled(model, cfg):
@@ -234,8 +255,9 @@ def two_steps(model, data):
 
 def check_compiled_matches_eager(cfg, backend='aot_eager', weight_atol=1e-5,
                                  small=True):
-    """Two training steps compiled with ``backend`` and eager: the same
-    losses, weights and predictions. The KD terms at full weight (the
+    """Two training steps compiled with ``backend`` and eager, on a batch
+    of the loader's shape with random pixels (:func:`noise_images`): the
+    same losses, weights and predictions. The KD terms at full weight (the
     ramp-up reads the epoch from the current MessageHub). ``small``: CIFAR
     ResNet-8 branches (compile time). ``weight_atol``: inductor's kernels
     sum in another order than eager PyTorch."""
@@ -254,7 +276,7 @@ def check_compiled_matches_eager(cfg, backend='aot_eager', weight_atol=1e-5,
     targets = compile_model(compiled, dict(backend=backend))
     assert compiled_methods(compiled) == list(type(eager).compile_targets)
     assert targets.startswith(type(eager).__name__)
-    data = loader_batch(cfg)
+    data = noise_images(loader_batch(cfg))
     expected = two_steps(eager, data)
     got = two_steps(compiled, data)
     assert [sorted(s) for s in got] == [sorted(s) for s in expected]
@@ -268,7 +290,8 @@ def check_compiled_matches_eager(cfg, backend='aot_eager', weight_atol=1e-5,
                                    msg=name)
     eager.eval()
     compiled.eval()
-    x = eager.data_preprocessor(loader_batch(cfg, 'val', 3))['inputs']
+    x = eager.data_preprocessor(noise_images(loader_batch(cfg, 'val',
+                                                          3)))['inputs']
     with torch.no_grad():
         for a, b in zip(eager(x).values(), compiled(x).values()):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
