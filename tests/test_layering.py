@@ -142,3 +142,15 @@ def test_each_layer_imports_only_the_layers_below():
                        for a in allowed):
                 broken.append(f'{path} imports ffl_mm.{module}')
     assert broken == []
+
+
+def test_no_package_module_grows_past_400_lines():
+    """A new method or capability is a component in its own file: no
+    module of the package grows past 400 lines."""
+    long = []
+    for path, _ in _sources():
+        with open(osp.join(REPO, path)) as f:
+            lines = sum(1 for _ in f)
+        if lines > 400:
+            long.append(f'{path}: {lines} lines')
+    assert long == []

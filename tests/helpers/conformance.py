@@ -25,7 +25,12 @@ EXTRA_CONFIGS = 'FFL_MM_CONFORMANCE_CONFIGS'
 
 
 def _config(path):
+    """The config at ``path``: a shipped one parsed once per session
+    (``conftest.shipped_config``), any other parsed now."""
     from mmengine.config import Config
+    if osp.abspath(path).startswith(osp.join(REPO, 'configs') + osp.sep):
+        from conftest import shipped_config
+        return shipped_config(path)
     return Config.fromfile(path)
 
 

@@ -89,3 +89,28 @@ def check_distill_contract(cls: type, loss: nn.Module) -> None:
             f'Use a loss that takes {list(cls.target_keys)} '
             f'({", ".join(fits) or "none registered"}) or a classifier that '
             f'gives {list(keys)} ({", ".join(givers) or "none registered"}).')
+
+
+def check_distill_setup(cls: type, base: type, distill_loss,
+                        output_names: List[str]) -> None:
+    """What a classifier class declares about distillation holds before
+    anything is built: ``base`` itself (the cross-entropy floor) takes no
+    ``distill_loss``, and a ``teacher_output`` that is none of
+    ``output_names`` is made by the class's own ``distill_teacher``.
+
+    Raises:
+        TypeError: Naming the class and what to use instead.
+    """
+    if distill_loss is not None and cls is base:
+        raise TypeError(
+            f'{base.__name__} got distill_loss={distill_loss!r}: it trains '
+            "the branches with cross-entropy only (the methods' floor). "
+            "Distillation is a method's class: type='DMLClassifier' for "
+            'PeerKDLoss between the branches (DML), or the class of the '
+            'method you want.')
+    if cls.teacher_output not in (None, *output_names) and \
+            cls.distill_teacher is base.distill_teacher:
+        raise TypeError(
+            f'{cls.__name__}: teacher_output={cls.teacher_output!r} is not '
+            f'one of its outputs {output_names}; a training-only teacher is '
+            'made by overriding distill_teacher().')

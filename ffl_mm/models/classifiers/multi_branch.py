@@ -5,7 +5,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import ModuleList
 from mmpretrain.models.classifiers import BaseClassifier
 from mmpretrain.structures import DataSample
@@ -15,14 +14,16 @@ from ...utils import output_names as names
 from . import branch_cfgs as bc
 from . import channel_probe
 from .branch_features import BranchFeatures
-from .distill_contract import check_distill_contract
+from .distill_contract import check_distill_contract, check_distill_setup
 from .head_loss import named_head_loss
+from .predict_outputs import PredictOutputsMixin
 from .student_export import StudentExportMixin
 from .trunk_split import TrunkSplit
 
 
 @MODELS.register_module()
-class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
+class MultiBranchClassifier(PredictOutputsMixin, StudentExportMixin,
+                            BaseClassifier):
     """N branches trained together, each with its own cross-entropy, and an
     optional distillation loss between them; the ensemble is the mean of
     the branch logits. Alone it is the methods' cross-entropy floor; each
@@ -105,6 +106,8 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
     #: fusion neck needs every branch's output at ``fusion_in_index`` to be
     #: a map ``(B, C, H, W)``, which the probe then checks first.
     with_fusion: bool = False
+    # (need_maps, BranchProbe) of the build's probe run: probe_branches
+    _build_probe = None
 
     def __init__(self,
                  backbone: Union[dict, Sequence[dict]],
@@ -160,23 +163,11 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             dict(backbone=b, neck=n, head=h)
             for b, n, h in zip(backbone_cfgs, neck_cfgs, head_cfgs)
         ]
-        if distill_loss is not None and type(self) is MultiBranchClassifier:
-            raise TypeError(
-                f'MultiBranchClassifier got distill_loss={distill_loss!r}: it '
-                'trains the branches with cross-entropy only (the methods\' '
-                "floor). Distillation is a method's class: type="
-                "'DMLClassifier' for PeerKDLoss between the branches (DML), "
-                "or the class of the method you want.")
+        check_distill_setup(type(self), MultiBranchClassifier, distill_loss,
+                            self.output_names)
         self.distill_loss = bc.build(distill_loss)
         if self.distill_loss is not None:
             check_distill_contract(type(self), self.distill_loss)
-        if self.teacher_output not in (None, *self.output_names) and \
-                type(self).distill_teacher is \
-                MultiBranchClassifier.distill_teacher:
-            raise TypeError(
-                f'{name}: teacher_output={self.teacher_output!r} is not one '
-                f'of its outputs {self.output_names}; a training-only '
-                'teacher is made by overriding distill_teacher().')
         self.test_cfg = bc.predict_mode(name, test_cfg, self.output_names,
                                         self.default_predict)
         self.predict_mode = self.test_cfg['predict']
@@ -189,13 +180,13 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
         The branches run once per build: the base class probes them, and a
         subclass's call while it builds its teacher (fusion neck, gate,
         attention) gets the same result. Call it only while building."""
-        cached = self.__dict__.get('_build_probe')
+        cached = self._build_probe
         if cached is not None and (cached[0] or not need_maps):
             return cached[1]
         probe = channel_probe.probe_branches(
             self._backbone_features, self.backbones, self.necks,
             self.fusion_in_index, need_maps=need_maps)
-        self.__dict__['_build_probe'] = (need_maps, probe)
+        self._build_probe = (need_maps, probe)
         return probe
 
     @classmethod
@@ -289,44 +280,6 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             return self.predict(inputs, data_samples)
         raise RuntimeError(f'Invalid mode "{mode}".')
 
-    @staticmethod
-    def _named_logits(branch_logits, others) -> Dict[str, torch.Tensor]:
-        logits = {names.branch_name(i): z for i, z in enumerate(branch_logits)}
-        logits.update(others)
-        return logits
-
-    def extract_feat(self,
-                     inputs: torch.Tensor,
-                     stage: str = 'neck') -> Tuple[torch.Tensor, ...]:
-        """Features of the output that ``test_cfg.predict`` selects, at
-        ``stage`` ``'backbone'``, ``'neck'`` or ``'pre_logits'`` (as
-        ``ImageClassifier.extract_feat``): for ``branch{i}`` that branch's;
-        for ``ensemble`` a tuple of each branch's (last) feature.
-
-        Returns:
-            tuple[Tensor]: As described above.
-        """
-        if stage not in ('backbone', 'neck', 'pre_logits'):
-            raise ValueError(f'Invalid output stage "{stage}", please choose '
-                             'from "backbone", "neck" and "pre_logits"')
-        return self._extract(self.forward_features(inputs), stage)
-
-    def _extract(self, features: BranchFeatures, stage: str):
-        """:meth:`extract_feat` for the branches and the ensemble."""
-
-        def branch_feat(i):
-            if stage == 'backbone':
-                return features.feats[i]
-            feats = self.necks[i](features.feats[i])
-            if stage == 'neck':
-                return feats
-            return (self.heads[i].pre_logits(feats), )
-
-        if self.predict_mode == names.ENSEMBLE:
-            return tuple(
-                branch_feat(i)[-1] for i in range(self.num_branches))
-        return branch_feat(names.branch_index(self.predict_mode))
-
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """Cross-entropy of every classifier plus the distillation terms.
@@ -389,39 +342,3 @@ class MultiBranchClassifier(StudentExportMixin, BaseClassifier):
             logged.
         """
         return self.distill_loss(branch_logits, teacher)
-
-    def predict(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None
-                ) -> List[DataSample]:
-        """Predict with the output that ``test_cfg.predict`` selects.
-
-        Each returned :obj:`DataSample` has ``pred_score`` ``(C, )`` and
-        ``pred_label`` from the selected output, and also
-        ``branch_scores`` ``(N, C)``, ``ensemble_score`` ``(C, )`` and
-        (with fusion) ``fused_score`` ``(C, )`` — softmax probabilities of
-        every output, for :class:`MultiBranchAccuracy`.
-
-        Args:
-            inputs (Tensor): ``(B, 3, H, W)``.
-            data_samples (list[DataSample], optional): Filled in place;
-                created when None.
-        """
-        logits = self._named_logits(*self._forward_all(inputs)[:2])
-        scores = {name: F.softmax(z, dim=1) for name, z in logits.items()}
-        branch_scores = torch.stack([
-            scores[names.branch_name(i)] for i in range(self.num_branches)
-        ], dim=1)
-        selected = scores[self.predict_mode]
-        labels = selected.argmax(dim=1, keepdim=True)
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(selected.size(0))]
-        for i, sample in enumerate(data_samples):
-            sample.set_pred_score(selected[i]).set_pred_label(labels[i])
-            sample.set_field(branch_scores[i], names.BRANCH_SCORES_FIELD)
-            sample.set_field(scores[names.ENSEMBLE][i],
-                             names.ENSEMBLE_SCORE_FIELD)
-            if names.FUSED in scores:
-                sample.set_field(scores[names.FUSED][i],
-                                 names.FUSED_SCORE_FIELD)
-        return data_samples

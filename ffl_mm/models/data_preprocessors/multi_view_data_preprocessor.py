@@ -52,12 +52,12 @@ class MultiViewClsDataPreprocessor(ClsDataPreprocessor):
         views = self._views(data['inputs'])
         if views is None:
             return super().forward(data, training)
-        out = None
-        processed: List[torch.Tensor] = []
-        for view in views:
-            out = super().forward(
-                dict(data, inputs=view), training)
-            processed.append(out['inputs'])
+        # the labels once, with the first view; the others are images only
+        out = super().forward(dict(data, inputs=views[0]), training)
+        processed: List[torch.Tensor] = [out['inputs']]
+        for view in views[1:]:
+            processed.append(super().forward(
+                dict(inputs=view, data_samples=None), training)['inputs'])
         return dict(out, inputs=torch.stack(processed, dim=1))
 
     @staticmethod

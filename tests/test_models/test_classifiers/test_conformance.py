@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_cmd, shipped_config
+from conftest import REPO, run_cmd
 from helpers import conformance as c
 
 METHODS = c.method_configs()
@@ -22,9 +22,7 @@ CLASSES = c.method_classes()
 
 
 def _cfg(name):
-    path = METHODS[name]
-    return shipped_config(path) if path.startswith(REPO) else \
-        c._config(path)
+    return c._config(METHODS[name])
 
 
 def test_every_method_class_has_a_demo_config():

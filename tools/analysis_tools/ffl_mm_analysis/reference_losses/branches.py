@@ -2,6 +2,8 @@
 """The branches with cross-entropy, and DML's peers (``PeerKDLoss``):
 the base class (DML with the networks updated together) and CL-ILR (its
 trunk's gradient rescaled by a hook, as a script would write it)."""
+import torch
+
 from ffl_mm.models.losses import PeerKDLoss
 from ..reference_step import branch_outputs, ce, kd, kd_scale
 from . import register
@@ -13,7 +15,6 @@ def peer_kd(loss, i, logits):
     peers = [z for j, z in enumerate(logits) if j != i]
     if loss.peer_target == 'each':
         return sum(kd(logits[i], z, T, detach) for z in peers) / len(peers)
-    import torch
     return kd(logits[i], torch.stack(peers).mean(dim=0), T, detach)
 
 
