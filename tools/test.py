@@ -95,6 +95,7 @@ def main(argv=None):
     metrics = runner.test()
     if args.out and args.out_item == 'metrics' and is_main_process():
         mmengine.dump(metrics, args.out)
+    del runner  # its DDP wrapper holds the process group (close_distributed)
     close_distributed()
     return metrics
 

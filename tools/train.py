@@ -99,6 +99,9 @@ def main(argv=None):
                 runner = Runner.from_cfg(cfg)
             take_over_compile(runner)
             runner.train()
+            # the Runner's DDP wrapper holds the process group: freed
+            # before the group is destroyed (close_distributed)
+            del runner
         close_distributed()
     finally:
         unlock_work_dirs()

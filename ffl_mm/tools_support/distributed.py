@@ -2,6 +2,7 @@
 """Distributed runs that also start without CUDA (gloo on the CPU) and end
 cleanly. Used by ffl_mm's tools; not imported by ``import ffl_mm``."""
 import datetime
+import gc
 import os
 
 import torch
@@ -77,10 +78,17 @@ def close_distributed() -> None:
     exits, and the C++ runtime may abort the process ("terminate called
     without an active exception", SIGABRT) after every checkpoint and log
     has been written (see docs/changelog.md). A barrier (every rank is
-    done) and ``destroy_process_group`` join them first. A no-op outside
+    done), the garbage the finished run left (the tools drop their Runner,
+    whose DDP wrapper holds the group, before calling this) and
+    ``destroy_process_group`` join them first. A no-op outside
     distributed runs. Not called when a run fails: a barrier then could
     wait for a dead rank.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
+        # what still holds the group (a model wrapper's reducer, in cycles
+        # with the rest of a finished Runner) goes before the group does:
+        # a group alive at interpreter exit tears its threads down there
+        gc.collect()
         torch_dist.destroy_process_group()
+        gc.collect()
